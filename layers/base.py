@@ -1,0 +1,164 @@
+"""The op contract and the registry.
+
+An op is one subclass of :class:`Op`, registered with :func:`register` beside
+its code. Its nested ``Params`` class is its spec schema, its documentation
+(``tfn layers NAME``) and its graph-definition payload; its methods are the
+shape rule, the FLOPs rule, its variables and its PyTorch builder. Nothing
+outside layers/ lists op names.
+
+This module imports no torch: ``tfn check`` and ``tfn --help`` stay fast.
+Builders import torch when they are called.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import torch
+
+Shape = tuple  # tuple[int | None, ...]; a leading None is the batch dimension
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """What flows along a data edge: shape (batch first, None when unknown) and dtype."""
+
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: everything after the batch axis."""
+        return tuple(self.shape[1:])  # type: ignore[arg-type]
+
+    @property
+    def sample_size(self) -> int:
+        return math.prod(self.sample_shape)
+
+    def __str__(self) -> str:
+        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        return f"[{dims}]" + ("" if self.dtype == "float32" else f" {self.dtype}")
+
+
+@dataclass(frozen=True)
+class VariableDef:
+    """A variable an op owns, named ``<node>/<role>`` in the graph (TF's names).
+
+    Layouts are PyTorch's: conv kernels OIHW, dense kernels [out, in].
+    ``fans`` overrides the (fan_in, fan_out) an initializer derives from that
+    layout, for ops whose TF fans differ (depthwise filters).
+    """
+
+    role: str
+    shape: tuple[int, ...]
+    initializer: Any = "zeros"
+    trainable: bool = True
+    fans: tuple[int, int] | None = None
+    regularizer: float = 0.0  # L2 factor the runner adds to the loss: factor * sum(w**2) / 2
+
+
+class OpError(ValueError):
+    """The op's attributes do not fit its inputs. ``field`` names the attribute at fault."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class Params(BaseModel):
+    """Base of every op's parameter class: unknown attributes are errors; no silent coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# A kernel is what an op's builder returns: called with the node's input
+# tensors, its variables by role, and whether the model is training.
+Kernel = Callable[[Sequence["torch.Tensor"], dict, bool], "torch.Tensor | tuple[torch.Tensor, ...]"]
+
+
+class Op:
+    """Base class of every op. Subclasses set ``name``, ``family`` and ``Params``
+    and override the rules that apply to them."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    Params: ClassVar[type[Params]] = Params
+    #: (fewest, most) data inputs; most=None means any number
+    arity: ClassVar[tuple[int, int | None]] = (1, 1)
+    #: a loss op takes (logits, labels) and gives one loss per example
+    is_loss: ClassVar[bool] = False
+    #: an op whose output depends on a random draw in training (dropout)
+    is_random: ClassVar[bool] = False
+    #: notes for users coming from TensorFlow, shown by `tfn layers NAME`
+    tf_notes: ClassVar[str] = ""
+
+    def infer(self, p: Params, inputs: Sequence[TensorType]) -> list[TensorType]:
+        """The output types, or OpError when the attributes do not fit the inputs."""
+        raise NotImplementedError(f"op {self.name} has no shape rule")
+
+    def variables(self, p: Params, inputs: Sequence[TensorType]) -> list[VariableDef]:
+        return []
+
+    def flops(self, p: Params, inputs: Sequence[TensorType], outputs: Sequence[TensorType]) -> int:
+        """Forward floating-point operations for one sample (a multiply-add counts 2)."""
+        return 0
+
+    def build(self, p: Params, inputs: Sequence[TensorType]) -> Kernel:
+        raise NotImplementedError(f"op {self.name} has no PyTorch builder")
+
+    def label_type(self, p: Params, logits: TensorType) -> TensorType:
+        """For a loss op: the type of the labels that go with these logits."""
+        raise NotImplementedError(f"op {self.name} is not a loss")
+
+    def doc(self) -> str:
+        return (type(self).__doc__ or "").strip()
+
+
+_REGISTRY: dict[str, Op] = {}
+
+
+def register(cls: type[Op]) -> type[Op]:
+    """Class decorator: add an op to the registry under its spec name."""
+    if cls.name in _REGISTRY:
+        raise RuntimeError(f"op {cls.name!r} is registered twice")
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+class UnknownOpError(KeyError):
+    def __init__(self, name: str):
+        self.name = name
+        self.suggestion = suggest(name, _REGISTRY)
+        hint = f" (did you mean {self.suggestion!r}?)" if self.suggestion else ""
+        super().__init__(f"unknown op {name!r}{hint}")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def get(name: str) -> Op:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownOpError(name) from None
+
+
+def all_ops() -> dict[str, Op]:
+    return dict(sorted(_REGISTRY.items()))
+
+
+def suggest(word: str, choices) -> str | None:
+    """The closest known name, for 'did you mean' hints."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+

@@ -1,0 +1,81 @@
+"""specs/: spec file -> validated Spec -> graph IR.
+
+    doc = read_document("spec.yaml")      # data + positions
+    spec = validate(doc)                   # pydantic schema, positioned errors
+    graph = compile_spec(doc, spec)        # names, references, shapes, variables
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tfn.specs.compiler import compile_spec
+from tfn.specs.documents import Document, read_document
+from tfn.specs.errors import Diagnostic, SpecError, UserError
+from tfn.specs.graph import Graph
+from tfn.specs.schema import Spec, json_schema
+from tfn.specs.validate import validate
+
+EXAMPLES = Path(__file__).parent / "examples"
+
+
+def example_names() -> list[str]:
+    return sorted(p.stem for p in EXAMPLES.iterdir() if p.suffix in (".yaml", ".toml"))
+
+
+def resolve_spec_path(target: str | Path) -> Path:
+    """A path to a spec file, or the name of a shipped example."""
+    path = Path(target)
+    if path.exists():
+        return path
+    if path.suffix == "" and "/" not in str(target):
+        for suffix in (".yaml", ".toml"):
+            if (EXAMPLES / f"{target}{suffix}").exists():
+                return EXAMPLES / f"{target}{suffix}"
+    from tfn.layers import suggest
+
+    hint = suggest(str(target), example_names())
+    raise UserError(
+        f"{target}: error: no such file or shipped example"
+        + (f" (did you mean {hint!r}?)" if hint else f"; shipped examples: {', '.join(example_names())}")
+    )
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    path: Path
+    doc: Document
+    spec: Spec
+    graph: Graph
+
+
+def load(target: str | Path, overrides: list[str] = ()) -> LoadedSpec:
+    """Read, validate and compile a spec file or shipped example."""
+    path = resolve_spec_path(target)
+    display = str(target) if path.parent == EXAMPLES else str(path)
+    doc = read_document(path, display=display)
+    if overrides:
+        from tfn.specs.overrides import apply_overrides
+
+        apply_overrides(doc, overrides)
+    spec = validate(doc)
+    return LoadedSpec(path, doc, spec, compile_spec(doc, spec))
+
+
+__all__ = [
+    "Diagnostic",
+    "Document",
+    "Graph",
+    "LoadedSpec",
+    "Spec",
+    "SpecError",
+    "UserError",
+    "compile_spec",
+    "example_names",
+    "json_schema",
+    "load",
+    "read_document",
+    "resolve_spec_path",
+    "validate",
+]

@@ -1,0 +1,230 @@
+"""Read a YAML or TOML file into plain data, keeping the line and column of every value.
+
+YAML is read with YAML 1.2's core schema, not PyYAML's 1.1 default: `1e-3`
+is a float, only true/false are booleans, `012` is twelve, and a duplicate
+key is an error. TOML is read with tomllib, which keeps no positions; they
+are found by scanning the text for the keys.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from tfn.specs.errors import Diagnostic, SpecError, UserError, format_path
+
+Position = tuple[int, int]  # 1-based line and column
+
+
+@dataclass
+class Document:
+    """A parsed spec file: its data and where each value sits in the text."""
+
+    path: str
+    data: dict
+    values: dict[tuple, Position] = field(default_factory=dict)  # path -> value position
+    keys: dict[tuple, Position] = field(default_factory=dict)  # path -> key position
+
+    def where(self, path: tuple, key: bool = False) -> Position | None:
+        """The position of `path`, or of its nearest ancestor that has one."""
+        path = tuple(path)
+        while True:
+            table = (self.keys, self.values) if key else (self.values, self.keys)
+            for positions in table:
+                if path in positions:
+                    return positions[path]
+            if not path:
+                return None
+            path = path[:-1]
+
+    def error(self, path: tuple, message: str, key: bool = False) -> Diagnostic:
+        line, col = self.where(path, key) or (None, None)
+        return Diagnostic(self.path, line, col, format_path(path), message)
+
+
+FORMATS = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
+
+
+def read_document(path: str | Path, text: str | None = None, display: str | None = None) -> Document:
+    path = Path(path)
+    name = display or str(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise SpecError([Diagnostic(name, None, None, "", f"a spec is a .yaml, .yml or .toml file, got {path.suffix or 'no extension'!r}")])
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"{name}: error: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{name}: error: cannot read: {exc}") from None
+    if not text.strip():
+        raise SpecError([Diagnostic(name, 1, 1, "", "the file is empty; a spec needs at least version, name and model")])
+    doc = parse_yaml(text, name) if fmt == "yaml" else parse_toml(text, name)
+    if not isinstance(doc.data, dict):
+        raise SpecError([Diagnostic(name, 1, 1, "", f"a spec is a mapping of sections, got a {type(doc.data).__name__}")])
+    return doc
+
+
+# --- YAML ------------------------------------------------------------------
+
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """Composes nodes with YAML 1.2 core-schema tag resolution."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {}
+for _tag, _regexp, _first in (
+    ("bool", _BOOL, "tTfF"),
+    ("int", _INT, "-+0123456789"),
+    ("float", _FLOAT, "-+0123456789."),
+    ("null", _NULL, ["~", "n", "N", ""]),
+):
+    _Yaml12Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", _regexp, list(_first))
+
+
+def parse_yaml(text: str, name: str) -> Document:
+    try:
+        root = yaml.compose(text, Loader=_Yaml12Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise SpecError([Diagnostic(name, line, col, "", f"YAML syntax: {exc.problem or exc.context}")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([Diagnostic(name, None, None, "", f"YAML syntax: {exc}")]) from None
+    doc = Document(name, {})
+    problems: list[Diagnostic] = []
+    doc.data = _convert(root, (), doc, problems) if root is not None else None
+    if problems:
+        raise SpecError(problems)
+    return doc
+
+
+def _pos(node) -> Position:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _convert(node, path: tuple, doc: Document, problems: list):
+    doc.values[path] = _pos(node)
+    if isinstance(node, yaml.MappingNode):
+        out: dict = {}
+        for key_node, value_node in node.value:
+            key = _convert(key_node, path + ("<key>",), doc, problems)
+            doc.values.pop(path + ("<key>",), None)
+            if not isinstance(key, (str, int)):
+                problems.append(Diagnostic(doc.path, *_pos(key_node), "", "a mapping key must be a string"))
+                continue
+            if key in out:
+                first = doc.keys[path + (key,)]
+                message = f"duplicate key {key!r} (first defined at line {first[0]})"
+                problems.append(Diagnostic(doc.path, *_pos(key_node), format_path(path + (key,)), message))
+                continue
+            doc.keys[path + (key,)] = _pos(key_node)
+            out[key] = _convert(value_node, path + (key,), doc, problems)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(item, path + (i,), doc, problems) for i, item in enumerate(node.value)]
+    tag, value = node.tag, node.value
+    if tag.endswith(":str"):
+        return value
+    if tag.endswith(":bool"):
+        return value.lower() == "true"
+    if tag.endswith(":null"):
+        return None
+    if tag.endswith(":int"):
+        if value[:2] in ("0o", "0x"):
+            return int(value[2:], 8 if value[1] == "o" else 16)
+        return int(value)
+    if tag.endswith(":float"):
+        low = value.lower()
+        if low.endswith("inf"):
+            return -math.inf if low.startswith("-") else math.inf
+        return math.nan if low.endswith("nan") else float(value)
+    problems.append(Diagnostic(doc.path, *_pos(node), "", f"unsupported YAML tag {tag!r}"))
+    return None
+
+
+# --- TOML ------------------------------------------------------------------
+
+_TOML_POS = re.compile(r"at line (\d+), column (\d+)")
+_KEY = r'(?:[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\')'
+_DOTTED = rf"{_KEY}(?:\s*\.\s*{_KEY})*"
+_TABLE = re.compile(rf"^\s*(\[\[?)\s*({_DOTTED})\s*\]\]?")
+_ASSIGN = re.compile(rf"({_DOTTED})\s*=")
+
+
+def parse_toml(text: str, name: str) -> Document:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = _TOML_POS.search(str(exc))
+        line, col = (int(match[1]), int(match[2])) if match else (None, None)
+        message = _TOML_POS.sub("", str(exc)).replace("()", "").strip()
+        raise SpecError([Diagnostic(name, line, col, "", f"TOML syntax: {message}")]) from None
+    doc = Document(name, data)
+    _toml_positions(text, doc)
+    return doc
+
+
+def _split_key(dotted: str) -> tuple:
+    return tuple(part.strip().strip("\"'") for part in re.findall(_KEY, dotted))
+
+
+def _toml_positions(text: str, doc: Document) -> None:
+    """Find the line and column of each key: tables, arrays of tables, keys,
+    and keys of inline tables inside multi-line arrays (one table per line)."""
+    table: tuple = ()
+    counts: dict[tuple, int] = {}
+    array: tuple | None = None  # path of a multi-line array being read
+    depth = 0
+    for lineno, line in enumerate(text.splitlines(), 1):
+        code = line.split("#", 1)[0] if '"' not in line and "'" not in line else line
+        if array is None and (m := _TABLE.match(code)):
+            path = _split_key(m[2])
+            if m[1] == "[[":
+                counts[path] = counts.get(path, -1) + 1
+                table = path + (counts[path],)
+            else:
+                table = path
+            doc.keys[table] = doc.values[table] = (lineno, m.start(2) + 1)
+            continue
+        if array is not None:
+            stripped = code.lstrip()
+            if stripped.startswith("{"):
+                index = counts.get(array, -1) + 1
+                counts[array] = index
+                item = array + (index,)
+                doc.keys[item] = doc.values[item] = (lineno, len(code) - len(stripped) + 1)
+                for m in _ASSIGN.finditer(code):
+                    doc.keys[item + _split_key(m[1])] = doc.values[item + _split_key(m[1])] = (lineno, m.start(1) + 1)
+            depth += code.count("[") - code.count("]")
+            if depth <= 0:
+                array = None
+            continue
+        m = _ASSIGN.match(code.lstrip())
+        if m:
+            indent = len(code) - len(code.lstrip())
+            path = table + _split_key(m[1])
+            doc.keys[path] = doc.values[path] = (lineno, indent + 1)
+            rest = code[indent + m.end():]
+            for inner in _ASSIGN.finditer(rest) if rest.lstrip().startswith("{") else ():
+                sub = path + _split_key(inner[1])
+                doc.keys[sub] = doc.values[sub] = (lineno, indent + m.end() + inner.start(1) + 1)
+            opened = rest.count("[") - rest.count("]")
+            if rest.lstrip().startswith("[") and opened > 0:
+                array, depth = path, opened
