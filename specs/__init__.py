@@ -63,6 +63,20 @@ def load(target: str | Path, overrides: list[str] = ()) -> LoadedSpec:
     return LoadedSpec(path, doc, spec, compile_spec(doc, spec))
 
 
+def load_graph(target: str | Path) -> Graph:
+    """A graph from a spec (or shipped example), a graph.json file, or a run directory."""
+    path = Path(target)
+    graph_file = path / "graph.json" if path.is_dir() else path
+    if graph_file.suffix == ".json" and graph_file.is_file():
+        try:
+            return Graph.from_json(graph_file.read_text(encoding="utf-8"))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{graph_file}: error: not a valid tfn graph definition: {exc}") from None
+    if path.is_dir():
+        raise UserError(f"{path}: error: a directory without graph.json is not a run directory")
+    return load(target).graph
+
+
 __all__ = [
     "Diagnostic",
     "Document",
@@ -75,6 +89,7 @@ __all__ = [
     "example_names",
     "json_schema",
     "load",
+    "load_graph",
     "read_document",
     "resolve_spec_path",
     "validate",

@@ -1,0 +1,44 @@
+import json
+
+import click
+
+from tfn.cli.options import as_json, overrides, spec_target
+
+
+@click.command("check")
+@spec_target
+@overrides
+@as_json
+def command(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Validate SPEC (a .yaml/.toml file or a shipped example name), compile it
+    to the graph and print every node with its output shape, parameters and FLOPs.
+
+    \b
+    Example:
+      tfn check digits_cnn
+    """
+    from tfn.specs import load
+    from tfn.specs.summary import summarize
+
+    summary = summarize(load(target, overrides).graph)
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+        return
+    rows = [("node", "op", "inputs", "output", "params", "FLOPs")]
+    for r in summary.nodes:
+        inputs = ", ".join(r.inputs) + ("".join(f" ^{a}" for a in r.after))
+        name = r.name + (f" @{r.device}" if r.device else "")
+        rows.append((name, r.op, inputs, r.output, f"{r.parameters:,}", f"{r.flops:,}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for k, row in enumerate(rows):
+        line = "  ".join(cell.rjust(w) if i >= 4 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        click.echo(line.rstrip())
+        if k == 0:
+            click.echo("  ".join("-" * w for w in widths))
+    inputs = ", ".join(f"{k} {v}" for k, v in summary.inputs.items())
+    click.echo(f"\n{summary.name}: inputs {inputs}")
+    click.echo(
+        f"parameters: {summary.trainable_parameters + summary.non_trainable_parameters:,} "
+        f"({summary.trainable_parameters:,} trainable, {summary.non_trainable_parameters:,} non-trainable)"
+    )
+    click.echo(f"forward FLOPs per sample: {summary.flops_per_sample:,}")

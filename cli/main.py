@@ -1,0 +1,88 @@
+"""The `tfn` command. Commands load lazily, so `tfn --help` imports no torch.
+
+Each command module parses options, calls one library function and renders
+the result. Errors the user can fix print as `FILE:LINE:COL: error: ...` and
+exit 2; a failed run exits 1; --debug shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+COMMANDS = {
+    "check": ("tfn.cli.check", "Validate a spec, compile it and print nodes, shapes, parameters and FLOPs."),
+    "train": ("tfn.cli.train", "Train a spec; write a run directory with checkpoints and TensorBoard logs."),
+    "export-graph": ("tfn.cli.export_graph", "Write the graph definition (structure only) of a spec or run."),
+    "inspect-checkpoint": ("tfn.cli.inspect_checkpoint", "List the variables of a checkpoint: name, dtype, shape."),
+    "schema": ("tfn.cli.schema", "Print the JSON Schema of the spec format (for editors)."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        return importlib.import_module(COMMANDS[name][0]).command
+
+    def format_commands(self, ctx, formatter):
+        # the short help comes from the table above: listing commands imports none of them
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else ""
+        if name and name not in COMMANDS and not name.startswith("-"):
+            from difflib import get_close_matches
+
+            close = get_close_matches(name, COMMANDS, n=1)
+            raise click.UsageError(f"no such command {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+@click.version_option(package_name="tfn", prog_name="tfn")
+def cli(debug: bool) -> None:
+    """tfn: TensorFlow 1.x-style dataflow graphs from a YAML/TOML spec, trained on PyTorch."""
+
+
+def _is(exc: BaseException, module: str, name: str) -> bool:
+    # only modules already imported can have raised their errors: no import here
+    mod = sys.modules.get(module)
+    return mod is not None and isinstance(exc, getattr(mod, name))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        cli.main(argv, prog_name="tfn", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        if _is(exc, "tfn.specs.errors", "UserError"):
+            click.echo(str(exc), err=True)
+            sys.exit(2)
+        if _is(exc, "tfn.runners.train", "TrainingFailed"):
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
