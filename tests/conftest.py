@@ -1,0 +1,63 @@
+"""Shared test helpers: write specs to temporary files and run the CLI."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path):
+    """write_spec(text, name="spec.yaml") -> path of a dedented spec file."""
+
+    def write(text: str, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    return write
+
+
+@pytest.fixture
+def tfn_cli():
+    """tfn_cli(*args) -> (exit code, stdout, stderr) through tfn.cli.main.main, in-process."""
+    from tfn.cli.main import main
+
+    def run(*args: str):
+        runner = CliRunner()
+        result = runner.invoke(_entry, list(args), catch_exceptions=False)
+        return result.exit_code, result.stdout, result.stderr
+
+    import click
+
+    @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+    @click.pass_context
+    def _entry(ctx):
+        main(list(ctx.args))
+
+    return run
+
+
+MINIMAL_SPEC = """
+version: 1
+name: tiny
+model:
+  inputs:
+    image: {shape: [1, 8, 8]}
+  layers:
+    - {name: conv, op: conv2d, filters: 4, kernel_size: 3, padding: SAME}
+    - {op: relu}
+    - {op: flatten}
+    - {name: logits, op: dense, units: 10}
+loss: {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}
+data: {source: digits, batch_size: 64}
+train: {epochs: 1}
+"""
+
+
+@pytest.fixture
+def minimal_spec(write_spec) -> Path:
+    return write_spec(MINIMAL_SPEC)
