@@ -1,10 +1,16 @@
 """Graph IR -> torch.nn.Module.
 
-The module runs the graph's nodes in topological order, each through its op's
-kernel, and computes only what the requested fetches need (TF's session
-pruning). Every parameter and buffer is registered under its graph variable
-name (`conv1/kernel`, `bn/moving_mean`), so state_dict keys are the
-checkpoint's keys, one to one; shared variables exist once.
+The module runs the graph's nodes in topological order (data and control
+edges), each through its op's kernel, and computes only what the requested
+fetches need (TF's session pruning); a fed tensor, a model input or any
+intermediate node, is taken as given and what lies above it is not computed.
+Every parameter and buffer is registered under its graph variable name
+(`conv1/kernel`, `bn/moving_mean`), so state_dict keys are the checkpoint's
+keys, one to one; shared variables exist once.
+
+Placement: a node with a `device` runs there, the others on the module's
+default device (:meth:`GraphModule.place`); tensors move where placement
+changes, and each variable lives with the first node that uses it.
 """
 
 from __future__ import annotations
@@ -22,22 +28,48 @@ from tfn.specs.graph import Graph, split_ref
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64, "int32": torch.int32}
 
+Ref = tuple[str, int]  # (node or input name, output index)
 
-@dataclass(frozen=True)
+
+@dataclass
 class _Step:
     name: str
     kernel: Callable
-    inputs: tuple[tuple[str, int], ...]
+    inputs: tuple[Ref, ...]
     variables: tuple[tuple[str, str], ...]  # (role, variable name)
-    device: torch.device | None
+    requested_device: str | None  # as the graph places it
+    device: torch.device | None = None  # where it runs; None: wherever its inputs are
 
 
 class FetchError(UserError):
-    pass
+    """A fetch or feed that the graph does not have, or a fetch whose inputs are not fed."""
+
+
+class PlacementError(UserError):
+    """A node is placed on a device this machine does not have."""
+
+
+def check_device(device: str | torch.device, what: str) -> torch.device:
+    """`device` as a torch.device, or PlacementError when this machine lacks it."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = dev.index or 0
+        if count == 0:
+            raise PlacementError(f"{what} is placed on {device}, but this machine has no CUDA device; use device: cpu (or remove device:)")
+        if index >= count:
+            raise PlacementError(f"{what} is placed on {device}, but this machine has {count} CUDA device(s): cuda:0 to cuda:{count - 1}")
+    elif dev.type != "cpu":
+        raise PlacementError(f"{what} is placed on {device}; tfn places nodes on cpu or cuda")
+    return dev
 
 
 class GraphModule(nn.Module):
-    """A compiled graph. ``module(feeds, fetches)`` returns ``{fetch: tensor}``."""
+    """A compiled graph. ``module(feeds, fetches)`` returns ``{fetch: tensor}``.
+
+    ``feeds`` maps model inputs, and optionally any node output ("node" or
+    "node:1"), to tensors; ``fetches`` names node outputs or inputs.
+    """
 
     def __init__(self, graph: Graph, generator: torch.Generator | None = None):
         super().__init__()
@@ -53,62 +85,73 @@ class GraphModule(nn.Module):
         for node in graph.nodes:
             op = layers.get(node.op)
             kernel = op.build(node.params, [graph.type_of(r) for r in node.inputs])
-            self._steps[node.name] = _Step(
-                node.name,
-                kernel,
-                tuple(split_ref(r) for r in node.inputs),
-                tuple(node.variables.items()),
-                torch.device(node.device) if node.device else None,
-            )
+            self._steps[node.name] = _Step(node.name, kernel, tuple(split_ref(r) for r in node.inputs), tuple(node.variables.items()), node.device)
         self._plans: dict[tuple, list[_Step]] = {}
 
     # --- pruning ---------------------------------------------------------------
 
     def plan(self, fetches: Sequence[str], fed: Iterable[str] = ()) -> list[_Step]:
-        """The steps that `fetches` need, in topological order; fed nodes are not recomputed."""
-        key = (tuple(fetches), tuple(sorted(fed)))
+        """The steps that `fetches` need, in topological order; fed tensors are not recomputed.
+
+        A node runs when one of its outputs is needed and not fed; running it
+        runs its data and control inputs first.
+        """
+        fed_refs = frozenset(split_ref(f) for f in fed)
+        key = (tuple(fetches), fed_refs)
         if key not in self._plans:
             needed: set[str] = set()
-            fed_set = set(fed)
-            stack = [split_ref(f)[0] for f in fetches]
+            stack = [split_ref(f) for f in fetches]
             while stack:
-                name = stack.pop()
-                if name in needed or name in fed_set or name not in self.graph.by_name:
+                ref = stack.pop()
+                name = ref[0]
+                if ref in fed_refs or name in needed or name not in self.graph.by_name:
                     continue
                 needed.add(name)
                 node = self.graph.by_name[name]
-                stack.extend(split_ref(r)[0] for r in node.inputs + node.control_inputs)
+                stack.extend(split_ref(r) for r in node.inputs + node.control_inputs)
             self._plans[key] = [self._steps[n.name] for n in self.graph.nodes if n.name in needed]
         return self._plans[key]
 
-    def check_fetches(self, fetches: Sequence[str], feeds: Mapping[str, torch.Tensor]) -> None:
+    def check_fetches(self, fetches: Sequence[str], feeds: Iterable[str]) -> None:
+        """FetchError unless every fetch and feed exists and every input the fetches need is fed."""
         known = {n.name: len(n.outputs) for n in self.graph.nodes} | {i.name: 1 for i in self.graph.inputs}
-        for f in fetches:
-            name, index = split_ref(f)
-            if name not in known:
-                hint = layers.suggest(name, known)
-                raise FetchError(f"unknown node {f!r} in fetches" + (f" (did you mean {hint!r}?)" if hint else ""))
-            if index >= known[name]:
-                raise FetchError(f"{f!r}: node {name!r} has {known[name]} output(s)")
+        feeds = list(feeds)
+        for what, refs in (("fetches", fetches), ("feeds", feeds)):
+            for ref in refs:
+                name, index = split_ref(ref)
+                if name not in known:
+                    hint = layers.suggest(name, known)
+                    raise FetchError(f"unknown node {ref!r} in {what}" + (f" (did you mean {hint!r}?)" if hint else ""))
+                if index >= known[name]:
+                    raise FetchError(f"{ref!r}: node {name!r} has {known[name]} output(s), numbered from 0")
+        fed = {split_ref(f) for f in feeds}
         inputs = {i.name for i in self.graph.inputs}
+        for ref in map(split_ref, fetches):
+            if ref[0] in inputs and ref not in fed:
+                raise FetchError(f"input {ref[0]!r} is fetched but not fed")
         for step in self.plan(fetches, feeds):
-            for name, _ in step.inputs:
-                if name in inputs and name not in feeds:
-                    raise FetchError(f"input {name!r} must be fed to compute {step.name!r}")
+            for ref in step.inputs:
+                if ref[0] in inputs and ref not in fed:
+                    raise FetchError(f"input {ref[0]!r} must be fed to compute {step.name!r}")
 
     # --- running ---------------------------------------------------------------
 
     def forward(self, feeds: Mapping[str, torch.Tensor], fetches: Sequence[str]) -> dict[str, torch.Tensor]:
-        values: dict[str, tuple] = {name: (tensor,) for name, tensor in feeds.items()}
+        values: dict[Ref, torch.Tensor] = {split_ref(ref): tensor for ref, tensor in feeds.items()}
         state = {**self._parameters, **self._buffers}
         training = self.training
         for step in self.plan(fetches, feeds):
-            xs = [values[name][index] for name, index in step.inputs]
+            xs = [values[ref] for ref in step.inputs]
+            v = {role: state[var] for role, var in step.variables}
+            if step.device is None and step.requested_device:  # placed by the graph, not yet by place()
+                step.device = check_device(step.requested_device, f"node {step.name!r}")
             if step.device is not None:
-                xs = [x.to(step.device, non_blocking=True) for x in xs]
-            out = step.kernel(xs, {role: state[var] for role, var in step.variables}, training)
-            values[step.name] = out if isinstance(out, tuple) else (out,)
-        return {f: values[split_ref(f)[0]][split_ref(f)[1]] for f in fetches}
+                xs = [x if x.device == step.device else x.to(step.device) for x in xs]
+                v = {role: t if t.device == step.device else t.to(step.device) for role, t in v.items()}
+            out = step.kernel(xs, v, training)
+            for index, tensor in enumerate(out if isinstance(out, tuple) else (out,)):
+                values.setdefault((step.name, index), tensor)  # a fed output stays as fed
+        return {f: values[split_ref(f)] for f in fetches}
 
     def trainable_variables(self) -> dict[str, nn.Parameter]:
         return dict(self._parameters)
@@ -117,12 +160,22 @@ class GraphModule(nn.Module):
         """Every graph variable, trainable or not: what a checkpoint holds."""
         return {**self._parameters, **self._buffers}
 
-    def place(self, default: torch.device) -> GraphModule:
-        """Move each variable to the device of the node that uses it (the default elsewhere)."""
+    def place(self, default: str | torch.device) -> GraphModule:
+        """Run unplaced nodes on `default` and placed ones where the graph says.
+
+        Each variable moves to the device of the first node that uses it.
+        PlacementError names the node when the machine lacks its device.
+        """
+        default = check_device(default, "the model")
         self.to(default)
+        owners: dict[str, torch.device] = {}
         for node in self.graph.nodes:
-            if node.device:
-                for var in node.variables.values():
-                    holder = self._parameters if var in self._parameters else self._buffers
-                    holder[var].data = holder[var].data.to(node.device)
+            step = self._steps[node.name]
+            step.device = check_device(node.device, f"node {node.name!r}") if node.device else default
+            for var in node.variables.values():
+                owners.setdefault(var, step.device)
+        for var, device in owners.items():
+            holder = self._parameters if var in self._parameters else self._buffers
+            if holder[var].device != device:
+                holder[var].data = holder[var].data.to(device)
         return self

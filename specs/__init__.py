@@ -1,8 +1,10 @@
 """specs/: spec file -> validated Spec -> graph IR.
 
     doc = read_document("spec.yaml")      # data + positions
-    spec = validate(doc)                   # pydantic schema, positioned errors
-    graph = compile_spec(doc, spec)        # names, references, shapes, variables
+    spec, problems = check_schema(doc)     # pydantic schema, positioned errors
+    graph = compile_spec(doc, problems)    # names, references, shapes, variables;
+                                           # raises SpecError with every problem of both stages
+or all at once: ``load("spec.yaml")`` (a path or a shipped example's name).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from tfn.specs.documents import Document, read_document
 from tfn.specs.errors import Diagnostic, SpecError, UserError
 from tfn.specs.graph import Graph
 from tfn.specs.schema import Spec, json_schema
-from tfn.specs.validate import validate
+from tfn.specs.validate import check_schema, validate
 
 EXAMPLES = Path(__file__).parent / "examples"
 
@@ -59,8 +61,10 @@ def load(target: str | Path, overrides: list[str] = ()) -> LoadedSpec:
         from tfn.specs.overrides import apply_overrides
 
         apply_overrides(doc, overrides)
-    spec = validate(doc)
-    return LoadedSpec(path, doc, spec, compile_spec(doc, spec))
+    spec, problems = check_schema(doc)
+    graph = compile_spec(doc, problems)  # raises with the schema's problems and the graph's, all at once
+    assert spec is not None  # compile_spec raised if the schema had problems
+    return LoadedSpec(path, doc, spec, graph)
 
 
 def load_graph(target: str | Path) -> Graph:
@@ -85,6 +89,7 @@ __all__ = [
     "Spec",
     "SpecError",
     "UserError",
+    "check_schema",
     "compile_spec",
     "example_names",
     "json_schema",

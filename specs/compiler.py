@@ -1,21 +1,55 @@
-"""Compile a validated spec into the graph IR.
+"""Compile a spec document into the graph IR.
 
-Names, references, sharing, control edges and shapes are checked here, after
-the schema and before any tensor exists; every problem is collected and
-reported at once with its position in the file.
+Names, references, sharing, control edges, placement and shapes are checked
+here, after parsing and before any tensor exists. The compiler reads the
+document's data itself rather than the validated Spec, node by node, so a
+schema problem in one node does not hide a bad reference or a shape error in
+another: every problem of the file is reported in one run, each with its
+position.
+
+Name resolution (DESIGN.md): a reference without `/` means the node of the
+innermost enclosing scope that has one, then the next scope out, up to the
+top level; a reference with `/` is absolute (`block1/conv`), and a leading
+`/` names a top-level node explicitly (`/conv` from inside a scope that has
+its own `conv`). `node:1` is the node's second output.
 """
 
 from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+from pydantic import BaseModel, ValidationError
 
 from tfn import layers
 from tfn.layers import OpError, TensorType
 from tfn.specs.documents import Document
 from tfn.specs.errors import Diagnostic, SpecError
 from tfn.specs.graph import Graph, Input, Loss, Node, Variable, split_ref
-from tfn.specs.schema import ScopeNode, Spec
+from tfn.specs.schema import LOSS_MODELS, NODE_MODELS, InputSpec, NodeFields
+
+_INVALID = object()  # a field present in the document but rejected by the schema (already reported)
+
+
+def _field(raw: dict, key: str) -> Any:
+    """A node field (name, inputs, after, share, device) as the schema reads it;
+    None when absent, _INVALID when the schema rejects it."""
+    if key not in raw:
+        return None
+    try:
+        return getattr(NodeFields.model_validate({key: raw[key]}), key)
+    except ValidationError:
+        return _INVALID
+
+
+def _valid(model: type[BaseModel] | None, raw: Any) -> BaseModel | None:
+    if model is None or not isinstance(raw, dict):
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 @dataclass
@@ -24,49 +58,87 @@ class _Entry:
 
     path: tuple  # where it sits in the document
     scope: str
-    spec: object  # the validated node model
+    raw: dict  # the node as written
+    node: BaseModel | None  # the validated node model; None when the schema rejected it
     device: str | None
     name: str = ""
 
+    @property
+    def op(self) -> str | None:
+        op = self.raw.get("op")
+        return op if isinstance(op, str) else None
 
-def _flatten(items, path: tuple, scope: str, device: str | None, out: list) -> None:
+    def field(self, key: str) -> Any:
+        return _field(self.raw, key)
+
+
+def _flatten(items: Any, path: tuple, scope: str, device: str | None, out: list[_Entry]) -> None:
+    if not isinstance(items, list):
+        return  # the schema reports it
     for i, item in enumerate(items):
-        if isinstance(item, ScopeNode):
-            inner = f"{scope}/{item.scope}" if scope else item.scope
-            _flatten(item.layers, path + (i, "layers"), inner, item.device or device, out)
-        else:
-            out.append(_Entry(path + (i,), scope, item, item.device or device))
+        if not isinstance(item, dict):
+            continue
+        inner_device = _field(item, "device")
+        inner_device = device if inner_device in (None, _INVALID) else inner_device
+        if "scope" in item:
+            name = item["scope"]
+            if isinstance(name, str) and name:
+                _flatten(item.get("layers"), path + (i, "layers"), _full(scope, name.strip("/")), inner_device, out)
+            continue
+        out.append(_Entry(path + (i,), scope, item, _valid(NODE_MODELS.get(item.get("op")), item), inner_device))
 
 
 def _full(scope: str, name: str) -> str:
     return f"{scope}/{name}" if scope else name
 
 
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 class _Compiler:
-    def __init__(self, doc: Document, spec: Spec):
-        self.doc, self.spec = doc, spec
+    def __init__(self, doc: Document):
+        self.doc = doc
+        self.data = _dict(doc.data)
+        self.model = _dict(self.data.get("model"))
         self.problems: list[Diagnostic] = []
+        self.label_inputs: dict[str, Input] = {}  # label fields the loss adds as inputs
 
     def fail(self, path: tuple, message: str, key: bool = False) -> None:
         self.problems.append(self.doc.error(path, message, key))
 
-    # --- names ---------------------------------------------------------------
+    def line_of(self, path: tuple) -> str:
+        where = self.doc.where(path)
+        return str(where[0]) if where else "?"
 
-    def assign_names(self, entries: list[_Entry]) -> dict[str, _Entry]:
+    # --- names -----------------------------------------------------------------
+
+    def model_inputs(self) -> dict[str, Input | None]:
+        """The declared inputs; None for one whose declaration the schema rejected."""
+        declared = {}
+        for name, raw in _dict(self.model.get("inputs")).items():
+            spec = _valid(InputSpec, raw)
+            declared[str(name)] = Input(str(name), TensorType((None, *spec.shape), spec.dtype)) if spec else None
+        return declared
+
+    def assign_names(self, entries: list[_Entry], inputs: dict) -> dict[str, _Entry]:
         taken: dict[str, _Entry] = {}
-        inputs = set(self.spec.model.inputs)
         for e in entries:
-            if e.spec.name is not None:
-                e.name = _full(e.scope, e.spec.name)
-                if e.name in taken or e.name in inputs:
-                    first = self.doc.where(taken[e.name].path) if e.name in taken else self.doc.where(("model", "inputs", e.name))
-                    self.fail(e.path + ("name",), f"duplicate node name {e.name!r} (first defined at line {first[0] if first else '?'})")
+            name = e.field("name")
+            if isinstance(name, str):
+                e.name = _full(e.scope, name)
+                if e.name in taken:
+                    where = f"first defined at line {self.line_of(taken[e.name].path)}"
+                elif e.name in inputs:
+                    where = f"a model input, line {self.line_of(('model', 'inputs', e.name))}"
                 else:
                     taken[e.name] = e
-        used = set(taken) | inputs
+                    continue
+                self.fail(e.path + ("name",), f"duplicate node name {e.name!r} ({where})")
+        used = set(taken) | set(inputs)
         for e in entries:
-            if e.spec.name is None:  # TF's unique_name: conv2d, conv2d_1, ...
-                base = _full(e.scope, e.spec.op)
+            if not e.name:  # TF's unique_name: conv2d, conv2d_1, ...; scoped: block/conv2d
+                base = _full(e.scope, e.op or "node")
                 name, k = base, 0
                 while name in used:
                     k += 1
@@ -76,108 +148,129 @@ class _Compiler:
                 taken[name] = e
         return taken
 
-    def resolve(self, ref: str, entry: _Entry, path: tuple, names: dict[str, _Entry], earlier_only: bool) -> str | None:
+    def resolve(self, ref: str, entry: _Entry, path: tuple, names: dict[str, _Entry], inputs: dict, earlier_only: bool) -> str | None:
         """A reference as written in the spec -> the full node name, or None after reporting."""
         name, index = split_ref(ref)
-        inputs = self.spec.model.inputs
-        if "/" in name:
+        if name.startswith("/"):
+            candidates = [name[1:]]
+        elif "/" in name:
             candidates = [name]
         else:  # innermost scope outward, then the top level
             parts = entry.scope.split("/") if entry.scope else []
             candidates = [_full("/".join(parts[:k]), name) for k in range(len(parts), -1, -1)]
         for full in candidates:
-            if full in inputs and index == 0:
+            if full in inputs:
+                if index:
+                    self.fail(path, f"{ref!r}: model input {full!r} has one output; write {full!r}")
+                    return None
                 return full
             if full in names:
                 target = names[full]
                 if earlier_only and target.path >= entry.path:
-                    line = (self.doc.where(target.path) or ("?",))[0]
-                    self.fail(path, f"{ref!r} is defined later, at line {line}; a node can only take inputs from nodes above it")
+                    what = "itself" if target is entry else f"defined later, at line {self.line_of(target.path)}"
+                    self.fail(path, f"{ref!r} is {what}; a node can only take inputs from (and share with) nodes above it")
                     return None
                 return full if index == 0 else f"{full}:{index}"
-        scope = name.rsplit("/", 1)[0] if "/" in name else None
+        absolute = name.lstrip("/")
+        scope = absolute.rsplit("/", 1)[0] if "/" in absolute else None
         if scope is not None and not any(n.startswith(scope + "/") for n in names):
-            self.fail(path, f"unknown scope {scope!r} in reference {ref!r}")
+            scopes = sorted({n.rsplit("/", 1)[0] for n in names if "/" in n})
+            hint = layers.suggest(scope, scopes)
+            known = f" (did you mean {hint!r}?)" if hint else f"; scopes: {', '.join(scopes)}" if scopes else "; the spec has no scopes"
+            self.fail(path, f"unknown scope {scope!r} in reference {ref!r}{known}")
             return None
-        hint = layers.suggest(name, list(names) + list(inputs))
+        hint = layers.suggest(absolute, [n for n in list(names) + list(inputs) if n != entry.name])
         self.fail(path, f"unknown node {ref!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
         return None
 
+    def resolve_list(self, e: _Entry, key: str, names, inputs, earlier_only: bool) -> list[str] | None:
+        refs = e.field(key)
+        if refs is _INVALID:
+            return None
+        resolved = [self.resolve(r, e, e.path + (key, i), names, inputs, earlier_only) for i, r in enumerate(refs or [])]
+        return None if None in resolved else resolved
+
     # --- the graph -------------------------------------------------------------
 
-    def compile(self) -> Graph:
-        spec = self.spec
+    def compile(self) -> Graph | None:
         entries: list[_Entry] = []
-        _flatten(spec.model.layers, ("model", "layers"), "", None, entries)
-        names = self.assign_names(entries)
-        inputs = {name: Input(name, TensorType((None, *i.shape), i.dtype)) for name, i in spec.model.inputs.items()}
-        types: dict[str, tuple[TensorType, ...]] = {n: (i.type,) for n, i in inputs.items()}
+        _flatten(self.model.get("layers"), ("model", "layers"), "", None, entries)
+        inputs = self.model_inputs()
+        names = self.assign_names(entries, inputs)
+        types: dict[str, tuple[TensorType, ...]] = {n: (i.type,) for n, i in inputs.items() if i}
         nodes: dict[str, Node] = {}
         variables: dict[str, Variable] = {}
         controls: dict[str, tuple[str, ...]] = {}
         previous: str | None = next(iter(inputs)) if len(inputs) == 1 else None
-
         for e in entries:
-            op = layers.get(e.spec.op)
-            refs = self.node_inputs(e, previous, names)
+            refs = self.node_inputs(e, previous, names, inputs)
             previous = e.name
-            controls[e.name] = tuple(r for i, a in enumerate(e.spec.after) if (r := self.resolve(a, e, e.path + ("after", i), names, earlier_only=False)))
-            if refs is None:
-                continue
+            after = self.resolve_list(e, "after", names, inputs, earlier_only=False)
+            controls[e.name] = tuple(after or ())
+            share = e.field("share")
+            if refs is None or e.node is None or share is _INVALID:
+                continue  # reported
+            op = layers.get(e.op)
             lo, hi = op.arity
             if len(refs) < lo or (hi is not None and len(refs) > hi):
                 want = f"{lo}" if lo == hi else f"at least {lo}" if hi is None else f"{lo} to {hi}"
-                self.fail(e.path + ("inputs",), f"op {op.name} takes {want} inputs, got {len(refs)}")
+                self.fail(e.path + ("inputs",) if "inputs" in e.raw else e.path + ("op",), f"op {op.name} takes {want} input(s), got {len(refs)}")
                 continue
-            in_types = []
-            for r in refs:
-                name, index = split_ref(r)
-                if name not in types:
-                    break  # an upstream node failed: already reported
-                if index >= len(types[name]):
-                    self.fail(e.path + ("inputs",), f"{r!r}: node {name!r} has {len(types[name])} output(s)")
-                    break
-                in_types.append(types[name][index])
-            else:
-                node = self.build_node(e, op, refs, in_types, nodes, variables, names)
-                if node is not None:
-                    nodes[e.name] = node
-                    types[e.name] = node.outputs
-
-        losses = self.losses(inputs, types, nodes, names)
-        if self.problems:
-            raise SpecError(self.problems)
+            in_types = self.input_types(e, refs, types)
+            if in_types is None:
+                continue
+            node = self.build_node(e, op, refs, in_types, share, nodes, variables, names, inputs)
+            if node is not None:
+                nodes[e.name] = node
+                types[e.name] = node.outputs
+        losses = self.losses(inputs, types, nodes, names, bool(entries))
         for name, ctrl in controls.items():
             if name in nodes:
                 nodes[name] = replace(nodes[name], control_inputs=ctrl)
-        order = self.topological_order(nodes, entries, names)
         if self.problems:
-            raise SpecError(self.problems)
+            return None
+        order = self.topological_order(nodes, names)
+        if self.problems:
+            return None
+        declared = tuple(i for i in inputs.values() if i) + tuple(i for n, i in self.label_inputs.items() if n not in inputs)
         logits = tuple(dict.fromkeys(nodes[l.node].inputs[0] for l in losses))
-        return Graph(spec.name, tuple(inputs.values()), tuple(nodes[n] for n in order), tuple(variables.values()), logits, tuple(losses))
+        return Graph(str(self.data.get("name")), declared, tuple(nodes[n] for n in order), tuple(variables.values()), logits, tuple(losses))
 
-    def node_inputs(self, e: _Entry, previous: str | None, names) -> list[str] | None:
-        if e.spec.inputs is None:
+    def node_inputs(self, e: _Entry, previous: str | None, names, inputs) -> list[str] | None:
+        if "inputs" not in e.raw:
             if previous is None:
-                listed = ", ".join(self.spec.model.inputs)
-                self.fail(e.path + ("op",), f"the first node has no default input: the model has inputs {listed}; name them with `inputs:`")
+                if inputs:
+                    listed = ", ".join(inputs)
+                    self.fail(e.path + ("op",), f"the first node has no default input: the model has inputs {listed}; name them with `inputs:`")
                 return None
             return [previous]
-        resolved = [self.resolve(r, e, e.path + ("inputs", i), names, earlier_only=True) for i, r in enumerate(e.spec.inputs)]
-        return None if None in resolved else resolved
+        return self.resolve_list(e, "inputs", names, inputs, earlier_only=True)
 
-    def build_node(self, e: _Entry, op, refs, in_types, nodes, variables, names) -> Node | None:
-        params = op.Params.model_validate({k: getattr(e.spec, k) for k in op.Params.model_fields})
+    def input_types(self, e: _Entry, refs: list[str], types) -> list[TensorType] | None:
+        in_types = []
+        for i, r in enumerate(refs):
+            name, index = split_ref(r)
+            if name not in types:
+                return None  # an upstream node failed: already reported
+            if index >= len(types[name]):
+                where = e.path + ("inputs", i) if "inputs" in e.raw else e.path + ("op",)
+                self.fail(where, f"{r!r}: node {name!r} has {len(types[name])} output(s), numbered from 0")
+                return None
+            in_types.append(types[name][index])
+        return in_types
+
+    def build_node(self, e: _Entry, op, refs, in_types, share, nodes, variables, names, inputs) -> Node | None:
+        params = op.Params.model_validate({k: getattr(e.node, k) for k in op.Params.model_fields})
         try:
             outputs = op.infer(params, in_types)
             defs = op.variables(params, in_types)
         except OpError as exc:
-            self.fail(e.path + ((exc.field,) if exc.field else ("op",)), str(exc))
+            self.fail(e.path + ((exc.field,) if exc.field and exc.field in e.raw else ("op",)), str(exc))
             return None
         own = {d.role: Variable(f"{e.name}/{d.role}", tuple(d.shape), d.trainable, d.initializer, fans=d.fans, regularizer=d.regularizer) for d in defs}
         roles = {role: v.name for role, v in own.items()}
-        if e.spec.share is not None:
-            roles = self.shared_roles(e, op, own, nodes, variables, names)
+        if share is not None:
+            roles = self.shared_roles(e, op, share, own, nodes, variables, names, inputs)
             if roles is None:
                 return None
         else:
@@ -185,32 +278,47 @@ class _Compiler:
         attrs = params.model_dump(mode="json")
         return Node(e.name, op.name, attrs, tuple(refs), (), e.scope, e.device, tuple(outputs), roles)
 
-    def shared_roles(self, e: _Entry, op, own: dict, nodes, variables, names) -> dict | None:
+    def shared_roles(self, e: _Entry, op, share: str, own: dict, nodes, variables, names, inputs) -> dict | None:
         path = e.path + ("share",)
-        target_name = self.resolve(e.spec.share, e, path, names, earlier_only=True)
-        if target_name is None or target_name not in nodes:
+        target_name = self.resolve(share, e, path, names, inputs, earlier_only=True)
+        if target_name is None or split_ref(target_name)[0] not in nodes:
+            if target_name in inputs:
+                self.fail(path, f"cannot share variables of {share!r}: it is a model input")
             return None  # reported, or the target itself failed
-        target = nodes[target_name]
+        target = nodes[split_ref(target_name)[0]]
         if target.op != op.name:
             self.fail(path, f"cannot share variables of {target.name!r}: it is a {target.op}, this node is a {op.name}")
             return None
+        if not own:
+            self.fail(path, f"cannot share variables of {target.name!r}: op {op.name} has no variables")
+            return None
         theirs = {role: variables[name] for role, name in target.variables.items()}
-        if {r: v.shape for r, v in own.items()} != {r: v.shape for r, v in theirs.items()}:
+        if {r: (v.shape, v.trainable) for r, v in own.items()} != {r: (v.shape, v.trainable) for r, v in theirs.items()}:
             mine = ", ".join(f"{r} {list(v.shape)}" for r, v in own.items())
             other = ", ".join(f"{r} {list(v.shape)}" for r, v in theirs.items())
             self.fail(path, f"cannot share variables of {target.name!r}: it has {other}, this node needs {mine}")
             return None
         return dict(target.variables)
 
-    def losses(self, inputs, types, nodes, names) -> list[Loss]:
-        spec = self.spec.loss
+    def losses(self, inputs, types, nodes, names, have_nodes: bool) -> list[Loss]:
+        raw = self.data.get("loss")
         path = ("loss",)
-        op = layers.get(spec.op)
-        holder = _Entry(path, "", spec, None, spec.name)
-        logits = self.resolve(spec.logits, holder, path + ("logits",), names, earlier_only=False)
-        if logits is None or split_ref(logits)[0] not in types:
+        if not isinstance(raw, dict):
             return []
-        logits_type = types[split_ref(logits)[0]][split_ref(logits)[1]]
+        spec = _valid(LOSS_MODELS.get(raw.get("op")), raw)
+        logits_ref = raw.get("logits")
+        if not isinstance(logits_ref, str) or not have_nodes:
+            return []
+        holder = _Entry(path, "", raw, spec, None, "loss")
+        logits = self.resolve(logits_ref, holder, path + ("logits",), names, inputs, earlier_only=False)
+        if spec is None or logits is None or split_ref(logits)[0] not in types:
+            return []
+        name, index = split_ref(logits)
+        if index >= len(types[name]):
+            self.fail(path + ("logits",), f"{logits!r}: node {name!r} has {len(types[name])} output(s), numbered from 0")
+            return []
+        op = layers.get(spec.op)
+        logits_type = types[name][index]
         params = op.Params.model_validate({k: getattr(spec, k) for k in op.Params.model_fields})
         try:
             label_type = op.label_type(params, logits_type)
@@ -218,10 +326,12 @@ class _Compiler:
             self.fail(path + ("logits",), str(exc))
             return []
         if spec.labels in inputs:
+            if inputs[spec.labels] is None:
+                return []
             label_type = inputs[spec.labels].type
         else:
-            inputs[spec.labels] = Input(spec.labels, label_type)
-        if spec.name in nodes or spec.name in inputs:
+            self.label_inputs[spec.labels] = Input(spec.labels, label_type)
+        if spec.name in names or spec.name in inputs:
             self.fail(path + ("name",), f"the loss node is named {spec.name!r}, which a node already uses; set loss.name")
             return []
         try:
@@ -232,13 +342,13 @@ class _Compiler:
         nodes[spec.name] = Node(spec.name, op.name, params.model_dump(mode="json"), (logits, spec.labels), outputs=tuple(outputs))
         return [Loss(spec.name, spec.weight)]
 
-    def topological_order(self, nodes: dict[str, Node], entries, names) -> list[str]:
+    def topological_order(self, nodes: dict[str, Node], names: dict[str, _Entry]) -> list[str]:
         """Kahn's algorithm over data and control edges, keeping spec order among ready nodes."""
         rank = {name: i for i, name in enumerate(nodes)}
         deps = {n: {split_ref(r)[0] for r in node.inputs + node.control_inputs} & nodes.keys() for n, node in nodes.items()}
         users: dict[str, list[str]] = {n: [] for n in nodes}
         for n, ds in deps.items():
-            for d in ds:
+            for d in sorted(ds, key=rank.get):
                 users[d].append(n)
         waiting = {n: len(ds) for n, ds in deps.items()}
         ready = [(rank[n], n) for n, c in waiting.items() if c == 0]
@@ -252,15 +362,39 @@ class _Compiler:
                 if waiting[u] == 0:
                     heapq.heappush(ready, (rank[u], u))
         if len(order) < len(nodes):
-            stuck = [n for n in nodes if n not in set(order)]
-            for n in stuck:
-                if nodes[n].control_inputs and n in names:
-                    self.fail(names[n].path + ("after",), f"control dependencies make a cycle through {', '.join(stuck)}")
+            cycle = _find_cycle({n: deps[n] for n in nodes if n not in set(order)}, rank)
+            # data edges only point backwards in the file, so the cycle has a control edge: report that `after:` entry
+            for node, dep in zip(cycle, cycle[1:]):
+                controls = [split_ref(c)[0] for c in nodes[node].control_inputs]
+                if dep in controls:
+                    order_text = " -> ".join(reversed(cycle))
+                    self.fail(names[node].path + ("after", controls.index(dep)), f"control dependencies make a cycle: {order_text} (each runs before the next)")
                     break
-            else:
-                self.fail(("model",), f"the graph has a cycle through {', '.join(stuck)}")
         return order
 
 
-def compile_spec(doc: Document, spec: Spec) -> Graph:
-    return _Compiler(doc, spec).compile()
+def _find_cycle(deps: dict[str, set[str]], rank: dict[str, int]) -> list[str]:
+    """A cycle [a, b, ..., a] among nodes that all wait on one another (each depends on the next)."""
+    start = min(deps, key=rank.get)
+    seen: dict[str, int] = {}
+    path = []
+    node = start
+    while node not in seen:
+        seen[node] = len(path)
+        path.append(node)
+        node = min((d for d in deps[node] if d in deps), key=rank.get)
+    return path[seen[node] :] + [node]
+
+
+def compile_spec(doc: Document, schema_problems: Sequence[Diagnostic] = ()) -> Graph:
+    """The graph of a parsed spec document, or SpecError with every problem found.
+
+    ``schema_problems`` are those the schema validation found already; they are
+    reported together with the graph's own problems, sorted by position.
+    """
+    compiler = _Compiler(doc)
+    graph = compiler.compile()
+    problems = list(dict.fromkeys([*schema_problems, *compiler.problems]))
+    if problems or graph is None:
+        raise SpecError(problems or [Diagnostic(doc.path, None, None, "", "the spec does not compile")])
+    return graph

@@ -14,14 +14,22 @@ from tfn.specs.schema import LOSS_MODELS, NODE_MODELS, SCOPE_TAG, ScopeNode, Spe
 
 def validate(doc: Document) -> Spec:
     """The document as a Spec, or SpecError listing every schema problem."""
+    spec, problems = check_schema(doc)
+    if spec is None:
+        raise SpecError(problems)
+    return spec
+
+
+def check_schema(doc: Document) -> tuple[Spec | None, list[Diagnostic]]:
+    """The document as a Spec and no problems, or None and every schema problem, positioned."""
     try:
-        return Spec.model_validate(doc.data)
+        return Spec.model_validate(doc.data), []
     except ValidationError as exc:
         problems = {}
         for error in exc.errors(include_url=False):
             diagnostic = _diagnose(doc, error)
             problems.setdefault((diagnostic.line, diagnostic.col, diagnostic.path), diagnostic)
-        raise SpecError(list(problems.values())) from None
+        return None, list(problems.values())
 
 
 def _data_path(data, loc: tuple) -> tuple[tuple, list]:
@@ -127,8 +135,11 @@ def _diagnose(doc: Document, error: dict) -> Diagnostic:
     message = error["msg"].removeprefix("Value error, ")
     if kind.endswith("_type") or kind.startswith(("greater", "less", "too_", "string_pattern")):
         message = f"{message[0].lower()}{message[1:]}, got {value!r}"
-    if kind == "string_pattern_mismatch":
-        message = f"{value!r} is not a valid name or device here (pattern {ctx.get('pattern')})"
+    if kind == "string_pattern_mismatch" and path[-1] == "device":
+        hint = _device_hint(value)
+        message = f"bad device {value!r}: expected cpu, cuda or cuda:N (N = 0, 1, ...)" + (f" (did you mean {hint!r}?)" if hint else "")
+    elif kind == "string_pattern_mismatch":
+        message = f"{value!r} is not a valid name: start with a letter or _, then letters, digits, _ . or -"
     return doc.error(path, message)
 
 
@@ -136,3 +147,15 @@ def _unknown(what: str, tag, known: dict, value) -> str:
     hint = suggest(tag, known)
     return f"unknown {what} {tag!r}" + (f" (did you mean {hint!r}?)" if hint else "; `tfn layers` lists them")
 
+
+
+def _device_hint(value: str) -> str | None:
+    """TF's device names ('/gpu:0', '/device:GPU:1', 'CPU') -> tfn's ('cuda:0', 'cuda:1', 'cpu')."""
+    name = value.lower().removeprefix("/").removeprefix("device:").removeprefix("job:localhost/").strip()
+    kind, _, index = name.partition(":")
+    kind = {"gpu": "cuda", "cuda": "cuda", "cpu": "cpu"}.get(kind)
+    if kind == "cpu":
+        return "cpu"
+    if kind == "cuda":
+        return f"cuda:{index}" if index.isdigit() else "cuda"
+    return suggest(value, ["cpu", "cuda"])
