@@ -7,10 +7,11 @@ schema problem in one node does not hide a bad reference or a shape error in
 another: every problem of the file is reported in one run, each with its
 position.
 
-Name resolution (DESIGN.md): a reference without `/` means the node of the
-innermost enclosing scope that has one, then the next scope out, up to the
-top level; a reference with `/` is absolute (`block1/conv`), and a leading
-`/` names a top-level node explicitly (`/conv` from inside a scope that has
+Name resolution: a reference means the node of that name in the innermost
+enclosing scope that has one, then the next scope out, up to the top level,
+whether the name holds a `/` or not (inside `mixed`, `branch_1/conv` is
+`mixed/branch_1/conv` if that exists, else the top-level `branch_1/conv`). A
+leading `/` names a top-level node only (`/conv` from inside a scope that has
 its own `conv`). `node:1` is the node's second output.
 """
 
@@ -88,6 +89,15 @@ def _flatten(items: Any, path: tuple, scope: str, device: str | None, out: list[
         out.append(_Entry(path + (i,), scope, item, _valid(NODE_MODELS.get(item.get("op")), item), inner_device))
 
 
+def _candidates(name: str, scope: str) -> list[str]:
+    """What a reference may mean, most specific first: inside scope `a/b`, `x` is
+    a/b/x, then a/x, then x (also when x holds a `/`); `/x` is only the top-level x."""
+    if name.startswith("/"):
+        return [name[1:]]
+    parts = scope.split("/") if scope else []
+    return [_full("/".join(parts[:k]), name) for k in range(len(parts), -1, -1)]
+
+
 def _full(scope: str, name: str) -> str:
     return f"{scope}/{name}" if scope else name
 
@@ -151,13 +161,7 @@ class _Compiler:
     def resolve(self, ref: str, entry: _Entry, path: tuple, names: dict[str, _Entry], inputs: dict, earlier_only: bool) -> str | None:
         """A reference as written in the spec -> the full node name, or None after reporting."""
         name, index = split_ref(ref)
-        if name.startswith("/"):
-            candidates = [name[1:]]
-        elif "/" in name:
-            candidates = [name]
-        else:  # innermost scope outward, then the top level
-            parts = entry.scope.split("/") if entry.scope else []
-            candidates = [_full("/".join(parts[:k]), name) for k in range(len(parts), -1, -1)]
+        candidates = _candidates(name, entry.scope)
         for full in candidates:
             if full in inputs:
                 if index:
@@ -173,7 +177,7 @@ class _Compiler:
                 return full if index == 0 else f"{full}:{index}"
         absolute = name.lstrip("/")
         scope = absolute.rsplit("/", 1)[0] if "/" in absolute else None
-        if scope is not None and not any(n.startswith(scope + "/") for n in names):
+        if scope is not None and not any(n.startswith(c.rsplit("/", 1)[0] + "/") for c in candidates for n in names):
             scopes = sorted({n.rsplit("/", 1)[0] for n in names if "/" in n})
             hint = layers.suggest(scope, scopes)
             known = f" (did you mean {hint!r}?)" if hint else f"; scopes: {', '.join(scopes)}" if scopes else "; the spec has no scopes"
