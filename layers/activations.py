@@ -28,6 +28,7 @@ class Relu(Elementwise):
     """
 
     name = "relu"
+    example_inputs = ((2, 3, 4),)
 
     def build(self, p, inputs):
         import torch

@@ -7,23 +7,27 @@ VALID in any case. See tf_semantics.md §0.2 for the padding rule.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import BeforeValidator, Field
 
 from tfn.layers.initializers import INITIALIZERS
 
 
-def _sizes(n: int, minimum: int):
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _sizes(n: int | None, minimum: int):
+    expected = f"an int or a list of {n} ints" if n else "an int or a list of 1 to 3 ints"
+
     def normalise(value):
-        if isinstance(value, bool):
-            raise ValueError(f"expected an int or a list of {n} ints, got {value!r}")
-        if isinstance(value, int):
+        if _is_int(value) and n is not None:
             value = [value] * n
-        if not isinstance(value, list) or len(value) != n or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value
-        ):
-            raise ValueError(f"expected an int or a list of {n} ints, got {value!r}")
+        elif _is_int(value):
+            value = [value]
+        if not isinstance(value, list) or not all(_is_int(v) for v in value) or not (len(value) == n if n else 1 <= len(value) <= 3):
+            raise ValueError(f"expected {expected}, got {value!r}")
         if any(v < minimum for v in value):
             raise ValueError(f"every entry must be >= {minimum}, got {value!r}")
         return value
@@ -31,19 +35,52 @@ def _sizes(n: int, minimum: int):
     return BeforeValidator(normalise)
 
 
-def Sizes(n: int, minimum: int = 1):
-    """An int or a list of `n` ints, each >= minimum; stored as the list."""
+def Sizes(n: int | None, minimum: int = 1):
+    """An int or a list of `n` ints, each >= minimum; stored as the list.
+
+    With n=None (N-d ops) the list has 1 to 3 entries and an int is stored as
+    a one-entry list that :func:`per_axis` repeats for every spatial axis.
+    """
     return Annotated[list[int], _sizes(n, minimum)]
 
 
-Size2 = Sizes(2)
+Size1, Size2, Size3 = Sizes(1), Sizes(2), Sizes(3)
+SizeN = Sizes(None)
+
+
+def per_axis(values: list[int], spatial: int, field: str) -> list[int]:
+    """An N-d size attribute for `spatial` axes: one entry repeats; otherwise the lengths must agree."""
+    from tfn.layers.base import OpError
+
+    if len(values) == 1:
+        return values * spatial
+    if len(values) != spatial:
+        raise OpError(f"has {len(values)} entries {values} for an input with {spatial} spatial axes", field)
+    return values
+
+
+def resolve_axis(axis: int, rank: int, field: str = "axis") -> int:
+    """A non-negative axis of a rank-`rank` tensor (batch axis 0 included); the batch axis is refused."""
+    from tfn.layers.base import OpError
+
+    if not -rank <= axis < rank:
+        raise OpError(f"axis {axis} is out of range for a rank-{rank} input (valid: 1 to {rank - 1}, or -{rank - 1} to -1)", field)
+    axis %= rank
+    if axis == 0:
+        raise OpError("axis 0 is the batch axis; ops work on one sample's axes (1 and up)", field)
+    return axis
 
 
 def _upper(value):
     return value.upper() if isinstance(value, str) else value
 
 
-Padding = Annotated[Literal["SAME", "VALID"], BeforeValidator(_upper)]
+def Choice(*values: str):
+    """One of the upper-case `values`, accepted in any case (`padding: same`)."""
+    return Annotated[Literal[values], BeforeValidator(_upper)]  # type: ignore[valid-type]
+
+
+Padding = Choice("SAME", "VALID")
 
 
 def _known_initializer(value):
@@ -53,13 +90,24 @@ def _known_initializer(value):
         hint = suggest(value, INITIALIZERS)
         raise ValueError(
             f"unknown initializer {value!r}"
-            + (f" (did you mean {hint!r}?)" if hint else f"; known: {', '.join(INITIALIZERS)}")
+            + (f" (did you mean {hint!r}?)" if hint else f"; known: {', '.join(INITIALIZERS)}, or {{constant: VALUE}}")
         )
+    if isinstance(value, dict):
+        if set(value) != {"constant"} or isinstance(value["constant"], bool) or not isinstance(value["constant"], (int, float)):
+            raise ValueError(f"expected an initializer name or {{constant: VALUE}} with a number, got {value!r}")
+        return {"constant": float(value["constant"])}
     return value
 
 
-Initializer = Annotated[str, BeforeValidator(_known_initializer)]
+#: An initializer by name (`glorot_uniform`, TF's default) or a constant
+#: (`{constant: 0.1}`). Stored as given: a name, or {"constant": float}.
+Initializer = Annotated[
+    Union[Literal[INITIALIZERS], dict[Literal["constant"], float]],  # type: ignore[valid-type]
+    BeforeValidator(_known_initializer),
+]
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
+#: L2 regularization factor: the runner adds factor * sum(w**2) / 2 to the loss (TF's l2_regularizer).
+Regularizer = Annotated[float, Field(ge=0.0)]
 
 
 def window_output(n: int, k: int, s: int, d: int, padding: str) -> tuple[int, int, int]:
@@ -74,6 +122,18 @@ def window_output(n: int, k: int, s: int, d: int, padding: str) -> tuple[int, in
     out = -(-n // s)
     total = max(0, (out - 1) * s + k_eff - n)
     return out, total // 2, total - total // 2
+
+
+def window_geometry(spatial, kernel, strides, dilation, padding: str, kernel_field: str = "kernel_size") -> list[tuple[int, int, int]]:
+    """:func:`window_output` for every spatial axis; OpError when a VALID window does not fit."""
+    from tfn.layers.base import OpError
+
+    axes = [window_output(n, k, s, d, padding) for n, k, s, d in zip(spatial, kernel, strides, dilation)]
+    if any(out < 1 for out, _, _ in axes):
+        dilated = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+        extent = f" (dilated {dilated})" if dilated != list(kernel) else ""
+        raise OpError(f"window {list(kernel)}{extent} is larger than the input {list(spatial)} with VALID padding", kernel_field)
+    return axes
 
 
 def torch_pads(pads: list[tuple[int, int]]) -> tuple[int, ...]:

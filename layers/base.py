@@ -13,6 +13,7 @@ Builders import torch when they are called.
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
@@ -101,6 +102,11 @@ class Op:
     is_random: ClassVar[bool] = False
     #: notes for users coming from TensorFlow, shown by `tfn layers NAME`
     tf_notes: ClassVar[str] = ""
+    #: the op only moves or selects data: its FLOPs are zero on purpose
+    pure_data_movement: ClassVar[bool] = False
+    #: input shapes, batch first, that the docstring example runs on: the
+    #: contract battery (tests/test_op_contract.py) drives every op with them
+    example_inputs: ClassVar[tuple[tuple[int, ...], ...]]
 
     def infer(self, p: Params, inputs: Sequence[TensorType]) -> list[TensorType]:
         """The output types, or OpError when the attributes do not fit the inputs."""
@@ -121,7 +127,24 @@ class Op:
         raise NotImplementedError(f"op {self.name} is not a loss")
 
     def doc(self) -> str:
-        return (type(self).__doc__ or "").strip()
+        return inspect.cleandoc(type(self).__doc__ or "")
+
+    def summary(self) -> str:
+        """The docstring's first line."""
+        return self.doc().split("\n", 1)[0]
+
+    def example(self) -> str:
+        """The docstring's spec example: the YAML flow mapping on the line after `Example:`."""
+        lines = self.doc().splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("Example") and i + 1 < len(lines):
+                return lines[i + 1].strip()
+        return ""
+
+    def shape_rule(self) -> str:
+        """The docstring's shape line (`Input ...; output ...`), which may wrap."""
+        paragraphs = self.doc().split("\n\n")
+        return next((" ".join(p.split()) for p in paragraphs if p.startswith(("Input", "Inputs"))), "")
 
 
 _REGISTRY: dict[str, Op] = {}

@@ -19,12 +19,13 @@ class Conv2D(Op):
     stride 2 on even inputs. The kernel is OIHW, PyTorch's layout.
 
     Example:
-        {op: conv2d, filters: 32, kernel_size: 3, padding: SAME}
+        {op: conv2d, filters: 4, kernel_size: 3, strides: 2, padding: SAME}
 
     Input [N, C, H, W]; output [N, filters, H', W'].
     """
 
     name = "conv2d"
+    example_inputs = ((2, 3, 6, 7),)
     family = "convolution"
     tf_notes = "tf.layers.conv2d / tf.nn.conv2d; data_format is always channels-first; kernel OIHW (TF: HWIO)."
 

@@ -21,6 +21,7 @@ class Dense(Op):
     """
 
     name = "dense"
+    example_inputs = ((2, 6),)
     family = "core"
 
     class Params(Params):
@@ -68,6 +69,8 @@ class Flatten(Op):
     """
 
     name = "flatten"
+    pure_data_movement = True
+    example_inputs = ((2, 3, 4, 4),)
     family = "core"
 
     def infer(self, p, inputs):
@@ -97,6 +100,7 @@ class Dropout(Op):
     """
 
     name = "dropout"
+    example_inputs = ((2, 3, 4),)
     family = "core"
     is_random = True
 

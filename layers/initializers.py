@@ -20,13 +20,15 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[1] * window, shape[0] * window
 
 
-def initialize(tensor, name: str, fan: tuple[int, int] | None, generator=None) -> None:
-    """Fill `tensor` in place according to the named initializer."""
+def initialize(tensor, name: str | dict, fan: tuple[int, int] | None, generator=None) -> None:
+    """Fill `tensor` in place according to the named initializer, or {"constant": value}."""
     import torch
 
     fan_in, fan_out = fan or fans(tuple(tensor.shape))
     with torch.no_grad():
-        if name == "zeros":
+        if isinstance(name, dict):
+            tensor.fill_(name["constant"])
+        elif name == "zeros":
             tensor.zero_()
         elif name == "ones":
             tensor.fill_(1.0)

@@ -13,13 +13,14 @@ class SparseSoftmaxCrossEntropyWithLogits(Op):
     The class axis is axis 1 (channels-first). A label outside [0, classes) is
     an error naming the value, never a NaN or a silently ignored row.
 
-    Example (in the loss section):
-        loss: {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}
+    Example (the loss section):
+        {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}
 
     Inputs logits [N, classes, ...] and labels [N, ...] int64; output [N, ...].
     """
 
     name = "sparse_softmax_cross_entropy_with_logits"
+    example_inputs = ((4, 5),)
     family = "loss"
     arity = (2, 2)
     is_loss = True

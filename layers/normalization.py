@@ -26,6 +26,7 @@ class BatchNormalization(Op):
     """
 
     name = "batch_normalization"
+    example_inputs = ((4, 3, 2, 2),)
     family = "normalization"
     tf_notes = "axis is the channel axis 1 (TF's default -1 in NHWC); epsilon 1e-3 and momentum 0.99 as TF."
 

@@ -1,0 +1,292 @@
+"""Structural ops: combine, reshape and pad tensors (no variables)."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+from pydantic import Field, field_validator
+
+from tfn.layers.attrs import Choice, resolve_axis
+from tfn.layers.base import Op, OpError, Params, TensorType, register
+
+
+def _same_types(op: Op, inputs) -> TensorType:
+    first = inputs[0]
+    for i, other in enumerate(inputs[1:], 1):
+        if other.shape[1:] != first.shape[1:] or other.dtype != first.dtype:
+            raise OpError(f"needs inputs of one shape and dtype: input 0 is {first}, input {i} is {other}", "inputs")
+    return first
+
+
+class Combine(Op):
+    """Shared rules of n-ary element-wise ops: every input has the same shape (no broadcasting)."""
+
+    family = "structure"
+    arity = (2, None)
+
+    def infer(self, p, inputs):
+        return [_same_types(self, inputs)]
+
+    def flops(self, p, inputs, outputs):
+        return (len(inputs) - 1) * outputs[0].sample_size
+
+
+@register
+class Add(Combine):
+    """Element-wise sum of two or more tensors of the same shape, as tf.add_n.
+
+    Residual connections use it. Shapes must agree exactly: there is no
+    broadcasting, so a mistake shows at `tfn check`, not as a silent expand.
+
+    Example:
+        {op: add, inputs: [conv1, conv2]}
+
+    Inputs [N, ...] each, all the same shape; output the same shape.
+    """
+
+    name = "add"
+    example_inputs = ((2, 3, 4, 4), (2, 3, 4, 4))
+
+    def build(self, p, inputs):
+        def add(xs, v, training):
+            out = xs[0] + xs[1]
+            for x in xs[2:]:
+                out = out + x
+            return out
+
+        return add
+
+
+@register
+class Multiply(Combine):
+    """Element-wise product of two or more tensors of the same shape, as tf.multiply.
+
+    Example:
+        {op: multiply, inputs: [features, gate]}
+
+    Inputs [N, ...] each, all the same shape; output the same shape.
+    """
+
+    name = "multiply"
+    example_inputs = ((2, 3, 4), (2, 3, 4))
+
+    def build(self, p, inputs):
+        def multiply(xs, v, training):
+            out = xs[0] * xs[1]
+            for x in xs[2:]:
+                out = out * x
+            return out
+
+        return multiply
+
+
+@register
+class Concat(Op):
+    """Joins tensors along one axis, as tf.concat.
+
+    `axis` counts in the channels-first layout with the batch axis as 0; the
+    default 1 is the channel axis (TF's usual -1 in NHWC). Every other axis
+    must agree.
+
+    Example:
+        {op: concat, inputs: [branch1, branch2], axis: 1}
+
+    Inputs [N, C_i, ...]; output [N, sum(C_i), ...].
+    """
+
+    name = "concat"
+    family = "structure"
+    arity = (1, None)
+    pure_data_movement = True
+    tf_notes = "tf.concat(values, axis); axis counts channels-first, batch is 0 (TF NHWC -1 is tfn 1)."
+    example_inputs = ((2, 3, 4, 4), (2, 5, 4, 4))
+
+    class Params(Params):
+        axis: int = 1
+
+    def infer(self, p, inputs):
+        first = inputs[0]
+        axis = resolve_axis(p.axis, first.rank)
+        for i, other in enumerate(inputs[1:], 1):
+            rest = [d for k, d in enumerate(first.shape) if k not in (0, axis)]
+            if other.rank != first.rank or [d for k, d in enumerate(other.shape) if k not in (0, axis)] != rest or other.dtype != first.dtype:
+                raise OpError(
+                    f"inputs must agree on every axis but axis {axis}: input 0 is {first}, input {i} is {other}", "inputs"
+                )
+        size = sum(x.shape[axis] for x in inputs)
+        shape = list(first.shape)
+        shape[axis] = size
+        return [TensorType(tuple(shape), first.dtype)]
+
+    def build(self, p, inputs):
+        import torch
+
+        axis = p.axis % inputs[0].rank
+
+        def concat(xs, v, training):
+            return torch.cat(list(xs), axis)
+
+        return concat
+
+
+@register
+class Identity(Op):
+    """Passes its input through unchanged, as tf.identity.
+
+    Useful to give a tensor a name to fetch, or to hang control dependencies
+    (`after:`) on.
+
+    Example:
+        {op: identity, name: features}
+
+    Input any shape; output the same tensor.
+    """
+
+    name = "identity"
+    family = "structure"
+    pure_data_movement = True
+    example_inputs = ((2, 3, 4),)
+
+    def infer(self, p, inputs):
+        return [inputs[0]]
+
+    def build(self, p, inputs):
+        def identity(xs, v, training):
+            return xs[0]
+
+        return identity
+
+
+@register
+class Reshape(Op):
+    """Reshapes each sample, as tf.reshape with the batch axis kept.
+
+    `shape` is the target shape of one sample (without the batch axis), in
+    channels-first order; one entry may be -1 and is inferred from the rest.
+
+    Example:
+        {op: reshape, shape: [4, -1]}
+
+    Input [N, d1, ..., dk]; output [N, *shape] with the same number of elements per sample.
+    """
+
+    name = "reshape"
+    family = "structure"
+    pure_data_movement = True
+    tf_notes = "tf.reshape(x, [-1, *shape]): give the per-sample shape; the batch axis is kept."
+    example_inputs = ((2, 3, 4, 4),)
+
+    class Params(Params):
+        shape: list[int] = Field(min_length=1)
+
+        @field_validator("shape")
+        @classmethod
+        def _sizes(cls, shape):
+            if any(d == 0 or d < -1 for d in shape):
+                raise ValueError(f"every entry must be positive, or -1 once, got {shape}")
+            if shape.count(-1) > 1:
+                raise ValueError(f"only one entry may be -1, got {shape}")
+            return shape
+
+    def infer(self, p, inputs):
+        (x,) = inputs
+        size = x.sample_size
+        known = math.prod(d for d in p.shape if d != -1)
+        if -1 in p.shape:
+            if size % known:
+                raise OpError(f"cannot reshape {x} ({size} values per sample) to {p.shape}: {size} is not a multiple of {known}", "shape")
+            shape = [size // known if d == -1 else d for d in p.shape]
+        else:
+            if known != size:
+                raise OpError(f"cannot reshape {x} ({size} values per sample) to {p.shape} ({known} values)", "shape")
+            shape = list(p.shape)
+        return [TensorType((x.shape[0], *shape), x.dtype)]
+
+    def build(self, p, inputs):
+        shape = tuple(self.infer(p, inputs)[0].shape[1:])
+
+        def reshape(xs, v, training):
+            return xs[0].reshape(xs[0].shape[0], *shape)
+
+        return reshape
+
+
+@register
+class Pad(Op):
+    """Pads a tensor, as tf.pad.
+
+    `paddings` has one `[before, after]` pair per axis, the batch axis first
+    (TF's layout of the argument), in channels-first order; the batch pair
+    must be [0, 0]. Modes: CONSTANT (with `constant_values`), REFLECT (the
+    edge is not repeated; each pad must be smaller than its axis) and
+    SYMMETRIC (the edge is repeated; each pad at most the axis size).
+
+    Example:
+        {op: pad, paddings: [[0, 0], [0, 0], [1, 1], [2, 2]], mode: REFLECT}
+
+    Input [N, d1, ..., dk]; output [N, d1 + before1 + after1, ...].
+    """
+
+    name = "pad"
+    family = "structure"
+    pure_data_movement = True
+    tf_notes = "tf.pad(tensor, paddings, mode, constant_values); paddings follow channels-first order (TF NHWC: permute them)."
+    example_inputs = ((2, 2, 3, 4),)
+
+    class Params(Params):
+        paddings: list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]] = Field(min_length=1)
+        mode: Choice("CONSTANT", "REFLECT", "SYMMETRIC") = "CONSTANT"
+        constant_values: float = 0.0
+
+    def infer(self, p, inputs):
+        (x,) = inputs
+        if len(p.paddings) != x.rank:
+            raise OpError(f"has {len(p.paddings)} pairs for a rank-{x.rank} input {x}; give one [before, after] per axis, the batch axis first", "paddings")
+        if p.paddings[0] != [0, 0]:
+            raise OpError(f"the batch axis cannot be padded, got {p.paddings[0]}; its pair must be [0, 0]", "paddings")
+        for axis, ((before, after), n) in enumerate(zip(p.paddings[1:], x.shape[1:]), 1):
+            limit = n - 1 if p.mode == "REFLECT" else n
+            if p.mode != "CONSTANT" and max(before, after) > limit:
+                raise OpError(f"{p.mode} padding of axis {axis} (size {n}) must be at most {limit} on each side, got {[before, after]}", "paddings")
+        shape = (x.shape[0], *(n + before + after for n, (before, after) in zip(x.shape[1:], p.paddings[1:])))
+        return [TensorType(shape, x.dtype)]
+
+    def build(self, p, inputs):
+        import torch
+        import torch.nn.functional as F
+
+        (x,) = inputs
+        if p.mode == "CONSTANT":
+            pads = tuple(v for before, after in reversed(p.paddings[1:]) for v in (before, after))
+            value = p.constant_values
+
+            def pad(xs, v, training):
+                return F.pad(xs[0], pads, value=value)
+
+            return pad
+
+        # REFLECT and SYMMETRIC for any rank: gather with mirrored indices, axis by axis
+        symmetric = p.mode == "SYMMETRIC"
+        gathers = []
+        for axis, ((before, after), n) in enumerate(zip(p.paddings[1:], x.shape[1:]), 1):
+            if before or after:
+                index = [_mirror(i, n, symmetric) for i in range(-before, n + after)]
+                gathers.append((axis, torch.tensor(index)))
+
+        def pad(xs, v, training):
+            out = xs[0]
+            for axis, index in gathers:
+                out = out.index_select(axis, index.to(out.device))
+            return out
+
+        return pad
+
+
+def _mirror(i: int, n: int, symmetric: bool) -> int:
+    """The source index of position i of an axis of size n padded by mirroring."""
+    if i < 0:
+        return -i - 1 if symmetric else -i
+    if i >= n:
+        return 2 * n - 1 - i if symmetric else 2 * (n - 1) - i
+    return i

@@ -1,0 +1,227 @@
+"""The contract battery: every registered op, with no list of names here.
+
+Each op is driven by its docstring example (the parameters) and its
+`example_inputs` (the input shapes). A new op is picked up automatically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from tfn import layers
+from tfn.layers import TensorType
+from tfn.layers.initializers import initialize
+from tfn.specs.documents import parse_yaml
+from tfn.specs.schema import LOSS_MODELS, NODE_MODELS
+
+OPS = layers.all_ops()
+GOLDEN = Path(__file__).parent / "golden" / "op_names.txt"
+NODE_FIELDS = {"op", "name", "inputs", "after", "share", "device", "logits", "labels", "weight"}
+
+
+def example_params(op):
+    data = parse_yaml(op.example(), f"{op.name} docstring").data
+    return op.Params.model_validate({k: v for k, v in data.items() if k not in NODE_FIELDS})
+
+
+def example_types(op, p):
+    shapes = op.example_inputs
+    types = [TensorType((None, *s[1:])) for s in shapes]
+    if op.is_loss:
+        types = [types[0], op.label_type(p, types[0])]
+    return types
+
+
+def example_tensors(op, p, dtype=torch.float64, seed=0):
+    """Inputs and variables for the op's example: random normal floats, valid labels, initialised variables."""
+    gen = torch.Generator().manual_seed(seed)
+    types = example_types(op, p)
+    batch = op.example_inputs[0][0]
+    xs = []
+    for i, t in enumerate(types):
+        shape = (batch, *t.shape[1:])
+        if t.dtype.startswith("int"):
+            xs.append(torch.randint(0, types[0].shape[1], shape, generator=gen))
+        elif op.is_loss and i == 1:  # soft labels: a distribution over the class axis
+            xs.append(torch.randn(shape, generator=gen, dtype=dtype).softmax(1))
+        else:
+            xs.append(torch.randn(shape, generator=gen, dtype=dtype))
+    variables = {}
+    for d in op.variables(p, types):
+        value = torch.empty(d.shape, dtype=dtype)
+        initialize(value, d.initializer, d.fans, gen)
+        if d.trainable and d.initializer in ("zeros", "ones"):
+            value += 0.1 * torch.randn(d.shape, generator=gen, dtype=dtype)  # no symmetric starting points
+        variables[d.role] = value.requires_grad_(d.trainable)
+    return types, xs, variables
+
+
+def run(op, p, types, xs, variables, training):
+    out = op.build(p, types)(xs, variables, training)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def differentiable_inputs(op, xs):
+    """The inputs a gradient flows to: floats, but never the labels of a loss (TF stops their gradient)."""
+    return [i for i, x in enumerate(xs) if x.is_floating_point() and not (op.is_loss and i == 1)]
+
+
+names = pytest.mark.parametrize("name", list(OPS))
+
+
+@names
+def test_docstring_example_is_a_valid_node(name):
+    op = OPS[name]
+    data = parse_yaml(op.example(), "example").data
+    assert data.get("op") == name, f"{name}: the docstring needs `Example:` followed by a flow mapping with op: {name}"
+    model = LOSS_MODELS[name] if op.is_loss else NODE_MODELS[name]
+    model.model_validate(data)
+    assert op.summary() and op.shape_rule(), f"{name}: the docstring needs a summary line and an `Input ...` shape paragraph"
+
+
+@names
+def test_params_round_trip_through_graph_json(name):
+    op = OPS[name]
+    p = example_params(op)
+    again = op.Params.model_validate(json.loads(json.dumps(p.model_dump(mode="json"))))
+    assert again == p
+
+
+@names
+@pytest.mark.parametrize("training", [True, False])
+def test_inferred_types_match_a_run(name, training):
+    op = OPS[name]
+    p = example_params(op)
+    for dtype in (torch.float32, torch.float64):
+        types, xs, variables = example_tensors(op, p, dtype)
+        variables = {k: v.to(dtype).detach() for k, v in variables.items()}
+        inferred = op.infer(p, types)
+        torch.manual_seed(0)
+        outputs = run(op, p, types, xs, variables, training)
+        assert len(outputs) == len(inferred)
+        for got, want in zip(outputs, inferred):
+            assert tuple(got.shape) == (xs[0].shape[0], *want.shape[1:])
+            assert got.device == xs[0].device
+            if want.dtype.startswith("float"):
+                assert got.dtype == dtype, "floating outputs keep the input's dtype"
+            else:
+                assert str(got.dtype) == f"torch.{want.dtype}"
+
+
+@names
+def test_flops_rule(name):
+    op = OPS[name]
+    p = example_params(op)
+    types = example_types(op, p)
+    flops = op.flops(p, types, op.infer(p, types))
+    if op.pure_data_movement:
+        assert flops == 0
+    else:
+        assert flops > 0, f"{name}: give a FLOPs rule, or set pure_data_movement = True for an op that only moves data"
+
+
+@names
+def test_inputs_are_not_modified_in_place(name):
+    op = OPS[name]
+    p = example_params(op)
+    types, xs, variables = example_tensors(op, p)
+    before = [x.clone() for x in xs]
+    for training in (True, False):
+        run(op, p, types, xs, variables, training)
+    for x, b in zip(xs, before):
+        assert torch.equal(x, b)
+
+
+@names
+def test_evaluation_batch_equals_single_examples(name):
+    op = OPS[name]
+    p = example_params(op)
+    types, xs, variables = example_tensors(op, p)
+    with torch.no_grad():
+        whole = run(op, p, types, xs, variables, training=False)
+        singles = [run(op, p, types, [x[i : i + 1] for x in xs], variables, training=False) for i in range(xs[0].shape[0])]
+    for k, out in enumerate(whole):
+        if not out.is_floating_point():
+            continue  # indices that count the batch (include_batch_in_index) differ by design
+        torch.testing.assert_close(out, torch.cat([s[k] for s in singles]), rtol=1e-10, atol=1e-12)
+
+
+@names
+def test_float64_gradcheck(name):
+    op = OPS[name]
+    p = example_params(op)
+    types, xs, variables = example_tensors(op, p)
+    grad_inputs = differentiable_inputs(op, xs)
+    trainable = [role for role, v in variables.items() if v.requires_grad]
+    if not grad_inputs and not trainable:
+        pytest.skip("nothing differentiable")
+
+    def f(*tensors):
+        ins = list(xs)
+        for i, t in zip(grad_inputs, tensors):
+            ins[i] = t
+        vs = dict(variables) | dict(zip(trainable, tensors[len(grad_inputs) :]))
+        torch.manual_seed(0)  # random ops draw the same mask on every call
+        return tuple(o for o in run(op, p, types, ins, vs, training=True) if o.is_floating_point())
+
+    args = [xs[i].detach().requires_grad_() for i in grad_inputs] + [variables[r].detach().requires_grad_() for r in trainable]
+    assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-5, fast_mode=True)
+
+
+@names
+def test_every_trainable_variable_receives_a_gradient(name):
+    op = OPS[name]
+    p = example_params(op)
+    types, xs, variables = example_tensors(op, p)
+    if not any(v.requires_grad for v in variables.values()):
+        return
+    outputs = [o for o in run(op, p, types, xs, variables, training=True) if o.is_floating_point()]
+    weights = torch.Generator().manual_seed(1)
+    sum(  # random weights: a plain sum has zero gradient through normalisations
+        (o * torch.randn(o.shape, generator=weights, dtype=o.dtype)).sum() for o in outputs
+    ).backward()
+    for role, v in variables.items():
+        if v.requires_grad:
+            assert v.grad is not None and v.grad.abs().sum() > 0, f"{name}/{role} received no gradient"
+
+
+@pytest.mark.gpu
+@names
+def test_runs_on_cuda_and_keeps_the_device(name):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    op = OPS[name]
+    p = example_params(op)
+    types, xs, variables = example_tensors(op, p, torch.float32)
+    xs = [x.cuda() for x in xs]
+    variables = {k: v.detach().cuda() for k, v in variables.items()}
+    for out in run(op, p, types, xs, variables, training=True):
+        assert out.device.type == "cuda"
+
+
+def test_golden_op_names():
+    """The op vocabulary is public API: changes must show in review.
+
+    Regenerate after adding or renaming an op on purpose:
+        TFN_REGENERATE_GOLDEN=1 python -m pytest tests/test_op_contract.py -k golden
+    """
+    current = "".join(f"{name}\n" for name in OPS)
+    if os.environ.get("TFN_REGENERATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(current)
+    expected = GOLDEN.read_text() if GOLDEN.exists() else ""
+    assert current == expected, (
+        "the registered op names differ from tests/golden/op_names.txt; if the change is on purpose, run "
+        "TFN_REGENERATE_GOLDEN=1 python -m pytest tests/test_op_contract.py -k golden and commit the file"
+    )
+
+
+def test_every_op_has_a_family_and_its_example_shapes():
+    for name, op in OPS.items():
+        assert op.family, name
+        assert getattr(op, "example_inputs", None), f"{name}: set example_inputs (input shapes, batch first) for the battery"
