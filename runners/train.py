@@ -128,9 +128,9 @@ def train(
 
     torch.manual_seed(settings.seed)
     model = GraphModule(graph, torch.Generator().manual_seed(settings.seed)).place(dev)
-    optimizer = make_optimizer(spec.optimizer, list(model.trainable_variables().values()))
+    optimizer = make_optimizer(spec.optimizer, model.trainable_variables().items())
     loss_fn = Loss(model)
-    checkpoints = CheckpointManager(run_dir / "checkpoints", settings.keep)
+    checkpoints = CheckpointManager(run_dir / "checkpoints", settings.checkpoints.keep)
     summaries = Summaries(run_dir, graph)
     metrics_file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
 

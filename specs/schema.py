@@ -10,7 +10,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, PositiveFloat, PositiveInt, StringConstraints, Tag, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    StringConstraints,
+    Tag,
+    create_model,
+    model_validator,
+)
 
 from tfn import layers
 
@@ -108,15 +121,134 @@ class Model(Strict):
 # --- optimizers --------------------------------------------------------------
 
 
-class GradientDescent(Strict):
+class ConstantSchedule(Strict):
+    """The learning rate stays at `optimizer.learning_rate` (after any warmup)."""
+
+    type: Literal["constant"]
+    warmup_steps: NonNegativeInt = Field(default=0, description="steps of linear warmup: rate(warmup_steps) * step / warmup_steps before that step")
+
+
+class ExponentialDecay(ConstantSchedule):
+    """tf.train.exponential_decay: lr * decay_rate ** (step / decay_steps), the exponent floored when staircase."""
+
+    type: Literal["exponential_decay"]  # type: ignore[assignment]
+    decay_steps: PositiveInt
+    decay_rate: PositiveFloat
+    staircase: bool = False
+
+
+class PiecewiseConstant(ConstantSchedule):
+    """tf.train.piecewise_constant: values[i] while boundaries[i-1] < step <= boundaries[i].
+
+    One more value than boundaries; the values replace `optimizer.learning_rate`.
+    """
+
+    type: Literal["piecewise_constant"]  # type: ignore[assignment]
+    boundaries: list[NonNegativeInt] = Field(min_length=1)
+    values: list[NonNegativeFloat] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _one_more_value(self):
+        if len(self.values) != len(self.boundaries) + 1:
+            raise ValueError(f"needs one more value than boundaries: {len(self.boundaries)} boundaries, {len(self.values)} values")
+        if self.boundaries != sorted(set(self.boundaries)):
+            raise ValueError(f"boundaries must increase strictly, got {self.boundaries}")
+        return self
+
+
+class PolynomialDecay(ConstantSchedule):
+    """tf.train.polynomial_decay: (lr - end) * (1 - min(step, decay_steps) / decay_steps) ** power + end.
+
+    With `cycle`, decay_steps grows to the next multiple of itself past the step.
+    """
+
+    type: Literal["polynomial_decay"]  # type: ignore[assignment]
+    decay_steps: PositiveInt
+    end_learning_rate: NonNegativeFloat = 0.0001
+    power: PositiveFloat = 1.0
+    cycle: bool = False
+
+
+class CosineDecay(ConstantSchedule):
+    """tf.train.cosine_decay: lr * ((1 - alpha) * 0.5 * (1 + cos(pi * min(step, decay_steps) / decay_steps)) + alpha)."""
+
+    type: Literal["cosine_decay"]  # type: ignore[assignment]
+    decay_steps: PositiveInt
+    alpha: NonNegativeFloat = 0.0
+
+
+Schedule = Annotated[Union[ConstantSchedule, ExponentialDecay, PiecewiseConstant, PolynomialDecay, CosineDecay], Field(discriminator="type")]
+
+
+class OptimizerBase(Strict):
+    """Fields every optimizer has: the learning rate, its schedule, gradient clipping, per-variable multipliers."""
+
+    learning_rate: PositiveFloat = 0.01
+    schedule: Schedule = ConstantSchedule(type="constant")
+    clip_global_norm: PositiveFloat | None = Field(
+        default=None, description="tf.clip_by_global_norm: scale all gradients by clip / max(global_norm, clip)"
+    )
+    clip_value: PositiveFloat | None = Field(default=None, description="tf.clip_by_value: clamp each gradient element to [-clip, clip]")
+    learning_rate_multipliers: dict[str, NonNegativeFloat] = Field(
+        default={},
+        description="variable-name glob -> factor on the learning rate, e.g. {'logits/*': 10.0}; the first matching pattern wins",
+    )
+
+
+class GradientDescent(OptimizerBase):
     """tf.train.GradientDescentOptimizer: var -= learning_rate * grad."""
 
     type: Literal["gradient_descent"]
-    learning_rate: PositiveFloat = 0.01
 
 
-class Adam(Strict):
-    """tf.train.AdamOptimizer."""
+class Momentum(OptimizerBase):
+    """tf.train.MomentumOptimizer: accum = momentum * accum + grad; var -= lr * accum (lr read each step)."""
+
+    type: Literal["momentum"]
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    use_nesterov: bool = False
+
+
+class Nesterov(Momentum):
+    """tf.train.MomentumOptimizer with use_nesterov=True: var -= lr * grad + lr * momentum * accum."""
+
+    type: Literal["nesterov"]  # type: ignore[assignment]
+    use_nesterov: Literal[True] = True
+
+
+class Adagrad(OptimizerBase):
+    """tf.train.AdagradOptimizer: accum += grad**2; var -= lr * grad / sqrt(accum). No epsilon."""
+
+    type: Literal["adagrad"]
+    initial_accumulator_value: PositiveFloat = 0.1
+
+
+class Adadelta(OptimizerBase):
+    """tf.train.AdadeltaOptimizer, with TF's defaults (lr 0.001, rho 0.95, epsilon 1e-8), not PyTorch's."""
+
+    type: Literal["adadelta"]
+    learning_rate: PositiveFloat = 0.001
+    rho: float = Field(default=0.95, ge=0.0, lt=1.0)
+    epsilon: PositiveFloat = 1e-8
+
+
+class RMSProp(OptimizerBase):
+    """tf.train.RMSPropOptimizer: mean square initialised to ONES, epsilon inside the root, lr inside the momentum buffer.
+
+    ms = decay * ms + (1 - decay) * grad**2; mom = momentum * mom + lr * grad / sqrt(ms + epsilon); var -= mom.
+    `centered` subtracts the square of the mean gradient under the root.
+    """
+
+    type: Literal["rmsprop"]
+    learning_rate: PositiveFloat = 0.001
+    decay: float = Field(default=0.9, ge=0.0, lt=1.0)
+    momentum: float = Field(default=0.0, ge=0.0, lt=1.0)
+    epsilon: PositiveFloat = 1e-10
+    centered: bool = False
+
+
+class Adam(OptimizerBase):
+    """tf.train.AdamOptimizer, in TF's epsilon-hat form: var -= lr * sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + epsilon)."""
 
     type: Literal["adam"]
     learning_rate: PositiveFloat = 0.001
@@ -125,14 +257,97 @@ class Adam(Strict):
     epsilon: PositiveFloat = 1e-8
 
 
-Optimizer = Annotated[Union[GradientDescent, Adam], Field(discriminator="type")]
+class AdamW(Adam):
+    """PyTorch's AdamW (decoupled weight decay, Loshchilov & Hutter), not a TF 1.x optimizer.
+
+    var -= lr * weight_decay * var, then PyTorch's Adam step, whose epsilon sits
+    outside the bias correction (it differs from `adam` for large epsilon).
+    """
+
+    type: Literal["adamw"]  # type: ignore[assignment]
+    weight_decay: NonNegativeFloat = 0.01
+
+
+Optimizer = Annotated[
+    Union[GradientDescent, Momentum, Nesterov, Adagrad, Adadelta, RMSProp, Adam, AdamW],
+    Field(discriminator="type"),
+]
 
 
 # --- data ----------------------------------------------------------------------
 
+SplitName = Literal["train", "validation", "test"]
+Size2 = Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
+
+
+class SplitFractions(Strict):
+    """How a source without its own validation/test data is divided, deterministically from `seed`.
+
+    The samples are permuted once with `seed` (independent of `train.seed`, so
+    changing the training seed never moves a sample between splits); the first
+    `validation` fraction becomes the validation split, the next `test`
+    fraction the test split, the rest the training split.
+    """
+
+    validation: float = Field(default=0.1, ge=0.0, lt=1.0)
+    test: float = Field(default=0.1, ge=0.0, lt=1.0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self):
+        if self.validation + self.test >= 1.0:
+            raise ValueError(f"validation + test must be below 1 so that some training data remains (got {self.validation} + {self.test})")
+        return self
+
+
+class ShuffleBuffer(Strict):
+    """TF's RandomShuffleQueue (tf.train.shuffle_batch): each sample is drawn uniformly from a buffer.
+
+    Samples enter the buffer in source order; each dequeue takes a uniformly
+    chosen element of the buffer. The producer is taken to keep the buffer full
+    (`capacity` elements) while input remains; after the input ends the buffer
+    drains. `min_after_dequeue` is the floor TF guarantees when the consumer
+    outruns the producer; it must be below `capacity`.
+    """
+
+    capacity: PositiveInt
+    min_after_dequeue: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _below_capacity(self):
+        if self.min_after_dequeue >= self.capacity:
+            raise ValueError(f"min_after_dequeue ({self.min_after_dequeue}) must be below capacity ({self.capacity}), as in TF")
+        return self
+
+
+class Augment(Strict):
+    """Random image augmentation of the training split (never validation or test), seeded per step.
+
+    Applied to a batch of `field` ([N, C, H, W]): zero-pad by `crop_padding`
+    pixels on each side and take a random crop of the original size, then flip
+    each image left-right with probability 1/2 when `horizontal_flip`.
+    """
+
+    field: Name = "image"
+    crop_padding: NonNegativeInt = 0
+    horizontal_flip: bool = False
+
 
 class DataBase(Strict):
-    batch_size: PositiveInt = 32
+    batch_size: PositiveInt | Literal["full"] = Field(
+        default=32, description="samples per training step; `full`: the whole training split in one batch (batch gradient descent)"
+    )
+    drop_remainder: bool = Field(default=False, description="drop the last, smaller training batch of each epoch")
+    shuffle: bool | ShuffleBuffer = Field(
+        default=True,
+        description="true: a new permutation of the training split each epoch; false: source order; "
+        "{capacity, min_after_dequeue}: a RandomShuffleQueue-like buffer over the source order",
+    )
+    augment: Augment | None = None
+
+
+class SplitByFraction(DataBase):
+    split: SplitFractions = SplitFractions()
 
 
 class DigitsData(DataBase):
@@ -145,18 +360,242 @@ class DigitsData(DataBase):
     source: Literal["digits"]
 
 
-Data = Annotated[Union[DigitsData], Field(discriminator="source")]
+class SyntheticField(Strict):
+    """One synthetic field: the shape of one sample, its dtype and, for integers, the exclusive upper bound."""
+
+    shape: list[PositiveInt] = Field(min_length=1)
+    dtype: DType = "float32"
+    high: PositiveInt | None = Field(default=None, description="integer fields: values in [0, high); default: the class count")
+
+
+class SplitSizes(Strict):
+    train: PositiveInt = 1024
+    validation: NonNegativeInt = 256
+    test: NonNegativeInt = 256
+
+
+class SyntheticData(DataBase):
+    """Random tensors of declared shapes, for benchmarks and smoke tests; the same for the same seed.
+
+    The label field holds class indices in [0, classes). Each float field is a
+    per-class pattern (standard normal, drawn once) plus `noise` times standard
+    normal noise, so a model can learn it; integer fields are uniform in [0, high).
+
+        data:
+          source: synthetic
+          classes: 10
+          fields: {image: {shape: [3, 32, 32]}}
+          samples: {train: 2048, validation: 256, test: 256}
+    """
+
+    source: Literal["synthetic"]
+    fields: dict[Name, SyntheticField] = Field(min_length=1)
+    label: Name = Field(default="label", description="the name of the class-index field")
+    classes: PositiveInt = 10
+    samples: SplitSizes = SplitSizes()
+    noise: NonNegativeFloat = 1.0
+    seed: int = 0
+
+
+class MnistData(DataBase):
+    """MNIST from a directory of its four IDX files, downloaded and SHA-256-verified when absent.
+
+    Fields: `image` [1, 28, 28] float32 in [0, 1], `label` int64. The test split
+    is the t10k files; the validation split is the first `validation` training
+    images (TF's read_data_sets: 5,000).
+
+    `directory` defaults to $TFN_DATA_DIR/<source> or ~/.cache/tfn/datasets/<source>;
+    `url` (the base URL the files are fetched from) to $TFN_MNIST_URL /
+    $TFN_FASHION_MNIST_URL or the public mirror. Offline, put the files into
+    `directory` yourself.
+    """
+
+    source: Literal["mnist"]
+    directory: str | None = None
+    download: bool = True
+    url: str | None = None
+    validation: NonNegativeInt = 5000
+
+
+class FashionMnistData(MnistData):
+    """Fashion-MNIST (Zalando): as `mnist`, ten classes of clothing; class names known."""
+
+    source: Literal["fashion_mnist"]  # type: ignore[assignment]
+
+
+class IdxData(SplitByFraction):
+    """An image IDX file and a label IDX file (MNIST's format), gzipped or not.
+
+    Fields: `image` [C, H, W] float32 (uint8 data scaled to [0, 1]; a rank-3
+    file [N, H, W] gets one channel), `label` int64. Without `test_images`
+    and `test_labels` the test split is carved by `split`.
+    """
+
+    source: Literal["idx"]
+    images: str
+    labels: str
+    test_images: str | None = None
+    test_labels: str | None = None
+
+    @model_validator(mode="after")
+    def _test_pair(self):
+        if (self.test_images is None) != (self.test_labels is None):
+            raise ValueError("give both test_images and test_labels, or neither")
+        return self
+
+
+class NpzData(SplitByFraction):
+    """Arrays of one .npz file mapped to named fields: `fields: {image: x_train, label: y_train}`.
+
+    Float arrays bind to float model inputs, integer arrays to integer inputs
+    (the width is converted). `validation_fields` / `test_fields` name the
+    arrays of a split the file already has; a split without them is carved
+    from the training arrays by `split`.
+    """
+
+    source: Literal["npz"]
+    path: str
+    fields: dict[Name, str] = Field(min_length=1, description="field name -> array name in the file")
+    validation_fields: dict[Name, str] | None = None
+    test_fields: dict[Name, str] | None = None
+
+
+class NpyData(SplitByFraction):
+    """.npy files mapped to named fields: `fields: {image: x.npy, label: y.npy}`; otherwise as `npz`."""
+
+    source: Literal["npy"]
+    fields: dict[Name, str] = Field(min_length=1, description="field name -> .npy file")
+    validation_fields: dict[Name, str] | None = None
+    test_fields: dict[Name, str] | None = None
+
+
+class CsvData(SplitByFraction):
+    """A CSV file with a header row; fields are made from columns by name.
+
+    A list of columns gives a float32 vector field ([len(columns)]); a single
+    column gives an int64 class-index field: integers as they are, or names
+    mapped to their index in `classes` (default: the sorted distinct names).
+
+        data:
+          source: csv
+          path: iris.csv
+          fields: {features: [sepal_length, sepal_width, petal_length, petal_width], label: species}
+    """
+
+    source: Literal["csv"]
+    path: str
+    fields: dict[Name, str | list[str]] = Field(min_length=1)
+    classes: list[str] | None = Field(default=None, description="class names in index order, for a label column of names")
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    validation_path: str | None = None
+    test_path: str | None = None
+
+
+class ImageFolderData(SplitByFraction):
+    """PNG/JPEG images in one sub-folder per class (the folder name is the class name, sorted).
+
+    Images stream through torch's DataLoader: decoded in `workers` processes,
+    `prefetch_factor` batches ahead each. Fields: `image` [C, size[0], size[1]]
+    float32 (resized; scaled to [0, 1], then `(x - mean) / std` per channel when
+    given), `label` int64. A corrupt image stops the run naming the file, or
+    is skipped with a warning when `skip_bad`.
+    """
+
+    source: Literal["image_folder"]
+    directory: str
+    validation_directory: str | None = None
+    test_directory: str | None = None
+    size: Size2 = Field(description="[height, width] every image is resized to")
+    color: Literal["grayscale", "rgb"] = "rgb"
+    mean: list[float] | None = None
+    std: list[Annotated[float, Field(gt=0.0)]] | None = None
+    skip_bad: bool = False
+    workers: NonNegativeInt = 0
+    prefetch_factor: PositiveInt = 2
+
+    @model_validator(mode="after")
+    def _per_channel(self):
+        channels = 1 if self.color == "grayscale" else 3
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None and len(value) != channels:
+                raise ValueError(f"{name} needs one value per channel: {channels} for color {self.color}, got {len(value)}")
+        return self
+
+
+Data = Annotated[
+    Union[DigitsData, SyntheticData, MnistData, FashionMnistData, IdxData, NpzData, NpyData, CsvData, ImageFolderData],
+    Field(discriminator="source"),
+]
 
 
 # --- training ----------------------------------------------------------------------
 
+MetricName = Literal[
+    "accuracy",
+    "top_k_accuracy",
+    "per_class_accuracy",
+    "confusion_matrix",
+    "precision",
+    "recall",
+    "f1",
+    "mean_squared_error",
+    "mean_absolute_error",
+]
+
+
+class EarlyStopping(Strict):
+    """Stop when the validation `monitor` has not improved by `min_delta` for `patience` evaluations."""
+
+    monitor: str = "loss"
+    patience: PositiveInt = 5
+    min_delta: NonNegativeFloat = 0.0
+    mode: Literal["auto", "min", "max"] = Field(default="auto", description="auto: min for loss and errors, max otherwise")
+
+
+class ReduceOnPlateau(Strict):
+    """Multiply the learning rate by `factor` when the validation `monitor` has not improved for `patience` evaluations."""
+
+    monitor: str = "loss"
+    factor: float = Field(default=0.1, gt=0.0, lt=1.0)
+    patience: PositiveInt = 3
+    min_delta: NonNegativeFloat = 0.0
+    min_learning_rate: NonNegativeFloat = 0.0
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
+class CheckpointSettings(Strict):
+    """When checkpoints are written and which are kept (TF's Saver: max_to_keep, keep_checkpoint_every_n_hours)."""
+
+    every_steps: NonNegativeInt = Field(default=0, description="also write one every N steps (0: only after each validation and at the end)")
+    keep: PositiveInt = Field(default=5, description="newest checkpoints kept")
+    keep_every_steps: PositiveInt | None = Field(default=None, description="also keep one checkpoint per this many steps, forever")
+    keep_every_hours: PositiveFloat | None = Field(default=None, description="also keep one checkpoint per this many hours, forever")
+    best: str | None = Field(default=None, description="keep the checkpoint with the best value of this validation metric, e.g. accuracy")
+    best_mode: Literal["auto", "min", "max"] = "auto"
+
+
+class SummarySettings(Strict):
+    """TensorBoard cadence."""
+
+    histogram_every: NonNegativeInt = Field(default=100, description="steps between weight and gradient histograms (0: never)")
+    images: NonNegativeInt = Field(default=16, description="input images drawn as a grid at the start (0: none)")
+
 
 class Train(Strict):
     epochs: PositiveInt = 10
+    steps: PositiveInt | None = Field(default=None, description="stop after this many steps in all (overrides epochs)")
     seed: int = 0
     device: Literal["auto"] | Device = "auto"
     log_every: PositiveInt = Field(default=10, description="steps between logged training loss")
-    keep: PositiveInt = Field(default=5, description="newest checkpoints kept")
+    validate_every: NonNegativeInt = Field(default=0, description="steps between validations (0: after each epoch)")
+    metrics: list[MetricName] | None = Field(default=None, description="default: accuracy when the labels are class indices")
+    top_k: PositiveInt = Field(default=5, description="k of top_k_accuracy")
+    threshold: float = Field(default=0.5, description="logit probability above which a multi-label output counts as on")
+    early_stopping: EarlyStopping | None = None
+    reduce_on_plateau: ReduceOnPlateau | None = None
+    checkpoints: CheckpointSettings = CheckpointSettings()
+    summaries: SummarySettings = SummarySettings()
 
 
 class Spec(Strict):
