@@ -1,75 +1,383 @@
-"""Data sources: each spec data class -> named fields per split, as tensors.
+"""The input pipeline: a data source bound to the graph's inputs, served as batches.
 
-Sources dispatch on the spec's data class (specs/schema.py); in-memory
-sources are batched by slicing, with no per-sample Python.
+    data = DataPipeline(spec.data, graph, seed=spec.train.seed, device=device)
+    for epoch in range(1, epochs + 1):
+        for step, feeds in enumerate(data.train_batches(epoch), start=0): ...
+    for feeds in data.eval_batches("validation"): ...
+
+Binding: every graph input (the model's inputs and the loss's label field) is
+fed by the data field of the same name; shapes, dtype kinds and class
+indices are checked before a step runs (DataError, exit status 2).
+
+Order: the training order of an epoch is a pure function of (seed, epoch), and
+step k of an epoch is the k-th slice of it, so `train_batches(epoch,
+start_step=k)` resumes exactly. Augmentation draws from (seed, epoch, step).
+
+Two ways to batch, by source:
+- in memory (arrays): the split lives on the device as tensors; a batch is an
+  index into them, with no per-sample Python;
+- streamed (image files): torch's DataLoader decodes in worker processes with
+  prefetching (TF's QueueRunner threads); a worker error stops the run with
+  that error (TF's Coordinator), never a hang.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import singledispatch
-from pathlib import Path
+import math
+import sys
+from functools import partial
+from typing import Iterator
 
 import numpy as np
 import torch
 
+from tfn.layers import suggest
+from tfn.runners.data_files import DataError
+from tfn.runners.data_sources import SPLITS, ArraySource, FieldType, ImageFileSource, Source, load_source
 from tfn.specs import schema
-from tfn.specs.errors import UserError
 from tfn.specs.graph import Graph
 
-SPLITS = ("train", "validation", "test")
-DATASETS = Path(__file__).parent / "datasets"
+__all__ = ["DataError", "DataLoaderFailed", "DataPipeline", "RandomShuffleQueue", "SPLITS", "epoch_order", "augment_images"]
+
+EVAL_BATCH_SIZE = 512
+WORKER_TIMEOUT_S = 300  # a worker silent this long is stuck: fail instead of waiting forever
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64, "int32": torch.int32}
 
 
-class DataError(UserError):
-    pass
+class DataLoaderFailed(RuntimeError):
+    """A DataLoader worker died or stalled (not a problem in the data itself): the run fails, exit status 1."""
 
 
-@dataclass
-class Splits:
-    """Named fields for each split: splits["train"]["image"] is a tensor [N, ...]."""
+# --- order ---------------------------------------------------------------------------
 
-    fields: dict[str, dict[str, torch.Tensor]]
-    class_names: list[str] | None = None
+
+def _rng(*keys: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([k % 2**64 for k in keys]))
+
+
+class RandomShuffleQueue:
+    """TF's RandomShuffleQueue over sample indices (tf_semantics.md §8.1), without threads.
+
+    `enqueue` fails when full; `dequeue` takes a uniformly chosen element
+    (swapped with the last, then popped) and is possible only while more than
+    `min_after_dequeue` elements are queued, or after `close()`, which lets the
+    rest drain.
+    """
+
+    class WouldBlock(Exception):
+        """TF would block here: the queue is full (enqueue) or too small (dequeue)."""
+
+    class OutOfRange(Exception):
+        """The queue is closed and empty (TF's OutOfRangeError)."""
+
+    def __init__(self, capacity: int, min_after_dequeue: int, rng: np.random.Generator):
+        if not 0 <= min_after_dequeue < capacity:
+            raise ValueError(f"RandomShuffleQueue needs 0 <= min_after_dequeue < capacity, got {min_after_dequeue} and {capacity}")
+        self.capacity, self.min_after_dequeue = capacity, min_after_dequeue
+        self._items: list[int] = []
+        self._rng = rng
+        self._uniform: list[float] = []
+        self.closed = False
+
+    @property
+    def size(self) -> int:
+        return len(self._items)
+
+    def enqueue(self, item: int) -> None:
+        if self.closed:
+            raise RuntimeError("enqueue on a closed queue")
+        if self.size == self.capacity:
+            raise self.WouldBlock("the queue is full")
+        self._items.append(item)
+
+    def dequeue(self) -> int:
+        if not self._items and self.closed:
+            raise self.OutOfRange("the queue is closed and empty")
+        if not self.closed and self.size - self.min_after_dequeue <= 0:
+            raise self.WouldBlock(f"{self.size} queued, min_after_dequeue {self.min_after_dequeue}")
+        if not self._uniform:
+            self._uniform = self._rng.random(4096).tolist()  # drawn in blocks: one numpy call per 4096 dequeues
+        index = int(self._uniform.pop() * self.size)
+        items = self._items
+        items[index], items[-1] = items[-1], items[index]
+        return items.pop()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def epoch_order(n: int, shuffle: bool | schema.ShuffleBuffer, seed: int, epoch: int) -> np.ndarray:
+    """The order of the n training samples in `epoch`: a pure function of (n, shuffle, seed, epoch)."""
+    if shuffle is False:
+        return np.arange(n)
+    rng = _rng(seed, epoch, 0)
+    if shuffle is True:
+        return rng.permutation(n)
+    # the source order through a shuffle buffer whose producer keeps it full
+    queue = RandomShuffleQueue(shuffle.capacity, shuffle.min_after_dequeue, rng)
+    out = np.empty(n, dtype=np.int64)
+    taken = 0
+    for item in range(n):
+        if queue.size == queue.capacity:
+            out[taken] = queue.dequeue()
+            taken += 1
+        queue.enqueue(item)
+    queue.close()
+    while queue.size:
+        out[taken] = queue.dequeue()
+        taken += 1
+    return out
+
+
+# --- augmentation --------------------------------------------------------------------
+
+
+def augment_images(images: torch.Tensor, rng: np.random.Generator, crop_padding: int, horizontal_flip: bool) -> torch.Tensor:
+    """Random crop after zero padding, then random left-right flip, per image of a batch [N, C, H, W]."""
+    n, channels, height, width = images.shape
+    device = images.device
+    if crop_padding:
+        p = crop_padding
+        padded = torch.nn.functional.pad(images, (p, p, p, p))
+        top = torch.from_numpy(rng.integers(0, 2 * p + 1, n)).to(device)
+        left = torch.from_numpy(rng.integers(0, 2 * p + 1, n)).to(device)
+        rows = (top[:, None] + torch.arange(height, device=device))[:, None, :, None]
+        cols = (left[:, None] + torch.arange(width, device=device))[:, None, None, :]
+        batch = torch.arange(n, device=device)[:, None, None, None]
+        channel = torch.arange(channels, device=device)[None, :, None, None]
+        images = padded[batch, channel, rows, cols]
+    if horizontal_flip:
+        flip = torch.from_numpy(rng.random(n) < 0.5).to(device)[:, None, None, None]
+        images = torch.where(flip, images.flip(3), images)
+    return images
+
+
+# --- binding -------------------------------------------------------------------------
+
+
+def _kind(dtype: str) -> str:
+    return "float" if dtype.startswith("float") else "integer"
+
+
+def bind(graph: Graph, source: Source, source_name: str) -> dict[str, torch.dtype]:
+    """Check that every graph input has a fitting data field: {input name: the dtype to feed}."""
+    types = source.field_types()
+    fed = {}
+    for inp in graph.inputs:
+        if inp.name not in types:
+            hint = suggest(inp.name, list(types))
+            raise DataError(
+                f"data: error: the graph input {inp.name!r} is fed by the data field of that name, but source {source_name!r} has no such field"
+                + (f" (did you mean {hint!r}?)" if hint else "")
+                + f"; its fields are {', '.join(types)}"
+            )
+        have: FieldType = types[inp.name]
+        want = tuple(inp.type.sample_shape)
+        if have.shape != want:
+            raise DataError(
+                f"data: error: field {inp.name!r} of source {source_name!r} has samples of shape {list(have.shape)}; "
+                f"the model input {inp.name!r} expects {list(want)}"
+            )
+        if _kind(have.dtype) != _kind(inp.type.dtype):
+            hint = " (scale integer pixels to floats first, e.g. x / 255)" if _kind(have.dtype) == "integer" else ""
+            raise DataError(
+                f"data: error: field {inp.name!r} of source {source_name!r} holds {have.dtype}; the model input {inp.name!r} expects {inp.type.dtype}{hint}"
+            )
+        fed[inp.name] = TORCH_DTYPES[inp.type.dtype]
+    _check_classes(graph, source, source_name)
+    return fed
+
+
+def _check_classes(graph: Graph, source: Source, source_name: str) -> None:
+    """Class-index labels must lie in [0, K), K the width of the logits they are scored against."""
+    for loss in graph.losses:
+        logits_ref, label_ref = graph.node(loss.node).inputs[:2]
+        if _kind(graph.type_of(label_ref).dtype) != "integer":
+            continue
+        logits_shape = graph.type_of(logits_ref).shape
+        if len(logits_shape) < 2 or logits_shape[1] is None:
+            continue
+        classes = int(logits_shape[1])
+        names = source.class_names
+        if names is not None and len(names) > classes:
+            raise DataError(
+                f"data: error: source {source_name!r} has {len(names)} classes, but the logits {logits_ref!r} give {classes}; "
+                f"give the last layer {len(names)} units"
+            )
+        for split in SPLITS:
+            labels = source.labels(split, label_ref)
+            if labels.size == 0:
+                continue
+            bad = np.flatnonzero((labels < 0) | (labels >= classes))
+            if bad.size:
+                raise DataError(
+                    f"data: error: field {label_ref!r} ({split} split) holds the label {int(labels.flat[bad[0]])} at sample {int(bad[0])}; "
+                    f"the logits {logits_ref!r} give {classes} classes, so labels must lie in 0..{classes - 1}"
+                )
+
+
+# --- the pipeline --------------------------------------------------------------------
+
+
+class DataPipeline:
+    """A spec's data source bound to a graph: batches of the fields the graph's inputs need, on `device`."""
+
+    def __init__(self, spec: schema.DataBase, graph: Graph, *, seed: int = 0, device: torch.device | str = "cpu"):
+        self.spec = spec
+        self.seed = seed
+        self.device = torch.device(device)
+        self.source: Source = load_source(spec)
+        self.fed = bind(graph, self.source, spec.source)
+        self._check_batching()
+        if isinstance(self.source, ArraySource):
+            # the whole split on the device once: a batch is then an index, with no copy from the host per step
+            self._tensors = {
+                split: {name: _tensor(fields[name], self.fed[name]).to(self.device) for name in self.fed}
+                for split, fields in self.source.splits.items()
+            }
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.source.class_names
 
     def size(self, split: str) -> int:
-        return len(next(iter(self.fields[split].values())))
+        return self.source.size(split)
 
+    @property
+    def batch_size(self) -> int:
+        """Samples per training step (`full`: the whole training split)."""
+        return self.size("train") if self.spec.batch_size == "full" else self.spec.batch_size
 
-@singledispatch
-def load_data(spec) -> Splits:
-    raise TypeError(f"no loader for data source {type(spec).__name__}")
+    @property
+    def steps_per_epoch(self) -> int:
+        n, batch = self.size("train"), self.batch_size
+        return n // batch if self.spec.drop_remainder else math.ceil(n / batch)
 
+    def train_batches(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+        """The training batches of `epoch` (counted from 1), from step `start_step` of that epoch on.
 
-@load_data.register
-def _digits(spec: schema.DigitsData) -> Splits:
-    with np.load(DATASETS / "digits.npz", allow_pickle=False) as f:
-        images, labels, split = f["images"], f["labels"], f["split"]
-    fields = {}
-    for index, name in enumerate(SPLITS):
-        rows = split == index
-        fields[name] = {
-            "image": torch.from_numpy(images[rows].astype(np.float32) / 16.0).unsqueeze(1),
-            "label": torch.from_numpy(labels[rows].astype(np.int64)),
-        }
-    return Splits(fields, [str(d) for d in range(10)])
+        Shuffled and augmented as the spec says; drop_remainder applies.
+        Batch k of an epoch is the same whether or not the iteration started at k.
+        """
+        if not 0 <= start_step <= self.steps_per_epoch:
+            raise ValueError(f"start_step {start_step} is outside the epoch's {self.steps_per_epoch} steps")
+        order = epoch_order(self.size("train"), self.spec.shuffle, self.seed, epoch)
+        batch = self.batch_size
+        slices = [order[s * batch : (s + 1) * batch] for s in range(start_step, self.steps_per_epoch)]
+        augment = self.spec.augment
+        for step, feeds in enumerate(self._batches("train", slices), start=start_step):
+            if augment is not None and augment.field in feeds:
+                rng = _rng(self.seed, epoch, step, 1)
+                feeds[augment.field] = augment_images(feeds[augment.field], rng, augment.crop_padding, augment.horizontal_flip)
+            yield feeds
 
+    def eval_batches(self, split: str, batch_size: int = EVAL_BATCH_SIZE) -> Iterator[dict[str, torch.Tensor]]:
+        """A split in source order, no augmentation, nothing dropped."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; the splits are {', '.join(SPLITS)}")
+        n = self.size(split)
+        slices = [np.arange(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+        return self._batches(split, slices, contiguous=True)
 
-def check_fits(graph: Graph, splits: Splits, source: str) -> None:
-    """Every graph input binds to a data field of the same name, shape and dtype."""
-    for split, fields in splits.fields.items():
-        for inp in graph.inputs:
-            if inp.name not in fields:
+    # --- batching ----------------------------------------------------------------------
+
+    def _check_batching(self) -> None:
+        if self.size("train") == 0:
+            raise DataError(f"data: error: source {self.spec.source!r} has no training samples")
+        if self.steps_per_epoch == 0:
+            raise DataError(
+                f"data: error: batch_size {self.batch_size} with drop_remainder leaves no batch of the {self.size('train')} training samples"
+            )
+        augment = self.spec.augment
+        if augment is not None:
+            types = self.source.field_types()
+            if augment.field not in types:
+                raise DataError(f"data.augment.field: error: source {self.spec.source!r} has no field {augment.field!r}; its fields are {', '.join(types)}")
+            if len(types[augment.field].shape) != 3 or _kind(types[augment.field].dtype) != "float":
                 raise DataError(
-                    f"data: error: the graph input {inp.name!r} binds to a data field of that name, "
-                    f"but source {source!r} gives {', '.join(fields)}"
+                    f"data.augment.field: error: augmentation needs float images [C, H, W]; field {augment.field!r} is {types[augment.field].dtype} {list(types[augment.field].shape)}"
                 )
-            tensor = fields[inp.name]
-            want = tuple(inp.type.shape[1:])
-            if tuple(tensor.shape[1:]) != want:
-                raise DataError(
-                    f"data: error: field {inp.name!r} ({split}) has samples of shape {list(tensor.shape[1:])}, "
-                    f"the model input expects {list(want)}"
-                )
-            if (tensor.dtype.is_floating_point) != inp.type.dtype.startswith("float"):
-                raise DataError(f"data: error: field {inp.name!r} is {tensor.dtype}, the model input expects {inp.type.dtype}")
+
+    def _batches(self, split: str, slices: list[np.ndarray], contiguous: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+        if isinstance(self.source, ArraySource):
+            tensors = self._tensors[split]
+            for rows in slices:
+                if contiguous:  # a view, no gather
+                    yield {name: t[int(rows[0]) : int(rows[-1]) + 1] for name, t in tensors.items()}
+                else:
+                    index = torch.from_numpy(rows).to(self.device)
+                    yield {name: t.index_select(0, index) for name, t in tensors.items()}
+        else:
+            yield from self._stream(split, slices)
+
+    def _stream(self, split: str, slices: list[np.ndarray]) -> Iterator[dict[str, torch.Tensor]]:
+        from torch.utils.data import DataLoader
+
+        source = self.source
+        assert isinstance(source, ImageFileSource)
+        spec = source.spec
+        dataset = _ImageDataset(source, split)
+        cuda = self.device.type == "cuda"
+        loader = DataLoader(
+            dataset,
+            batch_sampler=[rows.tolist() for rows in slices],
+            collate_fn=partial(_collate, (source.channels, *spec.size)),
+            num_workers=spec.workers,
+            prefetch_factor=spec.prefetch_factor if spec.workers else None,
+            pin_memory=cuda,
+            timeout=WORKER_TIMEOUT_S if spec.workers else 0,
+            # the loader's own generator: creating it must not draw from the global RNG the model uses
+            generator=torch.Generator().manual_seed(0),
+        )
+        batches = iter(loader)
+        try:
+            while True:
+                try:
+                    fields, errors = next(batches)
+                except StopIteration:
+                    return
+                except RuntimeError as exc:  # a worker killed or stalled; errors raised in a worker keep their own type
+                    raise DataLoaderFailed(f"the data loader failed: {exc}") from exc
+                if errors:
+                    if not spec.skip_bad:
+                        raise DataError(errors[0] + "; set `skip_bad: true` in the data section to skip bad images with a warning")
+                    for message in errors:
+                        print(message.replace(": error: ", ": warning: skipped: ", 1), file=sys.stderr, flush=True)
+                    if len(fields["label"]) == 0:
+                        continue
+                yield {name: fields[name].to(self.device, dtype=self.fed[name], non_blocking=cuda) for name in self.fed}
+        finally:
+            del batches  # shuts the workers down now, even while a traceback keeps this frame alive
+
+
+def _tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    if not array.flags.writeable or not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array).copy()
+    return torch.from_numpy(array).to(dtype)
+
+
+class _ImageDataset(torch.utils.data.Dataset):
+    """Decodes one image per index; a bad image comes back as its error message, for the main process to report."""
+
+    def __init__(self, source: ImageFileSource, split: str):
+        self.source = source
+        self.paths = source.paths[split]
+        self.labels = source.labels_by_split[split]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.source.decode(self.paths[index]), int(self.labels[index]), None
+        except DataError as exc:
+            return None, int(self.labels[index]), str(exc)
+
+
+def _collate(image_shape: tuple[int, ...], samples: list) -> tuple[dict[str, torch.Tensor], list[str]]:
+    good = [s for s in samples if s[2] is None]
+    errors = [s[2] for s in samples if s[2] is not None]
+    images = torch.from_numpy(np.stack([s[0] for s in good])) if good else torch.empty((0, *image_shape))
+    labels = torch.tensor([s[1] for s in good], dtype=torch.int64)
+    return {"image": images, "label": labels}, errors

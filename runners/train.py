@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from tfn.runners.checkpoint import CheckpointManager
-from tfn.runners.data import Splits, check_fits, load_data
+from tfn.runners.data import DataPipeline
 from tfn.runners.files import atomic_write, new_run_dir, prepare_out_dir, write_json
 from tfn.runners.module import GraphModule
 from tfn.runners.optimizers import make_optimizer
@@ -74,18 +74,18 @@ class Loss:
         return total, out
 
 
-def evaluate(model: GraphModule, splits: Splits, split: str, device: torch.device, batch_size: int = 512) -> dict[str, float]:
+def evaluate(model: GraphModule, data: DataPipeline, split: str) -> dict[str, float]:
     graph = model.graph
     logits_name, loss_name = graph.outputs[0], graph.losses[0].node
     label_field = graph.node(loss_name).inputs[1]
-    fields = splits.fields[split]
-    n = splits.size(split)
+    n = data.size(split)
+    if n == 0:
+        return {}
     loss_sum, correct = 0.0, 0
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for start in range(0, n, batch_size):
-            feeds = {k: v[start : start + batch_size].to(device) for k, v in fields.items() if k in {i.name for i in graph.inputs}}
+        for feeds in data.eval_batches(split):
             out = model(feeds, (logits_name, loss_name))
             loss_sum += float(out[loss_name].sum())
             correct += int((out[logits_name].argmax(1) == feeds[label_field]).sum())
@@ -117,8 +117,7 @@ def train(
     settings = spec.train
     epochs = epochs or settings.epochs
     dev = pick_device(device or settings.device)
-    splits = load_data(spec.data)
-    check_fits(graph, splits, spec.data.source)
+    data = DataPipeline(spec.data, graph, seed=settings.seed, device=dev)
 
     run_dir = prepare_out_dir(out) if out else new_run_dir(runs_root, spec.name)
     started = _now()
@@ -138,28 +137,21 @@ def train(
         metrics_file.write(json.dumps(record, sort_keys=True) + "\n")
         metrics_file.flush()
 
-    inputs = [i.name for i in graph.inputs]
-    train_fields = {k: v.to(dev) for k, v in splits.fields["train"].items() if k in inputs}
-    n, batch = splits.size("train"), spec.data.batch_size
-    steps_per_epoch = math.ceil(n / batch)
+    steps_per_epoch = data.steps_per_epoch
     bar = _progress(epochs * steps_per_epoch, quiet)
     step, seen, tick = 0, 0, time.perf_counter()
     val: dict[str, float] = {}
     try:
         model.train()
         for epoch in range(1, epochs + 1):
-            # the order of samples is a pure function of (seed, epoch)
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(settings.seed * 100003 + epoch)).to(dev)
-            for start in range(0, n, batch):
-                index = order[start : start + batch]
-                feeds = {k: v[index] for k, v in train_fields.items()}
+            for step_in_epoch, feeds in enumerate(data.train_batches(epoch)):
                 loss, _ = loss_fn(feeds)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 step += 1
-                seen += len(index)
-                if step % settings.log_every == 0 or start + batch >= n:
+                seen += len(next(iter(feeds.values())))
+                if step % settings.log_every == 0 or step_in_epoch + 1 == steps_per_epoch:
                     value = float(loss.detach())  # the only host synchronisation: on the logging cadence
                     if not math.isfinite(value):
                         raise TrainingFailed(f"the loss became {value} at step {step} (epoch {epoch}); the last good checkpoint is kept")
@@ -171,13 +163,13 @@ def train(
                     log({"split": "train", "step": step, "epoch": epoch, "loss": value, "learning_rate": lr, "samples_per_second": rate})
                     bar.set_postfix(loss=f"{value:.4f}", refresh=False)
                 bar.update(1)
-            val = evaluate(model, splits, "validation", dev)
+            val = evaluate(model, data, "validation")
             summaries.scalars("validation", step, val)
             log({"split": "validation", "step": step, "epoch": epoch, **val})
             checkpoints.save(model.variables(), step=step, epoch=epoch, graph_hash=graph.hash)
             summaries.flush()
             bar.write_epoch(epoch, epochs, val)
-        test = evaluate(model, splits, "test", dev)
+        test = evaluate(model, data, "test")
         log({"split": "test", "step": step, "epoch": epochs, **test})
     finally:
         bar.close()

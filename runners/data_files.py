@@ -1,0 +1,245 @@
+"""Reading data files: IDX, CSV, NumPy arrays, images, and verified downloads.
+
+Pure NumPy (and Pillow for images); every problem is a DataError that names
+the file (and the line, for CSV). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from tfn.layers import suggest
+from tfn.runners.files import atomic_write
+from tfn.specs.errors import UserError
+
+
+class DataError(UserError):
+    """The data is missing, malformed or does not fit the model: exit status 2."""
+
+
+def resolve(path: str | Path) -> Path:
+    """A spec's path: `~` expanded, relative to the current directory."""
+    return Path(os.path.expanduser(str(path)))
+
+
+def require_file(path: str | Path, what: str = "file") -> Path:
+    return _require(path, what, directory=False)
+
+
+def require_directory(path: str | Path, what: str = "directory") -> Path:
+    return _require(path, what, directory=True)
+
+
+def _require(path: str | Path, what: str, directory: bool) -> Path:
+    path = resolve(path)
+    if path.is_dir() if directory else path.is_file():
+        return path
+    if not path.exists():
+        problem = "no such directory" if directory else "no such file"
+    else:
+        problem = "is a file, not a directory" if directory else "is a directory, not a file"
+    raise DataError(f"{path}: error: {problem} (the {what} named in the spec's data section)")
+
+
+# --- IDX ---------------------------------------------------------------------------
+
+# the third byte of an IDX file's magic number -> big-endian element type
+IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (http://yann.lecun.com/exdb/mnist/), gzipped or not, as an array in native byte order."""
+    path = require_file(path, "IDX file")
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: error: not a valid gzip file ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
+        raise DataError(f"{path}: error: not an IDX file (its magic number is {raw[:4].hex() or 'missing'}; IDX starts 0000 then a type byte)")
+    rank = raw[3]
+    header = 4 + 4 * rank
+    if rank == 0 or len(raw) < header:
+        raise DataError(f"{path}: error: the IDX header is truncated (rank {rank})")
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=rank, offset=4))
+    dtype = np.dtype(IDX_TYPES[raw[2]])
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        raise DataError(f"{path}: error: an IDX array of shape {list(shape)} needs {expected} bytes, the file has {len(raw)} (truncated or corrupt)")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+# --- NumPy -------------------------------------------------------------------------
+
+
+def read_npy(path: str | Path) -> np.ndarray:
+    path = require_file(path, ".npy file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:  # object arrays need pickle, which tfn never loads
+        raise DataError(f"{path}: error: cannot read this .npy file without pickle ({exc}); save plain numeric arrays") from None
+    except OSError as exc:
+        raise DataError(f"{path}: error: not a .npy file ({exc})") from None
+
+
+def read_npz(path: str | Path, names: list[str]) -> dict[str, np.ndarray]:
+    """The named arrays of a .npz file; a missing name lists the arrays there are."""
+    path = require_file(path, ".npz file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [n for n in names if n not in archive.files]
+            if missing:
+                raise DataError(f"{path}: error: no array named {', '.join(map(repr, missing))}; the file has {', '.join(archive.files) or 'no arrays'}")
+            return {n: archive[n] for n in names}
+    except ValueError as exc:
+        raise DataError(f"{path}: error: cannot read this .npz file without pickle ({exc}); save plain numeric arrays") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: error: not a .npz file ({exc})") from None
+
+
+# --- CSV ---------------------------------------------------------------------------
+
+
+def read_csv(path: str | Path, fields: dict[str, str | list[str]], classes: list[str] | None, delimiter: str) -> tuple[dict[str, np.ndarray], list[str] | None]:
+    """Fields from a CSV file with a header: a list of columns -> float32 [N, k]; one column -> int64 [N].
+
+    A single column holds integers, or class names mapped to their index in
+    `classes` (default: the sorted distinct names, which are then returned).
+    Any bad row is an error naming its line.
+    """
+    path = require_file(path, "CSV file")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}: error: the file is empty; a CSV source needs a header row naming the columns")
+        header = [h.strip() for h in header]
+        column = {name: i for i, name in enumerate(header)}
+        for field, cols in fields.items():
+            for col in [cols] if isinstance(cols, str) else cols:
+                if col not in column:
+                    hint = suggest(col, header)
+                    raise DataError(
+                        f"{path}:1: error: field {field!r}: no column {col!r}"
+                        + (f" (did you mean {hint!r}?)" if hint else "")
+                        + f"; the columns are {', '.join(header)}"
+                    )
+        vectors: dict[str, list[list[float]]] = {f: [] for f, c in fields.items() if not isinstance(c, str)}
+        labels: dict[str, list[str]] = {f: [] for f, c in fields.items() if isinstance(c, str)}
+        lines: list[int] = []
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{path}:{line}: error: {len(row)} columns, the header has {len(header)}")
+            for field, cols in fields.items():
+                if isinstance(cols, str):
+                    labels[field].append(row[column[cols]].strip())
+                    continue
+                values = []
+                for col in cols:
+                    cell = row[column[col]].strip()
+                    try:
+                        values.append(float(cell))
+                    except ValueError:
+                        raise DataError(f"{path}:{line}: error: column {col!r}: {cell!r} is not a number") from None
+                vectors[field].append(values)
+            lines.append(line)
+    if not lines:
+        raise DataError(f"{path}: error: no data rows after the header")
+    out = {f: np.asarray(v, dtype=np.float32).reshape(len(lines), -1) for f, v in vectors.items()}
+    names_out = None
+    for field, cells in labels.items():
+        out[field], names = _class_indices(path, fields[field], cells, lines, classes)
+        names_out = names_out or names
+    return out, names_out
+
+
+def _class_indices(path: Path, col: str, cells: list[str], lines: list[int], classes: list[str] | None) -> tuple[np.ndarray, list[str] | None]:
+    """Integer class indices as they are; names by their index in `classes` (default: sorted distinct names)."""
+    discovered = None
+    if classes is None:
+        if not any(_is_number(c) for c in cells):
+            classes = discovered = sorted(set(cells))
+        else:
+            out = np.empty(len(cells), dtype=np.int64)
+            for i, cell in enumerate(cells):
+                try:
+                    out[i] = int(cell)
+                except ValueError:
+                    raise DataError(
+                        f"{path}:{lines[i]}: error: column {col!r}: {cell!r} is not an integer class index "
+                        f"(one column makes a class-label field; a list of columns, [{col}], makes a float field)"
+                    ) from None
+            return out, None
+    index = {name: i for i, name in enumerate(classes)}
+    out = np.empty(len(cells), dtype=np.int64)
+    for i, cell in enumerate(cells):
+        if cell not in index:
+            raise DataError(f"{path}:{lines[i]}: error: column {col!r}: {cell!r} is not one of the classes {', '.join(classes)}")
+        out[i] = index[cell]
+    return out, discovered or list(classes)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+# --- downloads ---------------------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_verified(directory: Path, files: dict[str, str], base_url: str, *, download: bool, source: str, timeout: float = 60.0) -> None:
+    """Make sure `directory` holds each file of `files` (name -> SHA-256), downloading those absent.
+
+    A file already there with the wrong checksum is an error (never silently
+    replaced); a downloaded file is verified before it is moved into place.
+    Offline, the error names the files and where to put them.
+    """
+    missing = [name for name in files if not (directory / name).is_file()]
+    for name in files:
+        if name not in missing:
+            actual = sha256_of(directory / name)
+            if actual != files[name]:
+                raise DataError(f"{directory / name}: error: SHA-256 {actual} does not match the published {files[name]}; delete the file to download it again")
+    if not missing:
+        return
+    help_text = f"put {', '.join(missing)} into {directory} (from {base_url})"
+    if not download:
+        raise DataError(f"{directory}: error: the {source} files are missing and `download: false`; {help_text}")
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in missing:
+        url = base_url.rstrip("/") + "/" + name
+        print(f"downloading {url}", file=sys.stderr, flush=True)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                data = response.read()
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DataError(f"{directory}: error: cannot download {url} ({reason}); {help_text}") from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != files[name]:
+            raise DataError(f"{url}: error: the download's SHA-256 {actual} does not match the published {files[name]}; nothing was kept")
+        atomic_write(directory / name, data)

@@ -1,0 +1,336 @@
+"""Data sources: each spec data class -> named fields for the train, validation and test splits.
+
+`load_source(spec)` dispatches on the spec's class (specs/schema.py). A source
+is either held in memory as arrays (`ArraySource`: batched later by slicing
+tensors) or streamed from image files (`ImageFileSource`: decoded by
+DataLoader workers). Nothing here imports torch; runners/data.py turns a
+source into batches.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import singledispatch
+from pathlib import Path
+
+import numpy as np
+
+from tfn.runners.data_files import (
+    DataError,
+    fetch_verified,
+    read_csv,
+    read_idx,
+    read_npy,
+    read_npz,
+    require_directory,
+    resolve,
+)
+from tfn.specs import schema
+
+SPLITS = ("train", "validation", "test")
+DATASETS = Path(__file__).parent / "datasets"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """The shape of one sample of a field and its NumPy dtype name."""
+
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass
+class ArraySource:
+    """A source held in memory: splits[split][field] is an array [N, ...]."""
+
+    splits: dict[str, dict[str, np.ndarray]]
+    class_names: list[str] | None = None
+
+    def size(self, split: str) -> int:
+        return len(next(iter(self.splits[split].values())))
+
+    def field_types(self) -> dict[str, FieldType]:
+        return {name: FieldType(tuple(a.shape[1:]), a.dtype.name) for name, a in self.splits["train"].items()}
+
+    def labels(self, split: str, name: str) -> np.ndarray:
+        return self.splits[split][name]
+
+
+@dataclass
+class ImageFileSource:
+    """Images streamed from files: paths[split] and their class indices labels[split]."""
+
+    paths: dict[str, list[Path]]
+    labels_by_split: dict[str, np.ndarray]
+    class_names: list[str]
+    spec: schema.ImageFolderData
+    channels: int = field(init=False)
+
+    def __post_init__(self):
+        self.channels = 1 if self.spec.color == "grayscale" else 3
+
+    def size(self, split: str) -> int:
+        return len(self.paths[split])
+
+    def field_types(self) -> dict[str, FieldType]:
+        height, width = self.spec.size
+        return {"image": FieldType((self.channels, height, width), "float32"), "label": FieldType((), "int64")}
+
+    def labels(self, split: str, name: str) -> np.ndarray:
+        return self.labels_by_split[split]
+
+    def decode(self, path: Path) -> np.ndarray:
+        """One image as float32 [C, H, W]: converted, resized, scaled to [0, 1], normalised; DataError naming the file."""
+        from PIL import Image
+
+        height, width = self.spec.size
+        try:
+            with Image.open(path) as image:
+                image = image.convert("L" if self.channels == 1 else "RGB")
+                if image.size != (width, height):
+                    image = image.resize((width, height), Image.Resampling.BILINEAR)
+                pixels = np.asarray(image, dtype=np.float32) / 255.0
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # PIL reports bad data as any of these
+            raise DataError(f"{path}: error: cannot decode the image: {exc}") from None
+        pixels = pixels.reshape(height, width, self.channels).transpose(2, 0, 1)
+        if self.spec.mean is not None:
+            pixels = pixels - np.asarray(self.spec.mean, dtype=np.float32)[:, None, None]
+        if self.spec.std is not None:
+            pixels = pixels / np.asarray(self.spec.std, dtype=np.float32)[:, None, None]
+        return np.ascontiguousarray(pixels)
+
+
+Source = ArraySource | ImageFileSource
+
+
+@singledispatch
+def load_source(spec) -> Source:
+    raise TypeError(f"no loader for data source {type(spec).__name__}")
+
+
+# --- splitting ---------------------------------------------------------------------
+
+
+def carve_splits(n: int, fractions: schema.SplitFractions, carve: set[str], source: str) -> dict[str, np.ndarray]:
+    """Indices of each split carved from n samples: a permutation drawn from fractions.seed, validation first, then test."""
+    order = np.random.default_rng(np.random.SeedSequence(fractions.seed % 2**64)).permutation(n)
+    counts = {s: int(round(n * getattr(fractions, s))) if s in carve else 0 for s in ("validation", "test")}
+    if n - counts["validation"] - counts["test"] < 1:
+        raise DataError(f"data: error: source {source!r} has {n} samples; split {fractions.validation} / {fractions.test} leaves none to train on")
+    out = {"validation": order[: counts["validation"]], "test": order[counts["validation"] : counts["validation"] + counts["test"]]}
+    out["train"] = order[counts["validation"] + counts["test"] :]
+    return {s: np.sort(out[s]) for s in carve | {"train"}}
+
+
+def _same_length(arrays: dict[str, np.ndarray], split: str, source: str) -> int:
+    lengths = {name: len(a) if a.ndim else 0 for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        listed = ", ".join(f"{name} {n}" for name, n in lengths.items())
+        raise DataError(f"data: error: the {split} fields of source {source!r} have different numbers of samples: {listed}")
+    return next(iter(lengths.values()))
+
+
+def arrays_to_splits(given: dict[str, dict[str, np.ndarray]], fractions: schema.SplitFractions, source: str) -> dict[str, dict[str, np.ndarray]]:
+    """given["train"] plus any given validation/test arrays; the splits not given are carved from train."""
+    n = _same_length(given["train"], "train", source)
+    for split in ("validation", "test"):
+        if split in given:
+            _same_length(given[split], split, source)
+            if set(given[split]) != set(given["train"]):
+                raise DataError(
+                    f"data: error: source {source!r}: the {split} fields ({', '.join(given[split])}) differ from the training fields ({', '.join(given['train'])})"
+                )
+    carve = {s for s in ("validation", "test") if s not in given}
+    if not carve:
+        return dict(given)
+    index = carve_splits(n, fractions, carve, source)
+    out = {s: {name: a[index[s]] for name, a in given["train"].items()} for s in index}
+    out.update({s: given[s] for s in given if s != "train"})
+    return out
+
+
+# --- sources -----------------------------------------------------------------------
+
+
+@load_source.register
+def _digits(spec: schema.DigitsData) -> ArraySource:
+    with np.load(DATASETS / "digits.npz", allow_pickle=False) as f:
+        images, labels, split = f["images"], f["labels"], f["split"]
+    splits = {}
+    for index, name in enumerate(SPLITS):
+        rows = split == index
+        splits[name] = {"image": (images[rows].astype(np.float32) / 16.0)[:, None], "label": labels[rows].astype(np.int64)}
+    return ArraySource(splits, [str(d) for d in range(10)])
+
+
+@load_source.register
+def _synthetic(spec: schema.SyntheticData) -> ArraySource:
+    seed = spec.seed % 2**64
+    patterns = np.random.default_rng([seed, 0])
+    prototypes = {
+        name: patterns.standard_normal((spec.classes, *f.shape)) for name, f in spec.fields.items() if f.dtype.startswith("float")
+    }
+    splits = {}
+    for index, split in enumerate(SPLITS):
+        rng = np.random.default_rng([seed, 1 + index])  # one stream per split: resizing one split leaves the others alone
+        n = getattr(spec.samples, split)
+        labels = rng.integers(0, spec.classes, n)
+        fields = {}
+        for name, f in spec.fields.items():
+            if name in prototypes:
+                fields[name] = (prototypes[name][labels] + spec.noise * rng.standard_normal((n, *f.shape))).astype(f.dtype)
+            else:
+                fields[name] = rng.integers(0, f.high or spec.classes, (n, *f.shape)).astype(f.dtype)
+        fields[spec.label] = labels.astype(np.int64)
+        splits[split] = fields
+    return ArraySource(splits, [str(c) for c in range(spec.classes)])
+
+
+def _images_and_labels(images_path: str | Path, labels_path: str | Path) -> dict[str, np.ndarray]:
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if labels.ndim != 1:
+        raise DataError(f"{resolve(labels_path)}: error: labels must be one number per sample; the IDX array has shape {list(labels.shape)}")
+    if len(images) != len(labels):
+        raise DataError(f"{resolve(labels_path)}: error: {len(labels)} labels for the {len(images)} images of {resolve(images_path)}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{resolve(labels_path)}: error: labels must be integers, the IDX file holds {labels.dtype}")
+    if images.ndim == 3:
+        images = images[:, None]
+    elif images.ndim != 4:
+        raise DataError(f"{resolve(images_path)}: error: images must be [N, H, W] or [N, C, H, W]; the IDX array has shape {list(images.shape)}")
+    images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images
+    return {"image": images, "label": labels.astype(np.int64)}
+
+
+@load_source.register
+def _idx(spec: schema.IdxData) -> ArraySource:
+    given = {"train": _images_and_labels(spec.images, spec.labels)}
+    if spec.test_images is not None:
+        given["test"] = _images_and_labels(spec.test_images, spec.test_labels)
+    return ArraySource(arrays_to_splits(given, spec.split, "idx"))
+
+
+MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
+MNIST_FILES = {  # the published SHA-256 of each file
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+FASHION_MNIST_FILES = {
+    "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+    "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+    "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+    "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+}
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def data_directory(source: str, directory: str | None) -> Path:
+    """The spec's directory, else $TFN_DATA_DIR/<source>, else ~/.cache/tfn/datasets/<source>."""
+    if directory is not None:
+        return resolve(directory)
+    root = os.environ.get("TFN_DATA_DIR")
+    return (resolve(root) if root else Path.home() / ".cache" / "tfn" / "datasets") / source
+
+
+def _mnist_like(spec: schema.MnistData, files: dict[str, str], default_url: str, class_names: list[str]) -> ArraySource:
+    directory = data_directory(spec.source, spec.directory)
+    url = spec.url or os.environ.get(f"TFN_{spec.source.upper()}_URL") or default_url
+    fetch_verified(directory, files, url, download=spec.download, source=spec.source)
+    train = _images_and_labels(directory / "train-images-idx3-ubyte.gz", directory / "train-labels-idx1-ubyte.gz")
+    test = _images_and_labels(directory / "t10k-images-idx3-ubyte.gz", directory / "t10k-labels-idx1-ubyte.gz")
+    n_val = spec.validation
+    if n_val >= len(train["label"]):
+        raise DataError(f"data: error: validation {n_val} leaves none of the {len(train['label'])} {spec.source} training images to train on")
+    splits = {
+        "train": {k: v[n_val:] for k, v in train.items()},
+        "validation": {k: v[:n_val] for k, v in train.items()},  # TF's read_data_sets: the first images
+        "test": test,
+    }
+    return ArraySource(splits, class_names)
+
+
+@load_source.register
+def _mnist(spec: schema.MnistData) -> ArraySource:
+    return _mnist_like(spec, MNIST_FILES, MNIST_URL, [str(d) for d in range(10)])
+
+
+@load_source.register
+def _fashion_mnist(spec: schema.FashionMnistData) -> ArraySource:
+    return _mnist_like(spec, FASHION_MNIST_FILES, FASHION_MNIST_URL, FASHION_MNIST_CLASSES)
+
+
+@load_source.register
+def _npz(spec: schema.NpzData) -> ArraySource:
+    given = {}
+    for split, mapping in (("train", spec.fields), ("validation", spec.validation_fields), ("test", spec.test_fields)):
+        if mapping is not None:
+            arrays = read_npz(spec.path, list(mapping.values()))
+            given[split] = {name: arrays[key] for name, key in mapping.items()}
+    return ArraySource(arrays_to_splits(given, spec.split, "npz"))
+
+
+@load_source.register
+def _npy(spec: schema.NpyData) -> ArraySource:
+    given = {}
+    for split, mapping in (("train", spec.fields), ("validation", spec.validation_fields), ("test", spec.test_fields)):
+        if mapping is not None:
+            given[split] = {name: read_npy(path) for name, path in mapping.items()}
+    return ArraySource(arrays_to_splits(given, spec.split, "npy"))
+
+
+@load_source.register
+def _csv(spec: schema.CsvData) -> ArraySource:
+    train, class_names = read_csv(spec.path, spec.fields, spec.classes, spec.delimiter)
+    given = {"train": train}
+    for split, path in (("validation", spec.validation_path), ("test", spec.test_path)):
+        if path is not None:
+            # the class order must be the training file's, whatever names this file happens to hold
+            given[split], _ = read_csv(path, spec.fields, spec.classes or class_names, spec.delimiter)
+    return ArraySource(arrays_to_splits(given, spec.split, "csv"), class_names)
+
+
+@load_source.register
+def _image_folder(spec: schema.ImageFolderData) -> ImageFileSource:
+    root = require_directory(spec.directory, "image folder")
+    class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_names:
+        raise DataError(f"{root}: error: no class sub-folders; an image folder holds one sub-folder of images per class")
+    train_paths, train_labels = _scan_images(root, class_names)
+    given = {"train": (train_paths, train_labels)}
+    for split, directory in (("validation", spec.validation_directory), ("test", spec.test_directory)):
+        if directory is not None:
+            given[split] = _scan_images(require_directory(directory, f"{split} image folder"), class_names)
+    carve = {s for s in ("validation", "test") if s not in given}
+    paths, labels = {}, {}
+    index = carve_splits(len(train_paths), spec.split, carve, "image_folder") if carve else {"train": np.arange(len(train_paths))}
+    for split, rows in index.items():
+        paths[split] = [train_paths[i] for i in rows]
+        labels[split] = train_labels[rows]
+    for split, (p, l) in given.items():
+        if split != "train":
+            paths[split], labels[split] = p, l
+    return ImageFileSource(paths, labels, class_names, spec)
+
+
+def _scan_images(root: Path, class_names: list[str]) -> tuple[list[Path], np.ndarray]:
+    present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    unknown = [name for name in present if name not in class_names]
+    if unknown:
+        raise DataError(f"{root}: error: class folder(s) {', '.join(unknown)} are not among the training classes {', '.join(class_names)}")
+    paths, labels = [], []
+    for label, name in enumerate(class_names):
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*")):
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                paths.append(path)
+                labels.append(label)
+    if not paths:
+        raise DataError(f"{root}: error: no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders {', '.join(class_names)}")
+    return paths, np.asarray(labels, dtype=np.int64)
