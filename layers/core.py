@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, PositiveInt, model_validator
 
 from tfn.layers.base import Op, OpError, Params, TensorType, VariableDef, register
-from tfn.layers.attrs import Initializer
+from tfn.layers.attrs import Initializer, Regularizer
 
 
 @register
@@ -29,7 +29,7 @@ class Dense(Op):
         use_bias: bool = True
         kernel_initializer: Initializer = "glorot_uniform"
         bias_initializer: Initializer = "zeros"
-        kernel_regularizer: float = 0.0
+        kernel_regularizer: Regularizer = 0.0
 
     def infer(self, p, inputs):
         (x,) = inputs
@@ -92,21 +92,27 @@ class Dropout(Op):
     probability keep_prob and scales it by 1/keep_prob; identity in evaluation.
 
     Give either `rate` (tf.layers, the fraction dropped) or `keep_prob` (tf.nn).
+    `noise_shape` has one entry per axis, the batch axis first, channels-first
+    order: 1 shares one keep/drop decision along that axis, -1 (or the axis
+    size) draws one per element. `[-1, -1, 1, 1]` drops whole feature maps,
+    one decision per sample and channel (TF's `[N, 1, 1, C]` in NHWC).
 
     Example:
-        {op: dropout, rate: 0.5}
+        {op: dropout, rate: 0.5, noise_shape: [-1, -1, 1]}
 
     Input any shape; output the same shape.
     """
 
     name = "dropout"
-    example_inputs = ((2, 3, 4),)
     family = "core"
     is_random = True
+    tf_notes = "noise_shape counts channels-first; -1 stands for the axis's full size (the batch size is unknown in a spec)."
+    example_inputs = ((2, 3, 4),)
 
     class Params(Params):
         rate: float | None = Field(default=None, ge=0.0, lt=1.0)
         keep_prob: float | None = Field(default=None, gt=0.0, le=1.0)
+        noise_shape: list[int] | None = None
 
         @model_validator(mode="after")
         def _one_of(self):
@@ -114,6 +120,8 @@ class Dropout(Op):
                 raise ValueError("give rate or keep_prob, not both")
             if self.rate is None and self.keep_prob is None:
                 raise ValueError("give rate (fraction dropped) or keep_prob (fraction kept)")
+            if self.noise_shape is not None and any(d == 0 or d < -1 for d in self.noise_shape):
+                raise ValueError(f"noise_shape entries are 1, -1 or an axis size, got {self.noise_shape}")
             return self
 
         @property
@@ -121,7 +129,14 @@ class Dropout(Op):
             return self.keep_prob if self.keep_prob is not None else 1.0 - self.rate
 
     def infer(self, p, inputs):
-        return [inputs[0]]
+        (x,) = inputs
+        if p.noise_shape is not None:
+            if len(p.noise_shape) != x.rank:
+                raise OpError(f"noise_shape {p.noise_shape} has {len(p.noise_shape)} entries for a rank-{x.rank} input {x}; give one per axis, the batch axis first", "noise_shape")
+            for axis, (d, n) in enumerate(zip(p.noise_shape, x.shape)):
+                if d not in (1, -1) and d != n:
+                    raise OpError(f"noise_shape {p.noise_shape} does not broadcast to {x}: axis {axis} must be 1, -1 or {n if n else 'the batch size'}", "noise_shape")
+        return [x]
 
     def flops(self, p, inputs, outputs):
         return outputs[0].sample_size
@@ -130,12 +145,14 @@ class Dropout(Op):
         import torch
 
         keep = p.keep
+        shared = [d == 1 for d in p.noise_shape] if p.noise_shape is not None else None
 
         def dropout(xs, v, training):
             x = xs[0]
             if not training or keep == 1.0:
                 return x
-            mask = torch.rand_like(x) >= 1.0 - keep
-            return x * mask * (1.0 / keep)
+            shape = x.shape if shared is None else tuple(1 if s else n for s, n in zip(shared, x.shape))
+            keep_mask = torch.rand(shape, dtype=x.dtype, device=x.device) >= 1.0 - keep  # TF: U >= rate
+            return x * keep_mask * (1.0 / keep)
 
         return dropout

@@ -1,8 +1,11 @@
-"""Losses are graph ops, as in TF: they take (logits, labels) and give one loss per example."""
+"""Losses are graph ops, as in TF: they take (logits, labels) and give the
+unreduced loss (tf_semantics.md §4); the runner averages it over everything,
+as `tf.reduce_mean` of the op does in TF code."""
 
 from __future__ import annotations
 
-from tfn.layers.base import Op, OpError, TensorType, register
+from tfn.layers.attrs import resolve_axis
+from tfn.layers.base import Op, OpError, Params, TensorType, register
 
 
 @register
@@ -69,3 +72,146 @@ def check_labels(labels, classes: int) -> None:
     if bad.any():
         value = int(labels[bad][0])
         raise LabelError(f"received a label value of {value} which is outside the valid range of [0, {classes})")
+
+
+class SameShapeLoss(Op):
+    """A loss whose labels have the logits' shape and dtype; the loss is element-wise."""
+
+    family = "loss"
+    arity = (2, 2)
+    is_loss = True
+    example_inputs = ((4, 3),)
+
+    def label_type(self, p, logits):
+        return logits
+
+    def infer(self, p, inputs):
+        logits, labels = inputs
+        if tuple(labels.shape[1:]) != tuple(logits.shape[1:]) or not labels.dtype.startswith("float"):
+            raise OpError(f"expects float labels of the logits' shape {logits}, got {labels}")
+        return [logits]
+
+    def flops(self, p, inputs, outputs):
+        return 4 * inputs[0].sample_size
+
+
+@register
+class SigmoidCrossEntropyWithLogits(SameShapeLoss):
+    """Element-wise logistic loss, as tf.nn.sigmoid_cross_entropy_with_logits.
+
+    max(x, 0) - x * z + log(1 + exp(-|x|)) for logits x and labels z in
+    [0, 1]: stable for any logit. Each element is an independent binary
+    problem (multi-label classification).
+
+    Example (the loss section):
+        {op: sigmoid_cross_entropy_with_logits, logits: logits, labels: targets}
+
+    Inputs logits [N, ...] and labels [N, ...] float (same shape); output [N, ...].
+    """
+
+    name = "sigmoid_cross_entropy_with_logits"
+
+    def build(self, p, inputs):
+        import torch.nn.functional as F
+
+        def sigmoid_cross_entropy_with_logits(xs, v, training):
+            logits, labels = xs
+            return F.binary_cross_entropy_with_logits(logits, labels.detach(), reduction="none")
+
+        return sigmoid_cross_entropy_with_logits
+
+
+@register
+class MeanSquaredError(SameShapeLoss):
+    """Element-wise squared error (predictions - labels)**2; averaged by the runner,
+    it is tf.losses.mean_squared_error.
+
+    Example (the loss section):
+        {op: mean_squared_error, logits: predictions, labels: targets}
+
+    Inputs predictions [N, ...] and labels [N, ...] float (same shape); output [N, ...].
+    """
+
+    name = "mean_squared_error"
+    tf_notes = "tf.losses.mean_squared_error(labels, predictions); `logits:` names the predictions node."
+
+    def flops(self, p, inputs, outputs):
+        return 2 * inputs[0].sample_size
+
+    def build(self, p, inputs):
+        def mean_squared_error(xs, v, training):
+            predictions, labels = xs
+            return (predictions - labels.detach()).square()
+
+        return mean_squared_error
+
+
+def _softmax_xent_function():
+    """The autograd Function of softmax cross-entropy with TF's gradient (built lazily: no torch at import)."""
+    import torch
+
+    class SoftmaxCrossEntropy(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, logits, labels, axis):
+            log_probs = torch.log_softmax(logits, axis)
+            ctx.save_for_backward(log_probs, labels)
+            ctx.axis = axis
+            return -(labels * log_probs).sum(axis)
+
+        @staticmethod
+        def backward(ctx, grad):
+            log_probs, labels = ctx.saved_tensors
+            # TF's kernel gradient: softmax - labels, exact only for labels that sum to 1 (as TF warns)
+            return (log_probs.exp() - labels) * grad.unsqueeze(ctx.axis), None, None
+
+    return SoftmaxCrossEntropy
+
+
+@register
+class SoftmaxCrossEntropyWithLogits(Op):
+    """Softmax cross-entropy against a distribution over the classes, as
+    tf.nn.softmax_cross_entropy_with_logits.
+
+    Labels may be soft (any distribution per row). The gradient to the
+    logits is TF's `softmax(logits) - labels`, which equals the true
+    derivative only when each label row sums to 1; no gradient flows to the
+    labels (v1 semantics). The class axis is `axis`, by default 1 (channels-first).
+
+    Example (the loss section):
+        {op: softmax_cross_entropy_with_logits, logits: logits, labels: label_distribution}
+
+    Inputs logits [N, classes, ...] and labels [N, classes, ...] float; output [N, ...].
+    """
+
+    name = "softmax_cross_entropy_with_logits"
+    family = "loss"
+    arity = (2, 2)
+    is_loss = True
+    tf_notes = "TF's dim/axis=-1 is tfn's axis 1; labels get no gradient, as in v1 (v2 differentiates them)."
+    example_inputs = ((4, 5),)
+
+    class Params(Params):
+        axis: int = 1
+
+    def label_type(self, p, logits):
+        return logits
+
+    def infer(self, p, inputs):
+        logits, labels = inputs
+        axis = resolve_axis(p.axis, logits.rank)
+        if tuple(labels.shape[1:]) != tuple(logits.shape[1:]) or not labels.dtype.startswith("float"):
+            raise OpError(f"expects float labels of the logits' shape {logits}, got {labels}")
+        return [TensorType(tuple(d for k, d in enumerate(logits.shape) if k != axis), logits.dtype)]
+
+    def flops(self, p, inputs, outputs):
+        return 5 * inputs[0].sample_size
+
+    def build(self, p, inputs):
+        function = _softmax_xent_function()
+        axis = resolve_axis(p.axis, inputs[0].rank)
+
+        def softmax_cross_entropy_with_logits(xs, v, training):
+            logits, labels = xs
+            return function.apply(logits, labels.detach(), axis)
+
+        return softmax_cross_entropy_with_logits
