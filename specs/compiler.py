@@ -113,6 +113,7 @@ class _Compiler:
         self.model = _dict(self.data.get("model"))
         self.problems: list[Diagnostic] = []
         self.label_inputs: dict[str, Input] = {}  # label fields the loss adds as inputs
+        self.model_input_names: set[str] = set()
 
     def fail(self, path: tuple, message: str, key: bool = False) -> None:
         self.problems.append(self.doc.error(path, message, key))
@@ -200,6 +201,7 @@ class _Compiler:
         entries: list[_Entry] = []
         _flatten(self.model.get("layers"), ("model", "layers"), "", None, entries)
         inputs = self.model_inputs()
+        self.model_input_names = set(inputs)
         names = self.assign_names(entries, inputs)
         types: dict[str, tuple[TensorType, ...]] = {n: (i.type,) for n, i in inputs.items() if i}
         nodes: dict[str, Node] = {}
@@ -212,6 +214,8 @@ class _Compiler:
             after = self.resolve_list(e, "after", names, inputs, earlier_only=False)
             controls[e.name] = tuple(after or ())
             share = e.field("share")
+            if isinstance(share, str):  # resolved now, so a bad name is reported even when the node fails below
+                share = self.resolve(share, e, e.path + ("share",), names, inputs, earlier_only=True) or _INVALID
             if refs is None or e.node is None or share is _INVALID:
                 continue  # reported
             op = layers.get(e.op)
@@ -223,7 +227,7 @@ class _Compiler:
             in_types = self.input_types(e, refs, types)
             if in_types is None:
                 continue
-            node = self.build_node(e, op, refs, in_types, share, nodes, variables, names, inputs)
+            node = self.build_node(e, op, refs, in_types, share, nodes, variables)
             if node is not None:
                 nodes[e.name] = node
                 types[e.name] = node.outputs
@@ -263,7 +267,7 @@ class _Compiler:
             in_types.append(types[name][index])
         return in_types
 
-    def build_node(self, e: _Entry, op, refs, in_types, share, nodes, variables, names, inputs) -> Node | None:
+    def build_node(self, e: _Entry, op, refs, in_types, share: str | None, nodes, variables) -> Node | None:
         params = op.Params.model_validate({k: getattr(e.node, k) for k in op.Params.model_fields})
         try:
             outputs = op.infer(params, in_types)
@@ -274,7 +278,7 @@ class _Compiler:
         own = {d.role: Variable(f"{e.name}/{d.role}", tuple(d.shape), d.trainable, d.initializer, fans=d.fans, regularizer=d.regularizer) for d in defs}
         roles = {role: v.name for role, v in own.items()}
         if share is not None:
-            roles = self.shared_roles(e, op, share, own, nodes, variables, names, inputs)
+            roles = self.shared_roles(e, op, share, own, nodes, variables)
             if roles is None:
                 return None
         else:
@@ -282,13 +286,13 @@ class _Compiler:
         attrs = params.model_dump(mode="json")
         return Node(e.name, op.name, attrs, tuple(refs), (), e.scope, e.device, tuple(outputs), roles)
 
-    def shared_roles(self, e: _Entry, op, share: str, own: dict, nodes, variables, names, inputs) -> dict | None:
+    def shared_roles(self, e: _Entry, op, target_name: str, own: dict, nodes, variables) -> dict | None:
+        """The variables of `target_name` by role, if this node can use them; else None after reporting."""
         path = e.path + ("share",)
-        target_name = self.resolve(share, e, path, names, inputs, earlier_only=True)
-        if target_name is None or split_ref(target_name)[0] not in nodes:
-            if target_name in inputs:
-                self.fail(path, f"cannot share variables of {share!r}: it is a model input")
-            return None  # reported, or the target itself failed
+        if split_ref(target_name)[0] not in nodes:
+            if target_name in self.model_input_names:
+                self.fail(path, f"cannot share variables of {target_name!r}: it is a model input")
+            return None  # else the target itself failed: reported
         target = nodes[split_ref(target_name)[0]]
         if target.op != op.name:
             self.fail(path, f"cannot share variables of {target.name!r}: it is a {target.op}, this node is a {op.name}")

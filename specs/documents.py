@@ -68,12 +68,20 @@ def read_document(path: str | Path, text: str | None = None, display: str | None
             raise UserError(f"{name}: error: no such file") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"{name}: error: cannot read: {exc}") from None
-    if not text.strip():
-        raise SpecError([Diagnostic(name, 1, 1, "", "the file is empty; a spec needs at least version, name and model")])
     doc = parse_yaml(text, name) if fmt == "yaml" else parse_toml(text, name)
+    if doc.data is None or doc.data == {}:
+        raise SpecError([Diagnostic(name, 1, 1, "", f"the file holds no spec; a spec needs at least {EMPTY_HINT}")])
     if not isinstance(doc.data, dict):
-        raise SpecError([Diagnostic(name, 1, 1, "", f"a spec is a mapping of sections, got a {type(doc.data).__name__}")])
+        line, col = doc.where(()) or (1, 1)
+        raise SpecError([Diagnostic(name, line, col, "", f"a spec is a mapping of sections ({EMPTY_HINT}), got a {_kind(doc.data)}")])
     return doc
+
+
+EMPTY_HINT = "version, name, model, loss and data"
+
+
+def _kind(value) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), type(value).__name__)
 
 
 # --- YAML ------------------------------------------------------------------
@@ -104,7 +112,11 @@ def parse_yaml(text: str, name: str) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise SpecError([Diagnostic(name, line, col, "", f"YAML syntax: {exc.problem or exc.context}")]) from None
+        message = f"YAML syntax: {exc.problem or exc.context}"
+        if exc.problem and exc.context and exc.context_mark and exc.context_mark is not mark:
+            start = exc.context_mark
+            message += f" ({exc.context.removeprefix('while ')} that starts at line {start.line + 1}, column {start.column + 1})"
+        raise SpecError([Diagnostic(name, line, col, "", message)]) from None
     except yaml.YAMLError as exc:
         raise SpecError([Diagnostic(name, None, None, "", f"YAML syntax: {exc}")]) from None
     doc = Document(name, {})
@@ -175,10 +187,36 @@ def parse_toml(text: str, name: str) -> Document:
         match = _TOML_POS.search(str(exc))
         line, col = (int(match[1]), int(match[2])) if match else (None, None)
         message = _TOML_POS.sub("", str(exc)).replace("()", "").strip()
+        duplicate = _toml_duplicate(text, line) if message.startswith("Cannot overwrite") else None
+        if duplicate:
+            key, col, first = duplicate
+            message = f"duplicate key {key!r}" + (f" (first defined at line {first})" if first else "")
+            raise SpecError([Diagnostic(name, line, col, "", message)]) from None
         raise SpecError([Diagnostic(name, line, col, "", f"TOML syntax: {message}")]) from None
     doc = Document(name, data)
     _toml_positions(text, doc)
     return doc
+
+
+def _toml_duplicate(text: str, line: int | None) -> tuple[str, int, int | None] | None:
+    """For tomllib's 'Cannot overwrite a value' at `line`: the key, its column and
+    the line of its first definition in the same table (None if not found)."""
+    lines = text.splitlines()
+    if line is None or not 0 < line <= len(lines):
+        return None
+    code = lines[line - 1]
+    m = _ASSIGN.match(code.lstrip())
+    if not m:
+        return None
+    key = _split_key(m[1])
+    for back in range(line - 2, -1, -1):
+        earlier = lines[back].lstrip()
+        if _TABLE.match(earlier):
+            break
+        other = _ASSIGN.match(earlier)
+        if other and _split_key(other[1]) == key:
+            return ".".join(key), len(code) - len(code.lstrip()) + 1, back + 1
+    return ".".join(key), len(code) - len(code.lstrip()) + 1, None
 
 
 def _split_key(dotted: str) -> tuple:

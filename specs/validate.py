@@ -25,11 +25,24 @@ def check_schema(doc: Document) -> tuple[Spec | None, list[Diagnostic]]:
     try:
         return Spec.model_validate(doc.data), []
     except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        # a misspelt attribute also leaves the real one missing: say it once, at the misspelling
+        meant = {_meant(doc, e) for e in errors if e["type"] == "extra_forbidden"}
         problems = {}
-        for error in exc.errors(include_url=False):
+        for error in errors:
+            if error["type"] == "missing" and _data_path(doc.data, error["loc"])[0] in meant:
+                continue
             diagnostic = _diagnose(doc, error)
             problems.setdefault((diagnostic.line, diagnostic.col, diagnostic.path), diagnostic)
         return None, list(problems.values())
+
+
+def _meant(doc: Document, error: dict) -> tuple | None:
+    """For an unknown key: the path of the known key it most likely misspells."""
+    path, tags = _data_path(doc.data, error["loc"])
+    model = _model_at(path, tags)
+    hint = suggest(path[-1], model.model_fields) if model is not None else None
+    return path[:-1] + (hint,) if hint else None
 
 
 def _data_path(data, loc: tuple) -> tuple[tuple, list]:
@@ -111,9 +124,9 @@ def _diagnose(doc: Document, error: dict) -> Diagnostic:
         what = "section" if len(path) == 1 else "attribute"
         message = f"unknown {what} {path[-1]!r}"
         if model is not None:
-            hint = suggest(path[-1], model.model_fields)
-            if hint:
-                message += f" (did you mean {hint!r}?)"
+            meant = _meant(doc, error)
+            if meant:
+                message += f" (did you mean {meant[-1]!r}?)"
             else:
                 message += f"; known: {', '.join(k for k in model.model_fields)}"
         return doc.error(path, message, key=True)
@@ -132,6 +145,10 @@ def _diagnose(doc: Document, error: dict) -> Diagnostic:
         return doc.error(path, message + (f" (did you mean {hint!r}?)" if hint else ""))
     if kind == "union_tag_invalid" or kind == "model_attributes_type" or kind == "model_type":
         return doc.error(path, f"expected a mapping, got {value!r}")
+    if kind == "too_short" and path == ("model", "layers") or (kind == "too_short" and path[-1:] == ("layers",)):
+        return doc.error(path, "no layers: a model (or scope) needs at least one node, e.g. - {op: dense, units: 10}")
+    if kind == "too_short" and path == ("model", "inputs"):
+        return doc.error(path, "no inputs: declare at least one, e.g. image: {shape: [1, 28, 28]} (channels-first, one sample)")
     message = error["msg"].removeprefix("Value error, ")
     if kind.endswith("_type") or kind.startswith(("greater", "less", "too_", "string_pattern")):
         message = f"{message[0].lower()}{message[1:]}, got {value!r}"

@@ -1,0 +1,174 @@
+"""Every kind of spec error: its message (golden files) and its position (asserted here by hand).
+
+Golden files live in tests/golden/errors/<case>.txt and hold exactly what
+`tfn check` prints on stderr. After an intended change of wording, rewrite
+them with
+
+    TFN_REGEN_GOLDEN=1 python -m pytest tests/test_spec_errors.py
+
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).parent / "golden" / "errors"
+REGENERATE = os.environ.get("TFN_REGEN_GOLDEN") == "1"
+
+HEAD = """\
+version: 1
+name: t
+model:
+  inputs:
+    image: {shape: [1, 8, 8]}
+  layers:
+"""
+TAIL = """\
+loss: {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}
+data: {source: digits}
+"""
+
+
+def spec(layers: str) -> str:
+    """A complete spec around the given layers (line 7 is the first layer)."""
+    return HEAD + textwrap.indent(textwrap.dedent(layers).strip("\n"), "    ") + "\n" + TAIL
+
+
+TOML_HEAD = """\
+version = 1
+name = "t"
+
+[model.inputs.image]
+shape = [1, 8, 8]
+
+[[model.layers]]
+op = "flatten"
+"""
+TOML_TAIL = """
+[loss]
+op = "sparse_softmax_cross_entropy_with_logits"
+logits = "logits"
+labels = "label"
+
+[data]
+source = "digits"
+"""
+
+# case -> (file name, text, [(line, col), ...] of every error, in order)
+CASES: dict[str, tuple[str, str, list[tuple[int, int]]]] = {
+    "yaml_syntax": ("spec.yaml", spec("- {name: logits, op: dense, units: 10\n- {op: relu}"), [(8, 7)]),
+    "toml_syntax": ("spec.toml", TOML_HEAD + 'units = \n' + TOML_TAIL, [(9, 9)]),
+    "yaml_duplicate_key": ("spec.yaml", spec("- {op: flatten}\n- name: logits\n  op: dense\n  units: 10\n  units: 12"), [(11, 7)]),
+    "toml_duplicate_key": ("spec.toml", TOML_HEAD + '\n[[model.layers]]\nname = "logits"\nop = "dense"\nunits = 10\nunits = 12\n' + TOML_TAIL, [(14, 1)]),
+    "unknown_op": ("spec.yaml", spec("- {op: flaten}\n- {name: logits, op: dense, units: 10}"), [(7, 12)]),
+    "unknown_attribute": ("spec.yaml", spec("- {op: flatten}\n- {name: logits, op: dense, unit: 10}"), [(8, 33)]),
+    "wrong_type": ("spec.yaml", spec("- {op: flatten}\n- {name: logits, op: dense, units: ten}"), [(8, 40)]),
+    "out_of_range": ("spec.yaml", spec("- {op: dropout, rate: 1.5}\n- {op: flatten}\n- {name: logits, op: dense, units: 10}"), [(7, 27)]),
+    "missing_attribute": ("spec.yaml", spec("- {op: conv2d, filters: 4}\n- {op: flatten}\n- {name: logits, op: dense, units: 10}"), [(7, 7)]),
+    "duplicate_node_name": ("spec.yaml", spec("- {name: a, op: flatten}\n- {name: a, op: relu}\n- {name: logits, op: dense, units: 10}"), [(8, 14)]),
+    "unknown_node": ("spec.yaml", spec("- {name: flat, op: flatten}\n- {name: logits, op: dense, units: 10, inputs: [flatt]}"), [(8, 53)]),
+    "later_node": ("spec.yaml", spec("- {name: logits, op: dense, units: 10, inputs: [flat]}\n- {name: flat, op: flatten, inputs: [image]}"), [(7, 53)]),
+    "after_cycle": (
+        "spec.yaml",
+        spec("- {name: a, op: flatten, after: [c]}\n- {name: b, op: relu}\n- {name: c, op: relu}\n- {name: logits, op: dense, units: 10}"),
+        [(7, 38)],
+    ),
+    "add_shape_mismatch": (
+        "spec.yaml",
+        spec("- {name: wide, op: conv2d, filters: 8, kernel_size: 3, padding: SAME, inputs: [image]}\n"
+             "- {name: narrow, op: conv2d, filters: 4, kernel_size: 3, padding: SAME, inputs: [image]}\n"
+             "- {name: sum, op: add, inputs: [wide, narrow]}\n- {op: flatten}\n- {name: logits, op: dense, units: 10}"),
+        [(9, 36)],
+    ),
+    "concat_shape_mismatch": (
+        "spec.yaml",
+        spec("- {name: same, op: conv2d, filters: 4, kernel_size: 3, padding: SAME}\n"
+             "- {name: valid, op: conv2d, filters: 4, kernel_size: 3, inputs: [image]}\n"
+             "- {name: both, op: concat, inputs: [same, valid]}\n- {op: flatten}\n- {name: logits, op: dense, units: 10}"),
+        [(9, 40)],
+    ),
+    "kernel_larger_than_input": ("spec.yaml", spec("- {op: conv2d, filters: 4, kernel_size: 9}\n- {op: flatten}\n- {name: logits, op: dense, units: 10}"), [(7, 45)]),
+    "output_size_below_1": (
+        "spec.yaml",
+        spec("- {op: max_pool, pool_size: 2}   # 8 -> 4\n- {op: max_pool, pool_size: 2}   # 4 -> 2\n"
+             "- {op: max_pool, pool_size: 2}   # 2 -> 1\n- {op: max_pool, pool_size: 2}   # 1 -> 0\n"
+             "- {op: flatten}\n- {name: logits, op: dense, units: 10}"),
+        [(10, 33)],
+    ),
+    "unknown_scope": (
+        "spec.yaml",
+        spec("- scope: block\n  layers:\n    - {name: conv, op: conv2d, filters: 4, kernel_size: 3}\n"
+             "- {op: flatten, inputs: [blok/conv]}\n- {name: logits, op: dense, units: 10}"),
+        [(10, 30)],
+    ),
+    "share_other_op": (
+        "spec.yaml",
+        spec("- {name: flat, op: flatten}\n- {name: hidden, op: dense, units: 64}\n- {name: logits, op: dense, units: 10, share: flat}"),
+        [(9, 51)],
+    ),
+    "share_other_shape": (
+        "spec.yaml",
+        spec("- {name: flat, op: flatten}\n- {name: hidden, op: dense, units: 64}\n- {name: logits, op: dense, units: 10, share: hidden}"),
+        [(9, 51)],
+    ),
+    "bad_device": ("spec.yaml", spec("- {op: flatten, device: /gpu:0}\n- {name: logits, op: dense, units: 10}"), [(7, 29)]),
+    "empty_model": ("spec.yaml", spec("[]").replace("  layers:\n    []", "  layers: []"), [(6, 11)]),
+    "no_inputs": ("spec.yaml", spec("- {op: flatten}\n- {name: logits, op: dense, units: 10}").replace("    image: {shape: [1, 8, 8]}\n", "").replace("  inputs:\n", "  inputs: {}\n"), [(4, 11)]),
+    "not_yaml_or_toml": ("spec.json", '{"version": 1}\n', []),
+    "empty_file": ("spec.yaml", "# nothing yet\n", [(1, 1)]),
+    "unknown_section": ("spec.yaml", spec("- {op: flatten}\n- {name: logits, op: dense, units: 10}") + "trian: {epochs: 1}\n", [(11, 1)]),
+    "unsupported_version": ("spec.yaml", spec("- {op: flatten}\n- {name: logits, op: dense, units: 10}").replace("version: 1", "version: 2"), [(1, 10)]),
+    "every_problem_at_once": (
+        "spec.yaml",
+        spec("- {op: conv2, filters: 4}\n- {name: hidden, op: dense, units: -3}\n- {op: relu, inputs: [hiden]}\n- {name: logits, op: dense, units: 10, share: nothing}"),
+        [(7, 12), (8, 40), (9, 27), (10, 51)],
+    ),
+}
+
+
+
+
+def test_every_case_is_distinct():
+    assert len({text for _, text, _ in CASES.values()}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_error_text_and_position(case, tmp_path, monkeypatch, tfn_cli):
+    name, text, positions = CASES[case]
+    (tmp_path / name).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = tfn_cli("check", name)
+    assert code == 2, out + err
+    assert out == ""
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == max(1, len(positions)), result.stderr
+    for line, (row, col) in zip(lines, positions):
+        assert line.startswith(f"{name}:{row}:{col}: error: "), line
+    if not positions:
+        assert lines[0].startswith(f"{name}: error: ")
+    golden = GOLDEN / f"{case}.txt"
+    if REGENERATE:
+        golden.write_text(err)
+    assert err == golden.read_text(), f"{case}: stderr differs from {golden} (TFN_REGEN_GOLDEN=1 rewrites it)"
+
+
+def test_a_real_process_exits_2_without_traceback_and_debug_shows_one(tmp_path):
+    (tmp_path / "spec.yaml").write_text(CASES["every_problem_at_once"][1])
+    result = subprocess.run([sys.executable, "-m", "tfn.cli.main", "check", "spec.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr == (GOLDEN / "every_problem_at_once.txt").read_text()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    (tmp_path / "spec.yaml").write_text(CASES["unknown_op"][1])
+    result = subprocess.run([sys.executable, "-m", "tfn.cli.main", "--debug", "check", "spec.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "SpecError" in result.stderr
