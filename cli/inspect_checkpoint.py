@@ -1,5 +1,4 @@
 import json
-import math
 
 import click
 
@@ -8,27 +7,109 @@ from tfn.cli.options import as_json
 
 @click.command("inspect-checkpoint")
 @click.argument("checkpoint", metavar="CKPT")
+@click.option("--tensor", "tensors", multiple=True, metavar="NAME", help="Print this variable's values (repeatable).")
+@click.option("--all-tensors", is_flag=True, help="Print every variable's values.")
+@click.option("--full", is_flag=True, help="Print values in full instead of summarised with '...'.")
+@click.option("--stats", is_flag=True, help="Add min, max, mean, std, L2 norm and NaN/Inf counts (reads the values).")
+@click.option("--diff", "other", metavar="OTHER", help="Compare with another checkpoint: added, removed, reshaped, changed.")
+@click.option("--against", "graph_target", metavar="SPEC_OR_GRAPH", help="Check against the variables a spec, graph.json or run expects.")
 @as_json
-def command(checkpoint: str, as_json: bool) -> None:
+def command(checkpoint, tensors, all_tensors, full, stats, other, graph_target, as_json) -> None:
     """List the variables in CKPT (a checkpoint file, a checkpoints directory or
-    a run directory, then its latest checkpoint): name, dtype, shape, size.
-    Reads only the header.
+    a run directory, then its latest checkpoint): name, dtype, shape, size and
+    totals. Listing reads only the header; --tensor, --stats and --diff read
+    values. Files that are not safetensors (pickles included) are refused.
 
     \b
-    Example:
+    Examples:
       tfn inspect-checkpoint runs/digits_cnn/1
+      tfn inspect-checkpoint runs/digits_cnn/1 --stats
+      tfn inspect-checkpoint runs/digits_cnn/1 --tensor conv1/bias --full
+      tfn inspect-checkpoint runs/digits_cnn/1/checkpoints/ckpt-000050.safetensors --diff runs/digits_cnn/1
+      tfn inspect-checkpoint runs/digits_cnn/1 --against digits_cnn
     """
-    from tfn.runners.checkpoint import read_info
+    from tfn.runners import inspect
 
-    info = read_info(checkpoint)
-    if as_json:
-        variables = [{"name": n, "dtype": d, "shape": list(s), "size": math.prod(s)} for n, (d, s) in info.variables.items()]
-        click.echo(json.dumps({"path": str(info.path), "metadata": info.metadata, "variables": variables}, indent=2))
+    if other:
+        _print_diff(inspect.diff(checkpoint, other), as_json)
         return
-    click.echo(f"{info.path}")
-    click.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(info.metadata.items())))
-    width = max((len(n) for n in info.variables), default=0)
-    for name, (dtype, shape) in info.variables.items():
-        click.echo(f"{name.ljust(width)}  {dtype:<5} {str(list(shape)):<18} {math.prod(shape):>10,}")
-    total = sum(math.prod(s) for _, s in info.variables.values())
-    click.echo(f"# {len(info.variables)} variables, {total:,} values")
+    if graph_target:
+        from tfn.specs import load_graph
+
+        _print_fit(inspect.against(checkpoint, load_graph(graph_target)), as_json)
+        return
+    listing = inspect.list_variables(checkpoint, stats=stats)
+    names = list(tensors) or ([v.name for v in listing.variables] if all_tensors else [])
+    values = inspect.read_tensors(listing.path, names) if names else {}
+    if as_json:
+        data = listing.to_dict()
+        if values:
+            data["values"] = {n: v.tolist() for n, v in values.items()}
+        click.echo(json.dumps(data, indent=2))
+        return
+    if not values:
+        _print_listing(listing)
+    for name, value in values.items():
+        click.echo(f"{name} {value.dtype} {list(value.shape)}\n{inspect.format_value(value, full)}")
+
+
+def _shape(shape) -> str:
+    return str(list(shape))
+
+
+def _print_listing(listing) -> None:
+    click.echo(str(listing.path))
+    if listing.metadata:
+        click.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(listing.metadata.items())))
+    rows = [("variable", "dtype", "shape", "size")]
+    rows += [(v.name, v.dtype, _shape(v.shape), f"{v.size:,}") for v in listing.variables]
+    with_stats = any(v.stats for v in listing.variables)
+    if with_stats:
+        rows[0] += ("min", "max", "mean", "std", "L2 norm", "NaN", "Inf")
+        for i, v in enumerate(listing.variables, 1):
+            s = v.stats
+            rows[i] += tuple(f"{x:.6g}" for x in (s.min, s.max, s.mean, s.std, s.l2_norm)) + (str(s.nan), str(s.inf))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for k, row in enumerate(rows):
+        click.echo("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        if k == 0:
+            click.echo("  ".join("-" * w for w in widths))
+    click.echo(f"# {len(listing.variables)} variables, {listing.total_size:,} values, {listing.total_bytes:,} bytes")
+
+
+def _print_diff(d, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(d.to_dict(), indent=2))
+        return
+    click.echo(f"{d.this}\n  -> {d.other}")
+    for name, (dtype, shape) in d.added.items():
+        click.echo(f"+ {name}  {dtype} {_shape(shape)}  (added)")
+    for name, (dtype, shape) in d.removed.items():
+        click.echo(f"- {name}  {dtype} {_shape(shape)}  (removed)")
+    for r in d.reshaped:
+        click.echo(f"~ {r.name}  {r.this[0]} {_shape(r.this[1])} -> {r.other[0]} {_shape(r.other[1])}  (reshaped)")
+    for c in d.changed:
+        relative = "n/a (was all zeros)" if c.relative_l2 is None else f"{c.relative_l2:.3g}"
+        click.echo(f"* {c.name}  max |change| {c.max_abs:.6g}, relative L2 change {relative}")
+    click.echo(
+        f"# {len(d.added)} added, {len(d.removed)} removed, {len(d.reshaped)} reshaped, "
+        f"{len(d.changed)} changed, {len(d.unchanged)} unchanged"
+    )
+
+
+def _print_fit(fit, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(fit.to_dict(), indent=2))
+        return
+    click.echo(f"{fit.checkpoint} against graph {fit.graph_name!r}")
+    for name, (dtype, shape) in fit.missing.items():
+        click.echo(f"  missing from checkpoint: {name}  {dtype} {_shape(shape)}")
+    for name, (dtype, shape) in fit.extra.items():
+        click.echo(f"  not in graph: {name}  {dtype} {_shape(shape)}")
+    for m in fit.mismatched:
+        click.echo(f"  differs: {m.name}  checkpoint {m.this[0]} {_shape(m.this[1])}, graph {m.other[0]} {_shape(m.other[1])}")
+    if fit.fits:
+        same = "the same graph" if fit.same_graph else f"written for graph {str(fit.checkpoint_hash)[:12]}, this is {fit.graph_hash[:12]}"
+        click.echo(f"# fits: all {fit.matching} variables match ({same})")
+    else:
+        click.echo(f"# does not fit: {len(fit.missing)} missing, {len(fit.extra)} extra, {len(fit.mismatched)} differ; {fit.matching} match")

@@ -1,0 +1,302 @@
+"""Look inside checkpoints (TF's inspect_checkpoint, better): list, values, statistics, diff, fit to a graph.
+
+Listing reads the safetensors header only. Values are read through
+safetensors' NumPy reader, so nothing here imports torch, and nothing
+unpickles: a file that is not safetensors is named for what it is and refused
+before any parser sees it.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tfn.runners.checkpoint import CheckpointError, CheckpointInfo, read_info, resolve
+from tfn.specs.graph import Graph
+
+# first bytes of files people mistake for checkpoints -> what they are
+_FOREIGN_MAGIC = {
+    b"PK\x03\x04": "a zip archive (PyTorch's torch.save format, a pickle inside)",
+    b"\x80": "a pickle (an old PyTorch .pt/.pth file)",
+    b"\x89HDF": "an HDF5 file (a Keras .h5 model?)",
+    b"\x93NUMPY": "a NumPy .npy array",
+    b"\x1f\x8b": "a gzip file",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"\x08\x01\x12": "a protobuf (a TensorFlow .pb/.index file?)",
+}
+# safetensors' own limit: a larger header is refused
+_MAX_HEADER = 100_000_000
+
+
+def check_safetensors(path: Path) -> None:
+    """CheckpointError unless `path` starts like a safetensors file whose header fits inside it.
+
+    Reads at most 9 bytes: the header's length and its first character. A file
+    that is not safetensors is named for what it looks like (pickle, HDF5, ...).
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(9)
+    length = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else None
+    if length is not None and length <= _MAX_HEADER and head[8:9] == b"{":
+        if 8 + length > size:
+            raise CheckpointError(f"{path}: error: truncated: the header announces {length} bytes, the file holds {size - 8} after the length")
+        return
+    # only now the first bytes may be another format's magic: a header length can begin with the same bytes
+    for magic, what in _FOREIGN_MAGIC.items():
+        if head.startswith(magic):
+            hint = "; tfn reads only safetensors, which cannot run code" if "pickle" in what else ""
+            raise CheckpointError(f"{path}: error: this is {what}, not a safetensors checkpoint{hint}")
+    if size < 9:
+        raise CheckpointError(f"{path}: error: truncated: {size} bytes, too short for a safetensors header")
+    raise CheckpointError(f"{path}: error: not a safetensors checkpoint (it does not start with a header length and a JSON header)")
+
+
+def read_header(target: str | Path) -> CheckpointInfo:
+    """Names, dtypes, shapes and metadata of a checkpoint file, checkpoints directory or run directory (latest)."""
+    path = resolve(target)
+    check_safetensors(path)
+    return read_info(path)
+
+
+def read_tensors(target: str | Path, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Tensor values as NumPy arrays (all, or `names`), without torch."""
+    from safetensors import SafetensorError, safe_open
+
+    info = read_header(target)
+    wanted = list(info.variables) if names is None else names
+    missing = [n for n in wanted if n not in info.variables]
+    if missing:
+        from tfn.layers import suggest
+
+        hint = suggest(missing[0], info.variables)
+        raise CheckpointError(
+            f"{info.path}: error: no variable {missing[0]!r} in this checkpoint" + (f" (did you mean {hint!r}?)" if hint else "")
+        )
+    try:
+        with safe_open(info.path, framework="numpy") as f:
+            return {name: f.get_tensor(name) for name in wanted}
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{info.path}: error: cannot read tensor data: {exc}") from None
+
+
+# --- listing and statistics --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorStats:
+    min: float
+    max: float
+    mean: float
+    std: float
+    l2_norm: float
+    nan: int
+    inf: int
+
+    @classmethod
+    def of(cls, value: np.ndarray) -> TensorStats:
+        """Over the finite values, in float64; NaN and Inf are counted, not averaged."""
+        x = np.asarray(value, dtype=np.float64).ravel()
+        finite = x[np.isfinite(x)]
+        nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+        if finite.size == 0:
+            return cls(math.nan, math.nan, math.nan, math.nan, math.nan, nan, inf)
+        return cls(
+            float(finite.min()), float(finite.max()), float(finite.mean()), float(finite.std()), float(np.sqrt(np.dot(finite, finite))), nan, inf
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-ready: a statistic of no finite values is null."""
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class VariableRow:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    size: int
+    stats: TensorStats | None = None
+
+
+@dataclass(frozen=True)
+class Listing:
+    path: Path
+    metadata: dict[str, str]
+    variables: list[VariableRow]
+
+    @property
+    def total_size(self) -> int:
+        return sum(v.size for v in self.variables)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(v.size * _ITEMSIZE.get(v.dtype, 4) for v in self.variables)
+
+    def to_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "metadata": self.metadata,
+            "variables": [
+                {"name": v.name, "dtype": v.dtype, "shape": list(v.shape), "size": v.size, **({"stats": v.stats.to_dict()} if v.stats else {})}
+                for v in self.variables
+            ],
+            "total_size": self.total_size,
+            "total_bytes": self.total_bytes,
+        }
+
+
+_ITEMSIZE = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def list_variables(target: str | Path, stats: bool = False) -> Listing:
+    """Every variable with dtype, shape and element count (header only); `stats` reads values too."""
+    info = read_header(target)
+    values = read_tensors(info.path) if stats else {}
+    rows = [
+        VariableRow(name, dtype, shape, math.prod(shape), TensorStats.of(values[name]) if stats else None)
+        for name, (dtype, shape) in info.variables.items()
+    ]
+    return Listing(info.path, info.metadata, rows)
+
+
+# --- diff --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    name: str
+    max_abs: float  # largest |other - this|
+    relative_l2: float | None  # ||other - this|| / ||this||; None when this is all zeros
+
+
+@dataclass(frozen=True)
+class Reshaped:
+    name: str
+    this: tuple[str, tuple[int, ...]]  # (dtype, shape)
+    other: tuple[str, tuple[int, ...]]
+
+
+@dataclass
+class CheckpointDiff:
+    this: Path
+    other: Path
+    added: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)  # in other only
+    removed: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)  # in this only
+    reshaped: list[Reshaped] = field(default_factory=list)
+    changed: list[Change] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return not (self.added or self.removed or self.reshaped or self.changed)
+
+    def to_dict(self) -> dict:
+        def var(d):
+            return {n: {"dtype": t, "shape": list(s)} for n, (t, s) in d.items()}
+
+        return {
+            "this": str(self.this),
+            "other": str(self.other),
+            "identical": self.identical,
+            "added": var(self.added),
+            "removed": var(self.removed),
+            "reshaped": [{"name": r.name, "this": var({0: r.this})[0], "other": var({0: r.other})[0]} for r in self.reshaped],
+            "changed": [asdict(c) for c in self.changed],
+            "unchanged": self.unchanged,
+        }
+
+
+def diff(this: str | Path, other: str | Path) -> CheckpointDiff:
+    """What changed from checkpoint `this` to `other`: added, removed, reshaped, changed (and by how much)."""
+    a, b = read_header(this), read_header(other)
+    result = CheckpointDiff(a.path, b.path)
+    result.added = {n: v for n, v in b.variables.items() if n not in a.variables}
+    result.removed = {n: v for n, v in a.variables.items() if n not in b.variables}
+    common = [n for n in a.variables if n in b.variables]
+    result.reshaped = [Reshaped(n, a.variables[n], b.variables[n]) for n in common if a.variables[n] != b.variables[n]]
+    comparable = [n for n in common if a.variables[n] == b.variables[n]]
+    for name in comparable:  # one tensor pair in memory at a time
+        x = read_tensors(a.path, [name])[name].astype(np.float64)
+        y = read_tensors(b.path, [name])[name].astype(np.float64)
+        if np.array_equal(x, y, equal_nan=True):
+            result.unchanged.append(name)
+            continue
+        with np.errstate(invalid="ignore"):  # inf - inf: counted as NaN, left out below
+            delta = (y - x).ravel()
+        delta = delta[np.isfinite(delta)]
+        norm = float(np.sqrt(np.dot(x.ravel(), x.ravel())))
+        change = float(np.sqrt(np.dot(delta, delta)))
+        largest = float(np.abs(delta).max()) if delta.size else math.nan
+        result.changed.append(Change(name, largest, change / norm if norm else None))
+    return result
+
+
+# --- against a graph ---------------------------------------------------------
+
+
+@dataclass
+class Fit:
+    """How a checkpoint fits a graph: what the graph expects that the checkpoint lacks, and the reverse."""
+
+    checkpoint: Path
+    graph_name: str
+    graph_hash: str
+    checkpoint_hash: str | None
+    missing: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)  # the graph's (dtype, shape)
+    extra: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)  # the checkpoint's
+    mismatched: list[Reshaped] = field(default_factory=list)  # this = checkpoint, other = graph
+    matching: int = 0
+
+    @property
+    def fits(self) -> bool:
+        return not (self.missing or self.extra or self.mismatched)
+
+    @property
+    def same_graph(self) -> bool:
+        return self.checkpoint_hash == self.graph_hash
+
+    def to_dict(self) -> dict:
+        def var(d):
+            return {n: {"dtype": t, "shape": list(s)} for n, (t, s) in d.items()}
+
+        return {
+            "checkpoint": str(self.checkpoint),
+            "graph": self.graph_name,
+            "graph_hash": self.graph_hash,
+            "checkpoint_graph_hash": self.checkpoint_hash,
+            "fits": self.fits,
+            "same_graph": self.same_graph,
+            "missing": var(self.missing),
+            "extra": var(self.extra),
+            "mismatched": [
+                {"name": m.name, "checkpoint": var({0: m.this})[0], "graph": var({0: m.other})[0]} for m in self.mismatched
+            ],
+            "matching": self.matching,
+        }
+
+
+_GRAPH_DTYPES = {"float32": "F32", "float64": "F64", "int64": "I64", "int32": "I32", "float16": "F16", "bfloat16": "BF16"}
+
+
+def against(target: str | Path, graph: Graph) -> Fit:
+    """Compare a checkpoint's variables with those `graph` expects (names, dtypes, shapes)."""
+    info = read_header(target)
+    expected = {v.name: (_GRAPH_DTYPES.get(v.dtype, v.dtype), tuple(v.shape)) for v in graph.variables}
+    fit = Fit(info.path, graph.name, graph.hash, info.metadata.get("graph_hash"))
+    fit.missing = {n: v for n, v in expected.items() if n not in info.variables}
+    fit.extra = {n: v for n, v in info.variables.items() if n not in expected}
+    fit.mismatched = [Reshaped(n, info.variables[n], v) for n, v in expected.items() if n in info.variables and info.variables[n] != v]
+    fit.matching = sum(1 for n, v in expected.items() if info.variables.get(n) == v)
+    return fit
+
+
+def format_value(value: np.ndarray, full: bool = False) -> str:
+    """Values as NumPy prints them, summarised with '...' when large unless `full`."""
+    threshold = max(value.size, 1) if full else 200
+    return np.array2string(value, threshold=threshold, edgeitems=3, precision=6, suppress_small=False, max_line_width=120)
