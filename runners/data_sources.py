@@ -116,7 +116,8 @@ def load_source(spec) -> Source:
 def carve_splits(n: int, fractions: schema.SplitFractions, carve: set[str], source: str) -> dict[str, np.ndarray]:
     """Indices of each split carved from n samples: a permutation drawn from fractions.seed, validation first, then test."""
     order = np.random.default_rng(np.random.SeedSequence(fractions.seed % 2**64)).permutation(n)
-    counts = {s: int(round(n * getattr(fractions, s))) if s in carve else 0 for s in ("validation", "test")}
+    # rounded half up (not Python's half to even): 18 samples at 0.25 give 5
+    counts = {s: int(n * getattr(fractions, s) + 0.5) if s in carve else 0 for s in ("validation", "test")}
     if n - counts["validation"] - counts["test"] < 1:
         raise DataError(f"data: error: source {source!r} has {n} samples; split {fractions.validation} / {fractions.test} leaves none to train on")
     out = {"validation": order[: counts["validation"]], "test": order[counts["validation"] : counts["validation"] + counts["test"]]}
