@@ -1,0 +1,127 @@
+"""The shipped examples: shapes and parameter counts worked out by hand, and a forward and backward pass each."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tfn.runners.module import DTYPES, GraphModule
+from tfn.specs import example_names, load
+
+
+def conv(c_in: int, c_out: int, k: int, bias: bool = True) -> int:
+    return c_in * c_out * k * k + (c_out if bias else 0)
+
+
+def dense(n_in: int, n_out: int) -> int:
+    return n_in * n_out + n_out
+
+
+def bn(c: int) -> tuple[int, int]:
+    return 2 * c, 2 * c  # gamma, beta trainable; moving mean and variance not
+
+
+def shapes(graph) -> dict[str, tuple]:
+    return {n.name: n.outputs[0].shape for n in graph.nodes}
+
+
+def test_the_examples_are_shipped_and_named():
+    assert {"lenet5", "vgg_small", "resnet_small", "inception_small", "siamese", "digits_mlp", "digits_cnn"} <= set(example_names())
+
+
+def test_lenet5(tfn_cli):
+    graph = load("lenet5").graph
+    # 32 -5+1-> 28 /2-> 14 -5+1-> 10 /2-> 5; 16 * 5 * 5 = 400
+    expected = {"c1": (None, 6, 28, 28), "s2": (None, 6, 14, 14), "c3": (None, 16, 10, 10), "s4": (None, 16, 5, 5),
+                "flatten": (None, 400), "c5": (None, 120), "f6": (None, 84), "logits": (None, 10)}
+    assert {k: shapes(graph)[k] for k in expected} == expected
+    total = conv(1, 6, 5) + conv(6, 16, 5) + dense(400, 120) + dense(120, 84) + dense(84, 10)
+    assert total == 61_706
+    assert graph.parameter_counts() == (61_706, 0)
+    code, out, _ = tfn_cli("check", "lenet5")
+    assert code == 0
+    assert "parameters: 61,706 (61,706 trainable, 0 non-trainable)" in out
+    row = next(line for line in out.splitlines() if line.startswith("c3 "))
+    assert row.split()[1:3] == ["conv2d", "s2"] and "[?, 16, 10, 10]" in row and row.split()[-2] == f"{conv(6, 16, 5):,}"
+
+
+def test_vgg_small():
+    graph = load("vgg_small").graph
+    s = shapes(graph)
+    assert s["block1/pool"] == (None, 16, 16, 16) and s["block2/pool"] == (None, 32, 8, 8) and s["block3/pool"] == (None, 64, 4, 4)
+    assert s["flatten"] == (None, 1024)
+    total = conv(3, 16, 3) + conv(16, 16, 3) + conv(16, 32, 3) + conv(32, 32, 3) + conv(32, 64, 3) + conv(64, 64, 3) + dense(1024, 128) + dense(128, 10)
+    assert graph.parameter_counts() == (total, 0) == (204_570, 0)
+    assert "block2/conv1/kernel" in {v.name for v in graph.variables}
+
+
+def test_resnet_small():
+    graph = load("resnet_small").graph
+    s = shapes(graph)
+    assert s["res1/add"] == (None, 16, 32, 32)
+    assert s["res2/conv1"] == s["res2/shortcut"] == s["res2/add"] == (None, 32, 16, 16)  # SAME, stride 2: ceil(32 / 2)
+    assert s["pool"] == (None, 32)
+    assert graph.node("res1/add").inputs == ("res1/bn2", "stem")
+    assert graph.node("res2/add").inputs == ("res2/bn2", "res2/shortcut")
+    assert graph.node("res2/shortcut").inputs == ("res1/out",)
+    trainable = conv(3, 16, 3, False) + 2 * conv(16, 16, 3, False) + conv(16, 32, 3, False) + conv(32, 32, 3, False) + conv(16, 32, 1, False) + dense(32, 10)
+    trainable += bn(16)[0] * 3 + bn(32)[0] * 2
+    frozen = bn(16)[1] * 3 + bn(32)[1] * 2
+    assert graph.parameter_counts() == (trainable, frozen) == (19_930, 224)
+
+
+def test_inception_small():
+    graph = load("inception_small").graph
+    s = shapes(graph)
+    assert s["pool0"] == (None, 32, 16, 16)
+    branches = ["mixed/branch_0/relu", "mixed/branch_1/relu", "mixed/branch_2/relu", "mixed/branch_3/relu"]
+    assert [s[b][1] for b in branches] == [16, 24, 8, 8] and all(s[b][2:] == (16, 16) for b in branches)
+    assert graph.node("mixed/concat").inputs == tuple(branches)
+    assert s["mixed/concat"] == (None, 56, 16, 16)
+    assert all(graph.node(f"mixed/branch_{i}/{first}").inputs == ("pool0",) for i, first in enumerate(["conv_1x1", "conv_1x1", "conv_1x1", "pool"]))
+    total = conv(3, 32, 3) + conv(32, 16, 1) + conv(32, 16, 1) + conv(16, 24, 3) + conv(32, 4, 1) + conv(4, 8, 5) + conv(32, 8, 1) + dense(56, 10)
+    assert graph.parameter_counts() == (total, 0) == (7_206, 0)
+    assert "mixed/branch_1/conv_3x3/kernel" in {v.name for v in graph.variables}
+
+
+def test_siamese_towers_share_their_variables(tfn_cli):
+    graph = load("siamese").graph
+    assert [i.name for i in graph.inputs] == ["left", "right", "label"]
+    assert graph.node("right/conv").variables == {"kernel": "left/conv/kernel", "bias": "left/conv/bias"}
+    assert graph.node("right/embed").variables == graph.node("left/embed").variables
+    assert not any(v.name.startswith("right/") for v in graph.variables)
+    assert shapes(graph)["joined"] == (None, 64)
+    total = conv(1, 8, 3) + dense(8 * 8 * 8, 32) + dense(64, 10)
+    assert graph.parameter_counts() == (total, 0) == (17_146, 0)
+    code, out, _ = tfn_cli("check", "siamese")
+    assert "parameters: 17,146 " in out  # shared variables counted once
+
+
+def test_digits_mlp_toml():
+    graph = load("digits_mlp").graph
+    assert shapes(graph)["hidden"] == (None, 64)
+    assert graph.parameter_counts() == (dense(64, 64) + dense(64, 10), 0)
+
+
+@pytest.mark.parametrize("example", example_names())
+def test_forward_and_backward_on_random_inputs(example):
+    graph = load(example).graph
+    torch.manual_seed(0)
+    module = GraphModule(graph, torch.Generator().manual_seed(0)).place("cpu")
+    module.train()
+    classes = graph.type_of(graph.outputs[0]).shape[-1]
+    feeds = {}
+    for i in graph.inputs:
+        shape = (2, *i.type.sample_shape)
+        if i.type.dtype.startswith("int"):
+            feeds[i.name] = torch.randint(0, classes, shape, dtype=DTYPES[i.type.dtype])
+        else:
+            feeds[i.name] = torch.randn(shape, dtype=DTYPES[i.type.dtype])
+    losses = [l.node for l in graph.losses]
+    out = module(feeds, [*graph.outputs, *losses])
+    assert out[graph.outputs[0]].shape == (2, classes)
+    loss = sum(out[name].mean() for name in losses)
+    assert torch.isfinite(loss)
+    loss.backward()
+    for name, variable in module.trainable_variables().items():
+        assert variable.grad is not None and torch.isfinite(variable.grad).all(), name
