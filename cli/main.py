@@ -15,9 +15,12 @@ import click
 COMMANDS = {
     "check": ("tfn.cli.check", "Validate a spec, compile it and print nodes, shapes, parameters and FLOPs."),
     "train": ("tfn.cli.train", "Train a spec; write a run directory with checkpoints and TensorBoard logs."),
-    "export-graph": ("tfn.cli.export_graph", "Write the graph definition (structure only) of a spec or run."),
-    "inspect-checkpoint": ("tfn.cli.inspect_checkpoint", "List the variables of a checkpoint: name, dtype, shape."),
+    "export-graph": ("tfn.cli.export_graph", "Write the graph as graph.json, ONNX, a picture (dot/svg/png) or a TensorBoard log."),
+    "inspect-checkpoint": ("tfn.cli.inspect_checkpoint", "List, print, compare or check a checkpoint's variables."),
     "schema": ("tfn.cli.schema", "Print the JSON Schema of the spec format (for editors)."),
+    "run": ("tfn.cli.run", "Feed inputs and fetch any nodes' outputs (Session.run), computing only what is needed."),
+    "predict": ("tfn.cli.predict", "Class probabilities and top-k labels for arrays or images."),
+    "time": ("tfn.cli.time", "Forward and backward time of every node (caffe time), with samples/s."),
 }
 
 

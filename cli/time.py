@@ -1,0 +1,58 @@
+import json
+
+import click
+
+from tfn.cli.options import as_json, overrides, spec_target
+
+
+@click.command("time")
+@spec_target
+@overrides
+@click.option("-n", "--iterations", default=10, show_default=True, type=click.IntRange(min=1), help="Timed iterations (the median is shown).")
+@click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0), help="Untimed iterations first.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Default: the spec's data.batch_size.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (CUDA timings are synchronised).")
+@click.option("--sort", "order", type=click.Choice(["time", "graph"]), default="time", show_default=True, help="Slowest first, or graph order.")
+@as_json
+def command(target, overrides, iterations, warmup, batch_size, device, order, as_json) -> None:
+    """Time every node of SPEC forward and backward, as caffe time: the median
+    over N iterations after warm-up, its share of the total, its parameters and
+    FLOPs; the totals line times whole training steps for samples/s. Inputs are
+    random data of the graph's shapes (a spec, example name, graph.json or run).
+
+    \b
+    Examples:
+      tfn time digits_cnn
+      tfn time digits_cnn --batch-size 256 -n 20 --sort graph
+    """
+    from pathlib import Path
+
+    from tfn.runners.timing import time_graph
+    from tfn.specs import load, load_graph
+
+    if Path(target).is_dir() or Path(target).suffix == ".json":
+        if overrides:
+            raise click.UsageError("--set applies to a spec, not to a graph.json or run directory")
+        graph, default_batch = load_graph(target), 32
+    else:
+        loaded = load(target, overrides)
+        graph, default_batch = loaded.graph, loaded.spec.data.batch_size
+    timing = time_graph(graph, batch_size=batch_size or default_batch, iterations=iterations, warmup=warmup, device=device)
+    if as_json:
+        click.echo(json.dumps(timing.to_dict(), indent=2))
+        return
+    nodes = sorted(timing.nodes, key=lambda n: -n.total_ms) if order == "time" else timing.nodes
+    rows = [("node", "op", "output", "forward ms", "backward ms", "share", "params", "FLOPs")]
+    for n in nodes:
+        back = "-" if n.backward_ms is None else f"{n.backward_ms:.3f}"
+        rows.append((n.name, n.op, n.output, f"{n.forward_ms:.3f}", back, f"{timing.share(n):.1%}", f"{n.parameters:,}", f"{n.flops:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for k, row in enumerate(rows):
+        click.echo("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        if k == 0:
+            click.echo("  ".join("-" * w for w in widths))
+    click.echo(
+        f"\n{timing.graph} on {timing.device}, batch {timing.batch_size}, median of {timing.iterations} after {timing.warmup} warm-up: "
+        f"nodes forward {timing.forward_ms:.3f} ms + backward {timing.backward_ms:.3f} ms; "
+        f"whole step {timing.step_ms:.3f} ms = {timing.samples_per_second:,.0f} samples/s"
+    )
