@@ -1,22 +1,155 @@
-"""Convolutions with TF's padding rule (tf_semantics.md §2)."""
+"""Convolutions with TF's padding rule (tf_semantics.md §2).
+
+SAME padding follows TF: the total padding of an axis is split with the odd
+cell at the end (bottom/right), which PyTorch's symmetric padding gets wrong
+for stride 2 on even inputs. Kernels use PyTorch's layouts (OIHW); their
+initializers see TF's fans.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import ClassVar
 
 from pydantic import PositiveInt
 
-from tfn.layers.attrs import Initializer, Padding, Size2, torch_pads, window_output
+from tfn.layers.attrs import Initializer, Padding, Regularizer, Size1, Size2, Size3, SizeN, per_axis, torch_pads, window_geometry
 from tfn.layers.base import Op, OpError, Params, TensorType, VariableDef, register
 
 
-@register
-class Conv2D(Op):
-    """2-D convolution (cross-correlation), as tf.layers.conv2d.
+def convolver(spatial: int, strides, dilation, pads, groups: int = 1):
+    """A function (x, kernel, bias) -> the cross-correlation with TF's padding of x."""
+    import torch.nn.functional as F
 
-    SAME padding follows TF: the total padding is split with the odd cell at
-    the end (bottom/right), which PyTorch's symmetric padding gets wrong for
-    stride 2 on even inputs. The kernel is OIHW, PyTorch's layout.
+    conv = (F.conv1d, F.conv2d, F.conv3d)[spatial - 1]
+    strides, dilation = tuple(strides), tuple(dilation)
+    if all(before == after for before, after in pads):
+        # symmetric: the convolution pads by itself, without a padded copy of the input
+        padding = tuple(before for before, _ in pads)
+        return lambda x, w, b: conv(x, w, b, strides, padding, dilation, groups)
+    pad = torch_pads(pads)
+    return lambda x, w, b: conv(F.pad(x, pad), w, b, strides, 0, dilation, groups)
+
+
+class ConvParams(Params):
+    filters: PositiveInt
+    kernel_size: SizeN
+    strides: SizeN = [1]
+    padding: Padding = "VALID"
+    dilation_rate: SizeN = [1]
+    use_bias: bool = True
+    kernel_initializer: Initializer = "glorot_uniform"
+    bias_initializer: Initializer = "zeros"
+    kernel_regularizer: Regularizer = 0.0
+
+
+class Window(Op):
+    """Shared geometry of ops that slide a kernel over `spatial` axes (None: any of 1 to 3)."""
+
+    family = "convolution"
+    spatial: ClassVar[int | None] = None
+
+    def strides(self, p) -> list[int]:
+        return p.strides
+
+    def dilation(self, p) -> list[int]:
+        return p.dilation_rate
+
+    def window(self, p, x: TensorType):
+        """(kernel, strides, dilation, axes), with TF's (out, before, after) for each spatial axis."""
+        spatial = self.spatial or x.rank - 2
+        if x.rank != spatial + 2 or not 1 <= spatial <= 3:
+            layout = "[N, C, " + (", ".join("DHW"[3 - spatial :]) if self.spatial else "*spatial (1 to 3 axes)") + "]"
+            raise OpError(f"expects an input {layout}, got {x}")
+        kernel = per_axis(p.kernel_size, spatial, "kernel_size")
+        strides = per_axis(self.strides(p), spatial, "strides")
+        dilation = per_axis(self.dilation(p), spatial, "dilation_rate")
+        if max(strides) > 1 and max(dilation) > 1:
+            raise OpError(f"strides {strides} > 1 together with dilation_rate {dilation} > 1 is not supported (as in TF)", "dilation_rate")
+        return kernel, strides, dilation, window_geometry(x.shape[2:], kernel, strides, dilation, p.padding)
+
+    def pads(self, p, x):
+        return [(before, after) for _, before, after in self.window(p, x)[3]]
+
+
+class Conv(Window):
+    """Shared rules of the plain convolutions: kernel [filters, C, *kernel_size] and an optional bias."""
+
+    Params = ConvParams
+
+    def infer(self, p, inputs):
+        (x,) = inputs
+        *_, axes = self.window(p, x)
+        return [TensorType((x.shape[0], p.filters, *(out for out, _, _ in axes)), x.dtype)]
+
+    def variables(self, p, inputs):
+        x = inputs[0]
+        kernel_size = self.window(p, x)[0]
+        kernel = VariableDef("kernel", (p.filters, x.shape[1], *kernel_size), p.kernel_initializer, regularizer=p.kernel_regularizer)
+        return [kernel] + ([VariableDef("bias", (p.filters,), p.bias_initializer)] if p.use_bias else [])
+
+    def flops(self, p, inputs, outputs):
+        out = outputs[0]
+        macs = out.sample_size * inputs[0].shape[1] * math.prod(self.window(p, inputs[0])[0])
+        return 2 * macs + (out.sample_size if p.use_bias else 0)
+
+    def build(self, p, inputs):
+        x = inputs[0]
+        _, strides, dilation, _ = self.window(p, x)
+        conv = convolver(x.rank - 2, strides, dilation, self.pads(p, x))
+
+        def convolution(xs, v, training):
+            return conv(xs[0], v["kernel"], v.get("bias"))
+
+        convolution.__name__ = self.name
+        return convolution
+
+
+@register
+class Convolution(Conv):
+    """N-d convolution (1 to 3 spatial axes, from the input's rank), as tf.nn.convolution.
+
+    `kernel_size`, `strides` and `dilation_rate` take an int (every axis) or
+    one entry per spatial axis. Strides and dilation cannot both exceed 1.
+
+    Example:
+        {op: convolution, filters: 4, kernel_size: [3, 2], dilation_rate: 2, padding: SAME}
+
+    Input [N, C, *spatial]; output [N, filters, *spatial'].
+    """
+
+    name = "convolution"
+    tf_notes = "tf.nn.convolution(input, filter, padding, strides, dilation_rate); kernel [filters, C, *kernel_size] (TF: [*kernel_size, C, filters])."
+    example_inputs = ((2, 3, 6, 7),)
+
+
+@register
+class Conv1D(Conv):
+    """1-D convolution, as tf.layers.conv1d / tf.nn.conv1d.
+
+    Example:
+        {op: conv1d, filters: 4, kernel_size: 3, strides: 2, padding: SAME}
+
+    Input [N, C, W]; output [N, filters, W'].
+    """
+
+    name = "conv1d"
+    spatial = 1
+    tf_notes = "tf.nn.conv1d's `stride` is `strides`; data is channels-first [N, C, W] (TF: NWC); kernel [filters, C, k] (TF: [k, C, filters])."
+    example_inputs = ((2, 3, 8),)
+
+    class Params(ConvParams):
+        kernel_size: Size1
+        strides: Size1 = [1]
+        dilation_rate: Size1 = [1]
+
+
+@register
+class Conv2D(Conv):
+    """2-D convolution (cross-correlation), as tf.layers.conv2d / tf.nn.conv2d.
+
+    SAME padding follows TF: the odd padding cell goes at the bottom/right.
+    The kernel is OIHW, PyTorch's layout.
 
     Example:
         {op: conv2d, filters: 4, kernel_size: 3, strides: 2, padding: SAME}
@@ -25,9 +158,226 @@ class Conv2D(Op):
     """
 
     name = "conv2d"
-    example_inputs = ((2, 3, 6, 7),)
-    family = "convolution"
+    spatial = 2
     tf_notes = "tf.layers.conv2d / tf.nn.conv2d; data_format is always channels-first; kernel OIHW (TF: HWIO)."
+    example_inputs = ((2, 3, 6, 7),)
+
+    class Params(ConvParams):
+        kernel_size: Size2
+        strides: Size2 = [1, 1]
+        dilation_rate: Size2 = [1, 1]
+
+
+@register
+class Conv3D(Conv):
+    """3-D convolution, as tf.layers.conv3d / tf.nn.conv3d.
+
+    Example:
+        {op: conv3d, filters: 2, kernel_size: [2, 3, 3], padding: SAME}
+
+    Input [N, C, D, H, W]; output [N, filters, D', H', W'].
+    """
+
+    name = "conv3d"
+    spatial = 3
+    tf_notes = "kernel [filters, C, kd, kh, kw] (TF: [kd, kh, kw, C, filters])."
+    example_inputs = ((2, 2, 3, 4, 5),)
+
+    class Params(ConvParams):
+        kernel_size: Size3
+        strides: Size3 = [1, 1, 1]
+        dilation_rate: Size3 = [1, 1, 1]
+
+
+@register
+class AtrousConv2D(Conv):
+    """Dilated ("atrous") 2-D convolution with stride 1, as tf.nn.atrous_conv2d.
+
+    The same as conv2d with `dilation_rate: rate`: SAME keeps the size, VALID
+    gives n - (k - 1) * rate.
+
+    Example:
+        {op: atrous_conv2d, filters: 4, kernel_size: 3, rate: 2, padding: SAME}
+
+    Input [N, C, H, W]; output [N, filters, H', W'].
+    """
+
+    name = "atrous_conv2d"
+    spatial = 2
+    tf_notes = "tf.nn.atrous_conv2d(value, filters, rate, padding); the kernel is OIHW (TF: HWIO)."
+    example_inputs = ((2, 3, 7, 8),)
+
+    class Params(Params):
+        filters: PositiveInt
+        kernel_size: Size2
+        rate: PositiveInt
+        padding: Padding = "VALID"
+        use_bias: bool = True
+        kernel_initializer: Initializer = "glorot_uniform"
+        bias_initializer: Initializer = "zeros"
+        kernel_regularizer: Regularizer = 0.0
+
+    def strides(self, p):
+        return [1, 1]
+
+    def dilation(self, p):
+        return [p.rate, p.rate]
+
+
+class DepthwiseParams(Params):
+    kernel_size: Size2
+    channel_multiplier: PositiveInt = 1
+    strides: Size2 = [1, 1]
+    padding: Padding = "VALID"
+    dilation_rate: Size2 = [1, 1]
+    use_bias: bool = True
+    depthwise_initializer: Initializer = "glorot_uniform"
+    bias_initializer: Initializer = "zeros"
+    kernel_regularizer: Regularizer = 0.0
+
+
+def depthwise_variable(p, channels: int) -> VariableDef:
+    """The depthwise kernel [C * multiplier, 1, kh, kw], initialised with TF's fans.
+
+    TF's filter is [kh, kw, C, multiplier]: fan_in = C*kh*kw and fan_out =
+    multiplier*kh*kw, which PyTorch's grouped layout would not give.
+    """
+    window = math.prod(p.kernel_size)
+    return VariableDef(
+        "depthwise_kernel",
+        (channels * p.channel_multiplier, 1, *p.kernel_size),
+        p.depthwise_initializer,
+        fans=(channels * window, p.channel_multiplier * window),
+        regularizer=p.kernel_regularizer,
+    )
+
+
+@register
+class DepthwiseConv2D(Window):
+    """Depthwise 2-D convolution: each input channel has its own `channel_multiplier` filters,
+    as tf.nn.depthwise_conv2d / tf.keras.layers.DepthwiseConv2D.
+
+    Output channel k * channel_multiplier + q is input channel k through its
+    filter q: TF's channel order. The kernel is [C * multiplier, 1, kh, kw]
+    (TF's [kh, kw, C, multiplier] reshaped), and glorot initialisation uses
+    TF's fans.
+
+    Example:
+        {op: depthwise_conv2d, kernel_size: 3, channel_multiplier: 2, padding: SAME}
+
+    Input [N, C, H, W]; output [N, C * channel_multiplier, H', W'].
+    """
+
+    name = "depthwise_conv2d"
+    spatial = 2
+    tf_notes = "tf.nn.depthwise_conv2d's `rate` is `dilation_rate`; Keras's depth_multiplier is `channel_multiplier`."
+    example_inputs = ((2, 3, 6, 7),)
+    Params = DepthwiseParams
+
+    def infer(self, p, inputs):
+        (x,) = inputs
+        *_, axes = self.window(p, x)
+        return [TensorType((x.shape[0], x.shape[1] * p.channel_multiplier, *(out for out, _, _ in axes)), x.dtype)]
+
+    def variables(self, p, inputs):
+        out = inputs[0].shape[1] * p.channel_multiplier
+        return [depthwise_variable(p, inputs[0].shape[1])] + ([VariableDef("bias", (out,), p.bias_initializer)] if p.use_bias else [])
+
+    def flops(self, p, inputs, outputs):
+        size = outputs[0].sample_size
+        return 2 * size * math.prod(p.kernel_size) + (size if p.use_bias else 0)
+
+    def build(self, p, inputs):
+        x = inputs[0]
+        _, strides, dilation, _ = self.window(p, x)
+        conv = convolver(2, strides, dilation, self.pads(p, x), groups=x.shape[1])
+
+        def depthwise_conv2d(xs, v, training):
+            return conv(xs[0], v["depthwise_kernel"], v.get("bias"))
+
+        return depthwise_conv2d
+
+
+@register
+class SeparableConv2D(Window):
+    """Depthwise convolution followed by a 1x1 pointwise convolution, as
+    tf.layers.separable_conv2d / tf.nn.separable_conv2d.
+
+    The depthwise step takes the strides, padding and dilation; the pointwise
+    step mixes the C * channel_multiplier channels (TF's k * multiplier + q
+    order) into `filters`. `kernel_regularizer` applies to both kernels.
+
+    Example:
+        {op: separable_conv2d, filters: 4, kernel_size: 3, channel_multiplier: 2, padding: SAME}
+
+    Input [N, C, H, W]; output [N, filters, H', W']. Variables depthwise_kernel
+    [C * multiplier, 1, kh, kw], pointwise_kernel [filters, C * multiplier, 1, 1], bias [filters].
+    """
+
+    name = "separable_conv2d"
+    spatial = 2
+    tf_notes = "Keras's depth_multiplier is `channel_multiplier`; kernels in PyTorch layouts (see the variables above)."
+    example_inputs = ((2, 3, 6, 7),)
+
+    class Params(DepthwiseParams):
+        filters: PositiveInt
+        pointwise_initializer: Initializer = "glorot_uniform"
+
+    def infer(self, p, inputs):
+        (x,) = inputs
+        *_, axes = self.window(p, x)
+        return [TensorType((x.shape[0], p.filters, *(out for out, _, _ in axes)), x.dtype)]
+
+    def variables(self, p, inputs):
+        middle = inputs[0].shape[1] * p.channel_multiplier
+        pointwise = VariableDef("pointwise_kernel", (p.filters, middle, 1, 1), p.pointwise_initializer, regularizer=p.kernel_regularizer)
+        bias = [VariableDef("bias", (p.filters,), p.bias_initializer)] if p.use_bias else []
+        return [depthwise_variable(p, inputs[0].shape[1]), pointwise] + bias
+
+    def flops(self, p, inputs, outputs):
+        positions = math.prod(outputs[0].shape[2:])
+        middle = inputs[0].shape[1] * p.channel_multiplier
+        depthwise = 2 * positions * middle * math.prod(p.kernel_size)
+        pointwise = 2 * positions * middle * p.filters
+        return depthwise + pointwise + (outputs[0].sample_size if p.use_bias else 0)
+
+    def build(self, p, inputs):
+        import torch.nn.functional as F
+
+        x = inputs[0]
+        _, strides, dilation, _ = self.window(p, x)
+        depthwise = convolver(2, strides, dilation, self.pads(p, x), groups=x.shape[1])
+
+        def separable_conv2d(xs, v, training):
+            return F.conv2d(depthwise(xs[0], v["depthwise_kernel"], None), v["pointwise_kernel"], v.get("bias"))
+
+        return separable_conv2d
+
+
+@register
+class Conv2DTranspose(Window):
+    """Transposed 2-D convolution (the gradient of conv2d), as tf.layers.conv2d_transpose /
+    tf.nn.conv2d_transpose.
+
+    `output_shape` is the spatial size [H_out, W_out]; without it, the size
+    is Keras's: n * stride for SAME, n * stride + max(k_eff - stride, 0) for
+    VALID. A given size must be one that conv2d with the same attributes
+    maps back to the input's size. The result is cropped as TF does
+    (tf_semantics.md §2.6): with P the total SAME padding, P // 2 cells from
+    the start and the rest from the end; VALID sizes past the full result get
+    zeros. PyTorch's padding/output_padding shortcut shifts the output by a
+    pixel when P is odd; this op does not.
+
+    Example:
+        {op: conv2d_transpose, filters: 4, kernel_size: 3, strides: 2, padding: SAME}
+
+    Input [N, C, H, W]; output [N, filters, H_out, W_out]. Kernel [C, filters, kh, kw] (PyTorch's layout).
+    """
+
+    name = "conv2d_transpose"
+    spatial = 2
+    tf_notes = "output_shape is the spatial [H, W] only (TF: [N, H, W, C]); kernel [C, filters, kh, kw] (TF: [kh, kw, filters, C])."
+    example_inputs = ((2, 3, 3, 4),)
 
     class Params(Params):
         filters: PositiveInt
@@ -35,52 +385,64 @@ class Conv2D(Op):
         strides: Size2 = [1, 1]
         padding: Padding = "VALID"
         dilation_rate: Size2 = [1, 1]
+        output_shape: Size2 | None = None
         use_bias: bool = True
         kernel_initializer: Initializer = "glorot_uniform"
         bias_initializer: Initializer = "zeros"
-        kernel_regularizer: float = 0.0
+        kernel_regularizer: Regularizer = 0.0
 
-    def _geometry(self, p, x: TensorType):
+    def geometry(self, p, x: TensorType) -> list[tuple[int, int]]:
+        """(out, crop_before) per spatial axis; OpError when output_shape does not fit the input."""
         if x.rank != 4:
-            raise OpError(f"expects a 4-D input [N, C, H, W], got {x}")
+            raise OpError(f"expects an input [N, C, H, W], got {x}")
         if max(p.strides) > 1 and max(p.dilation_rate) > 1:
-            raise OpError("strides > 1 together with dilation_rate > 1 is not supported (as in TF)", "dilation_rate")
-        axes = [window_output(n, k, s, d, p.padding) for n, k, s, d in zip(x.shape[2:], p.kernel_size, p.strides, p.dilation_rate)]
-        for (out, _, _), n, k, d in zip(axes, x.shape[2:], p.kernel_size, p.dilation_rate):
-            if out < 1:
-                raise OpError(f"kernel {p.kernel_size} (dilated {(k - 1) * d + 1}) is larger than the VALID input {list(x.shape[2:])}", "kernel_size")
-        return axes
+            raise OpError(f"strides {p.strides} > 1 together with dilation_rate {p.dilation_rate} > 1 is not supported (as in TF)", "dilation_rate")
+        result = []
+        for axis, (n, k, s, d) in enumerate(zip(x.shape[2:], p.kernel_size, p.strides, p.dilation_rate)):
+            k_eff = (k - 1) * d + 1
+            if p.padding == "SAME":
+                low, high = (n - 1) * s + 1, n * s
+            else:
+                low, high = (n - 1) * s + k_eff, (n - 1) * s + k_eff + s - 1
+            out = p.output_shape[axis] if p.output_shape else (n * s if p.padding == "SAME" else n * s + max(k_eff - s, 0))
+            if not low <= out <= high:
+                raise OpError(
+                    f"output_shape {p.output_shape} does not fit the input {x}: with {p.padding} padding, "
+                    f"kernel {k} and stride {s}, axis {axis + 2} must be in [{low}, {high}]",
+                    "output_shape",
+                )
+            total = max(0, (n - 1) * s + k_eff - out) if p.padding == "SAME" else 0
+            result.append((out, total // 2))
+        return result
 
     def infer(self, p, inputs):
         (x,) = inputs
-        axes = self._geometry(p, x)
-        return [TensorType((x.shape[0], p.filters, *(a[0] for a in axes)), x.dtype)]
+        return [TensorType((x.shape[0], p.filters, *(out for out, _ in self.geometry(p, x))), x.dtype)]
 
     def variables(self, p, inputs):
-        channels = inputs[0].shape[1]
-        kernel = VariableDef("kernel", (p.filters, channels, *p.kernel_size), p.kernel_initializer, regularizer=p.kernel_regularizer)
+        # [C, filters, kh, kw]: PyTorch's default fans of this layout equal TF's for [kh, kw, filters, C]
+        kernel = VariableDef("kernel", (inputs[0].shape[1], p.filters, *p.kernel_size), p.kernel_initializer, regularizer=p.kernel_regularizer)
         return [kernel] + ([VariableDef("bias", (p.filters,), p.bias_initializer)] if p.use_bias else [])
 
     def flops(self, p, inputs, outputs):
-        out = outputs[0]
-        macs = out.sample_size * inputs[0].shape[1] * p.kernel_size[0] * p.kernel_size[1]
-        return 2 * macs + (out.sample_size if p.use_bias else 0)
+        macs = inputs[0].sample_size * p.filters * math.prod(p.kernel_size)
+        return 2 * macs + (outputs[0].sample_size if p.use_bias else 0)
 
     def build(self, p, inputs):
         import torch.nn.functional as F
 
-        pads = [(before, after) for _, before, after in self._geometry(p, inputs[0])]
+        geometry = self.geometry(p, inputs[0])
         stride, dilation = tuple(p.strides), tuple(p.dilation_rate)
-        if all(before == after for before, after in pads):
-            # symmetric: let the convolution pad, no copy of the input
-            padding = tuple(before for before, _ in pads)
+        rank_bias = (-1, 1, 1)
 
-            def conv2d(xs, v, training):
-                return F.conv2d(xs[0], v["kernel"], v.get("bias"), stride, padding, dilation)
-        else:
-            pad = torch_pads(pads)
+        def conv2d_transpose(xs, v, training):
+            full = F.conv_transpose2d(xs[0], v["kernel"], None, stride, 0, 0, 1, dilation)
+            # TF crops P // 2 at the start; sizes past the full result are zeros (VALID)
+            need = [max(0, before + out - length) for (out, before), length in zip(geometry, full.shape[2:])]
+            if any(need):
+                full = F.pad(full, (0, need[1], 0, need[0]))
+            (out_h, top), (out_w, left) = geometry
+            y = full[:, :, top : top + out_h, left : left + out_w]
+            return y + v["bias"].view(rank_bias) if "bias" in v else y
 
-            def conv2d(xs, v, training):
-                return F.conv2d(F.pad(xs[0], pad), v["kernel"], v.get("bias"), stride, 0, dilation)
-
-        return conv2d
+        return conv2d_transpose
