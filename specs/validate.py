@@ -161,7 +161,8 @@ def _diagnose(doc: Document, error: dict) -> Diagnostic:
 
 
 def _unknown(what: str, tag, known: dict, value) -> str:
-    hint = suggest(tag, known)
+    by_case = {k.lower(): k for k in known}
+    hint = by_case.get(str(tag).lower()) or suggest(tag, known)
     return f"unknown {what} {tag!r}" + (f" (did you mean {hint!r}?)" if hint else "; `tfn layers` lists them")
 
 
