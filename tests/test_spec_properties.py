@@ -61,7 +61,7 @@ def misspell_op(data, draw):
 def misspell_attribute(data, draw):
     _, _, node, _ = draw(st.sampled_from([leaf for leaf in leaves(data["model"]["layers"]) if len(leaf[2]) > 1]))
     key = draw(st.sampled_from([k for k in node if k != "op"]))
-    node[draw(st.sampled_from([key + "s", key[:-1], key.replace("_", "") or "x", "colour"]))] = node.pop(key)
+    node[draw(st.sampled_from([key + "s", "x" + key, key.upper(), "colour"]))] = node.pop(key)
     return "unknown attribute"
 
 
