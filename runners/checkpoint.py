@@ -1,15 +1,24 @@
 """Checkpoints: weights-only safetensors files keyed by graph variable names.
 
-    checkpoints/ckpt-000120.safetensors   weights (+ BN moving statistics)
-    checkpoints/checkpoint.json           {"latest": ..., "kept": [...]} (TF's `checkpoint` file)
+    checkpoints/ckpt-000120.safetensors         weights (+ BN moving statistics)
+    checkpoints/ckpt-000120.state.safetensors   what resuming needs: optimizer slots,
+                                                RNG states (tensors) and a JSON header with
+                                                step, epoch, data position, schedule, ...
+    checkpoints/checkpoint.json                 {"latest", "kept", "kept_forever", "best"}
+                                                (TF's `checkpoint` file)
 
 The metadata names the format, step, epoch and graph hash. Nothing here
 unpickles anything, and reading a header never imports torch.
+
+Write order makes a kill at any moment harmless: the weights, then the state
+file (each atomic), then checkpoint.json, which only ever names complete
+pairs; files it no longer names are deleted last.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +43,11 @@ class CheckpointInfo:
 
 def checkpoint_name(step: int) -> str:
     return f"ckpt-{step:06d}.safetensors"
+
+
+def state_name(weights_name: str) -> str:
+    """The resume-state file beside a weights file."""
+    return weights_name.removesuffix(".safetensors") + ".state.safetensors"
 
 
 def save(path: str | Path, tensors: dict, *, step: int, epoch: int, graph_hash: str) -> None:
@@ -125,22 +139,199 @@ def restore(module, target: str | Path) -> CheckpointInfo:
     return info
 
 
-class CheckpointManager:
-    """Writes numbered checkpoints, keeps the newest `keep`, and names the latest in checkpoint.json."""
+def read_state_file(directory: str | Path) -> dict:
+    """checkpoint.json of a checkpoints directory."""
+    state = Path(directory) / STATE_FILE
+    try:
+        return json.loads(state.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory}: error: no checkpoint here (no {STATE_FILE})") from None
+    except ValueError as exc:
+        raise CheckpointError(f"{state}: error: unreadable checkpoint state file: {exc}") from None
 
-    def __init__(self, directory: str | Path, keep: int):
+
+def save_resume_state(path: str | Path, tensors: dict, header: dict) -> None:
+    """Tensors (optimizer slots, RNG states) plus a JSON header, in one safetensors file."""
+    from safetensors.torch import save as to_bytes
+
+    cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    metadata = {"format": CHECKPOINT_FORMAT + ".state", "state": json.dumps(header, sort_keys=True)}
+    atomic_write(path, to_bytes(cpu, metadata))
+
+
+def load_resume_state(path: str | Path) -> tuple[dict, dict]:
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(path, framework="pt") as f:
+            header = json.loads((f.metadata() or {})["state"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: error: the checkpoint's resume state is missing; resume needs it (--init-from takes weights alone)") from None
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: error: unreadable resume state: {exc}") from None
+    return tensors, header
+
+
+@dataclass
+class _Best:
+    name: str
+    metric: str
+    value: float
+
+
+class CheckpointManager:
+    """Writes numbered checkpoints and decides which stay (TF's Saver policy).
+
+    - the newest `keep` (max_to_keep);
+    - one per `keep_every_steps` steps or `keep_every_hours` hours, forever
+      (keep_checkpoint_every_n_hours: a checkpoint about to be dropped stays when
+      it is the first past the next threshold);
+    - the best by a validation metric (`best`), while it is the best.
+
+    checkpoint.json names the latest, the kept ones (oldest first), the ones
+    kept forever and the best.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        keep: int,
+        *,
+        keep_every_steps: int | None = None,
+        keep_every_hours: float | None = None,
+        clock=time.time,
+    ):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.keep = keep
+        self.keep_every_steps = keep_every_steps
+        self.keep_every_seconds = keep_every_hours * 3600 if keep_every_hours else None
+        self.clock = clock
         self.kept: list[str] = []
+        self.kept_forever: list[str] = []
+        self.best: _Best | None = None
+        self.saved_at: dict[str, float] = {}
+        self.next_forever_time = clock() + self.keep_every_seconds if self.keep_every_seconds else None
+        if (self.directory / STATE_FILE).exists():
+            self._reload()
+        for stray in self.directory.glob(".*.tmp-*"):  # left by a process killed mid-write
+            stray.unlink(missing_ok=True)
 
-    def save(self, tensors: dict, *, step: int, epoch: int, graph_hash: str) -> Path:
+    def _reload(self) -> None:
+        state = read_state_file(self.directory)
+        self.kept = list(state.get("kept", []))
+        self.kept_forever = list(state.get("kept_forever", []))
+        self.saved_at = {k: float(v) for k, v in state.get("saved_at", {}).items()}
+        if state.get("best"):
+            self.best = _Best(**state["best"])
+        if state.get("next_forever_time") is not None:
+            self.next_forever_time = float(state["next_forever_time"])
+
+    @property
+    def latest(self) -> Path | None:
+        return self.directory / self.kept[-1] if self.kept else None
+
+    def save(self, tensors: dict, resume_tensors: dict, resume_header: dict, *, step: int, epoch: int, graph_hash: str) -> Path:
         name = checkpoint_name(step)
         save(self.directory / name, tensors, step=step, epoch=epoch, graph_hash=graph_hash)
+        save_resume_state(self.directory / state_name(name), resume_tensors, resume_header)
+        self.saved_at[name] = self.clock()
         self.kept = [k for k in self.kept if k != name] + [name]
-        dropped, self.kept = self.kept[: -self.keep], self.kept[-self.keep :]
-        # the state file names only complete files; old ones go after it no longer names them
-        write_json(self.directory / STATE_FILE, {"latest": name, "kept": self.kept})
-        for old in dropped:
-            (self.directory / old).unlink(missing_ok=True)
+        dropped = []
+        while len(self.kept) > self.keep:
+            old = self.kept.pop(0)
+            if self._keep_forever(old):
+                self.kept_forever.append(old)
+            else:
+                dropped.append(old)
+        self._commit(dropped)
         return self.directory / name
+
+    def _keep_forever(self, name: str) -> bool:
+        if self.keep_every_steps and int(name.split("-")[1].split(".")[0]) % self.keep_every_steps == 0:
+            return True
+        if self.next_forever_time is not None and self.saved_at.get(name, 0.0) >= self.next_forever_time:
+            self.next_forever_time += self.keep_every_seconds
+            return True
+        return False
+
+    def consider_best(self, metric: str, value: float, mode: str) -> bool:
+        """Name the latest checkpoint the best when `value` beats the best so far."""
+        if self.latest is None or value != value:  # NaN never wins
+            return False
+        if self.best is not None and self.best.metric == metric:
+            improved = value < self.best.value if mode == "min" else value > self.best.value
+            if not improved:
+                return False
+        previous = self.best.name if self.best else None
+        self.best = _Best(self.latest.name, metric, value)
+        self._commit([previous] if previous and previous != self.best.name else [])
+        return True
+
+    def _commit(self, candidates: list[str]) -> None:
+        named = set(self.kept) | set(self.kept_forever) | ({self.best.name} if self.best else set())
+        write_json(
+            self.directory / STATE_FILE,
+            {
+                "latest": self.kept[-1],
+                "kept": self.kept,
+                "kept_forever": self.kept_forever,
+                "best": vars(self.best) if self.best else None,
+                "saved_at": {k: v for k, v in self.saved_at.items() if k in named},
+                "next_forever_time": self.next_forever_time,
+            },
+        )
+        # the state file no longer names these: deleting them now is safe
+        for old in candidates:
+            if old not in named:
+                (self.directory / old).unlink(missing_ok=True)
+                (self.directory / state_name(old)).unlink(missing_ok=True)
+                self.saved_at.pop(old, None)
+
+
+@dataclass
+class InitReport:
+    """What --init-from did: variables loaded, and the names that did not fit."""
+
+    path: Path
+    loaded: list[str]
+    missing: list[str]  # in the graph, not in the checkpoint: left as initialised
+    unexpected: list[str]  # in the checkpoint, not in the graph: ignored
+    wrong_shape: list[tuple[str, tuple, tuple]]  # (name, checkpoint shape, graph shape): left as initialised
+
+    def problems(self) -> bool:
+        return bool(self.missing or self.unexpected or self.wrong_shape)
+
+    def describe(self) -> str:
+        lines = [f"{self.path}: initialised {len(self.loaded)} of {len(self.loaded) + len(self.missing) + len(self.wrong_shape)} variables"]
+        lines += [f"  missing from checkpoint (kept as initialised): {n}" for n in self.missing]
+        lines += [f"  not in graph (ignored): {n}" for n in self.unexpected]
+        lines += [f"  shape differs (kept as initialised): {n} checkpoint {list(c)}, graph {list(g)}" for n, c, g in self.wrong_shape]
+        return "\n".join(lines)
+
+
+def init_from(module, target: str | Path, *, strict: bool = False) -> InitReport:
+    """Copy the variables whose names and shapes match from a checkpoint of any graph.
+
+    With `strict`, any missing, unexpected or wrong-shape name is an error and nothing is loaded.
+    """
+    import torch
+
+    tensors, info = load(target)
+    variables = module.variables()
+    report = InitReport(info.path, [], [], sorted(set(tensors) - set(variables)), [])
+    for name, variable in variables.items():
+        if name not in tensors:
+            report.missing.append(name)
+        elif tuple(tensors[name].shape) != tuple(variable.shape):
+            report.wrong_shape.append((name, tuple(tensors[name].shape), tuple(variable.shape)))
+        else:
+            report.loaded.append(name)
+    if strict and report.problems():
+        raise CheckpointError(report.describe().replace(": initialised", ": error: --strict: the checkpoint does not fit; it would initialise", 1))
+    with torch.no_grad():
+        for name in report.loaded:
+            variables[name].copy_(tensors[name])
+    return report

@@ -1,4 +1,4 @@
-"""TensorBoard output: scalars through torch.utils.tensorboard, and the graph.
+"""TensorBoard output through torch.utils.tensorboard: scalars, histograms, images, hparams and the graph.
 
 The Graphs tab gets a GraphDef built from the graph IR, not a trace: name
 scopes, variables and control edges come out as the spec declared them.
@@ -6,6 +6,7 @@ scopes, variables and control edges come out as the spec declared them.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -56,18 +57,84 @@ def _tensor_name(ref: str) -> str:
 
 
 class Summaries:
-    """One SummaryWriter per split (train/, validation/), as TF's FileWriters."""
+    """One SummaryWriter per split (train/, validation/), as TF's FileWriters.
 
-    def __init__(self, run_dir: Path, graph: Graph | None = None):
+    Scalars, weight and gradient histograms, a grid of input images, a
+    confusion-matrix image, hparams with the final metrics, and the graph.
+    `purge_step` (on resume) makes TensorBoard drop events logged after the
+    checkpoint the run continues from.
+    """
+
+    def __init__(self, run_dir: Path, graph: Graph | None = None, purge_step: int | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writers = {split: SummaryWriter(str(run_dir / split)) for split in ("train", "validation")}
-        if graph is not None:
+        self.writers = {split: SummaryWriter(str(run_dir / split), purge_step=purge_step) for split in ("train", "validation")}
+        self.run_dir = run_dir
+        if graph is not None and purge_step is None:
             write_graph(self.writers["train"], graph)
+
+    def writer(self, split: str):
+        if split not in self.writers:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writers[split] = SummaryWriter(str(self.run_dir / split))
+        return self.writers[split]
 
     def scalars(self, split: str, step: int, values: dict[str, float]) -> None:
         for tag, value in values.items():
-            self.writers[split].add_scalar(tag, value, step)
+            self.writer(split).add_scalar(tag, value, step)
+
+    def evaluation(self, split: str, step: int, result: dict, class_names: list[str] | None = None) -> None:
+        """An evaluation's scalars, per-class accuracies and confusion-matrix image."""
+        writer = self.writer(split)
+        for tag, value in result.items():
+            if isinstance(value, (int, float)):
+                writer.add_scalar(tag, value, step)
+        for c, value in enumerate(result.get("per_class_accuracy", [])):
+            if value is not None:
+                name = class_names[c] if class_names and c < len(class_names) else str(c)
+                writer.add_scalar(f"per_class_accuracy/{name}", value, step)
+        if "confusion_matrix" in result:
+            writer.add_image("confusion_matrix", confusion_image(result["confusion_matrix"]), step, dataformats="HWC")
+        writer.flush()
+
+    def histograms(self, step: int, model) -> None:
+        """Weights and gradients of every variable (gradients of trainable ones that have one)."""
+        writer = self.writers["train"]
+        for name, value in model.variables().items():
+            writer.add_histogram(f"weights/{name}", value.detach(), step)
+            if getattr(value, "grad", None) is not None:
+                writer.add_histogram(f"gradients/{name}", value.grad.detach(), step)
+
+    def input_images(self, feeds: dict, graph: Graph) -> None:
+        """A grid of a batch of input images, for inputs shaped [C, H, W] with 1 or 3 channels."""
+        for inp in graph.inputs:
+            shape = inp.type.shape
+            if len(shape) == 4 and shape[1] in (1, 3) and inp.name in feeds:
+                grid = image_grid(feeds[inp.name].detach().to("cpu").float())
+                self.writers["train"].add_image(f"inputs/{inp.name}", grid, 0, dataformats="CHW")
+
+    def hparams(self, spec, metrics: dict[str, dict]) -> None:
+        """The HParams tab: the spec's main settings and the final metrics."""
+        from torch.utils.tensorboard.summary import hparams
+
+        o = spec.optimizer
+        params = {
+            "optimizer": o.type,
+            "learning_rate": o.learning_rate,
+            "schedule": o.schedule.type,
+            "batch_size": spec.data.batch_size,
+            "epochs": spec.train.epochs,
+            "seed": spec.train.seed,
+        }
+        final = {f"hparams/{split}_{k}": v for split, values in metrics.items() for k, v in values.items() if isinstance(v, (int, float))}
+        if not final:
+            return
+        writer = self.writers["train"]
+        for summary in hparams(params, final):
+            writer.file_writer.add_summary(summary)
+        for tag, value in final.items():
+            writer.add_scalar(tag, value, 0)
 
     def flush(self) -> None:
         for w in self.writers.values():
@@ -76,6 +143,46 @@ class Summaries:
     def close(self) -> None:
         for w in self.writers.values():
             w.close()
+
+
+def image_grid(images, pad: int = 1):
+    """[N, C, H, W] -> one [C, rows*(H+pad)+pad, cols*(W+pad)+pad] image, each scaled to [0, 1]."""
+    import torch
+
+    n, c, h, w = images.shape
+    low = images.amin(dim=(1, 2, 3), keepdim=True)
+    high = images.amax(dim=(1, 2, 3), keepdim=True)
+    images = (images - low) / (high - low).clamp(min=1e-12)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = torch.ones(c, rows * (h + pad) + pad, cols * (w + pad) + pad)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = images[i]
+    return grid
+
+
+def confusion_image(matrix: list[list[int]], cell: int | None = None):
+    """A confusion matrix (rows true, columns predicted) as an RGB uint8 image [H, W, 3].
+
+    Each cell is a square whose blue darkens with the row-normalised count
+    (white = none of that true class, dark blue = all of it); a grey line
+    separates the cells.
+    """
+    import numpy as np
+
+    counts = np.asarray(matrix, dtype=np.float64)
+    classes = counts.shape[0]
+    cell = cell or max(4, 256 // max(classes, 1))
+    rows = counts.sum(1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    # white (255, 255, 255) -> dark blue (8, 48, 107), as matplotlib's Blues
+    white, blue = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
+    colors = white + share[..., None] * (blue - white)
+    image = np.repeat(np.repeat(colors, cell, axis=0), cell, axis=1)
+    image[::cell, :, :] = 160.0
+    image[:, ::cell, :] = 160.0
+    return np.round(image).astype(np.uint8)
 
 
 def write_graph(writer, graph: Graph) -> None:

@@ -3,10 +3,14 @@
     runs/<name>/<N>/
       spec.yaml        the spec as run, every default filled in
       graph.json       the graph definition (structure only)
-      checkpoints/     weights (safetensors) and checkpoint.json
+      checkpoints/     weights + resume state (safetensors) and checkpoint.json
       train/ validation/   TensorBoard event files
       metrics.jsonl    one JSON object per logged step or evaluation
       run.json         versions, threads, device, seed, command, times, final metrics
+
+`train()` starts a run, `resume()` continues one in place from its latest
+checkpoint. Both drive a `Trainer`, whose hot loop reads nothing back from
+the device except on the logging cadence, at validations and at checkpoints.
 """
 
 from __future__ import annotations
@@ -14,22 +18,27 @@ from __future__ import annotations
 import json
 import math
 import platform
+import random
+import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
-from tfn.runners.checkpoint import CheckpointManager
+from tfn.runners import checkpoint as ckpt
 from tfn.runners.data import DataPipeline
 from tfn.runners.files import atomic_write, new_run_dir, prepare_out_dir, write_json
+from tfn.runners.metrics import Metrics, better, default_metrics, scalars
 from tfn.runners.module import GraphModule
-from tfn.runners.optimizers import make_optimizer
+from tfn.runners.optimizers import clip_gradients, make_optimizer, unmatched_multiplier_patterns
+from tfn.runners.schedules import Scheduler
 from tfn.runners.summaries import Summaries
-from tfn.specs import LoadedSpec
+from tfn.specs import LoadedSpec, load
 from tfn.specs.errors import UserError
 
 
@@ -41,7 +50,9 @@ class TrainingFailed(Exception):
 class TrainResult:
     run_dir: Path
     steps: int
-    metrics: dict[str, dict[str, float]]
+    metrics: dict[str, dict]
+    #: why the run ended before its last step: "early_stopping", "SIGTERM", "SIGINT"; None when it ran to the end
+    stopped: str | None = None
 
 
 def pick_device(name: str) -> torch.device:
@@ -56,51 +67,416 @@ def pick_device(name: str) -> torch.device:
 
 
 class Loss:
-    """The spec's weighted losses plus the L2 regularizers the ops declare."""
+    """The spec's weighted losses (each the mean over its examples) plus the L2 regularizers the ops declare."""
 
     def __init__(self, model: GraphModule):
         graph = model.graph
         self.fetches = tuple(dict.fromkeys(list(graph.outputs) + [l.node for l in graph.losses]))
-        self.weights = {l.node: l.weight for l in graph.losses}
-        self.regularized = [(v.name, v.regularizer) for v in graph.variables if v.regularizer > 0 and v.trainable]
+        self.weights = [(l.node, l.weight) for l in graph.losses]
+        params = model.trainable_variables()
+        # TF's factor * l2_loss(w) = factor * sum(w^2) / 2
+        self.regularized = [(params[v.name], 0.5 * v.regularizer) for v in graph.variables if v.regularizer > 0 and v.trainable]
         self.model = model
+
+    def data_loss(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(w * out[node].mean() for node, w in self.weights)
 
     def __call__(self, feeds) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = self.model(feeds, self.fetches)
-        total = sum(w * out[node].mean() for node, w in self.weights.items())
-        params = self.model.trainable_variables()
-        for name, factor in self.regularized:  # TF's factor * l2_loss(w) = factor * sum(w^2) / 2
-            total = total + factor * 0.5 * params[name].square().sum()
+        total = self.data_loss(out)
+        for param, factor in self.regularized:
+            total = total + factor * param.square().sum()
         return total, out
 
 
-def evaluate(model: GraphModule, data: DataPipeline, split: str) -> dict[str, float]:
-    graph = model.graph
-    logits_name, loss_name = graph.outputs[0], graph.losses[0].node
-    label_field = graph.node(loss_name).inputs[1]
+@dataclass
+class Target:
+    """What the metrics follow: the first loss's logits node and label field."""
+
+    logits: str
+    labels: str
+    classes: int
+    label_dtype: str
+
+    @classmethod
+    def of(cls, graph) -> Target:
+        loss = graph.node(graph.losses[0].node)
+        logits, labels = loss.inputs[0], loss.inputs[1]
+        logits_type = graph.type_of(logits)
+        return cls(logits, labels, logits_type.shape[1] if logits_type.rank > 1 else 1, graph.type_of(labels).dtype)
+
+
+def make_metrics(settings, target: Target) -> Metrics:
+    names = settings.metrics if settings.metrics is not None else default_metrics(target.label_dtype)
+    return Metrics(names, target.classes, target.label_dtype, top_k=settings.top_k, threshold=settings.threshold)
+
+
+def evaluate(model: GraphModule, data: DataPipeline, split: str, metrics: Metrics) -> dict:
+    """Mean loss and the metrics over a whole split, in evaluation mode; one host read at the end."""
+    loss_fn = Loss(model)
+    target = Target.of(model.graph)
     n = data.size(split)
     if n == 0:
         return {}
-    loss_sum, correct = 0.0, 0
+    metrics.reset()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=data.device)
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        for feeds in data.eval_batches(split):
-            out = model(feeds, (logits_name, loss_name))
-            loss_sum += float(out[loss_name].sum())
-            correct += int((out[logits_name].argmax(1) == feeds[label_field]).sum())
-    model.train(was_training)
-    return {"loss": loss_sum / n, "accuracy": correct / n}
+    try:
+        with torch.no_grad():
+            for feeds in data.eval_batches(split):
+                out = model(feeds, loss_fn.fetches + (target.logits,))
+                count = len(next(iter(feeds.values())))
+                loss_sum += loss_fn.data_loss(out).double() * count
+                metrics.update(out[target.logits], feeds[target.labels])
+    finally:
+        model.train(was_training)
+    return {"loss": float(loss_sum) / n, **metrics.result()}
 
 
 def _versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {"tfn": version("tfn"), "torch": torch.__version__, "python": platform.python_version(), "numpy": __import__("numpy").__version__}
+    return {"tfn": version("tfn"), "torch": torch.__version__, "python": platform.python_version(), "numpy": np.__version__}
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+# --- state that resuming restores ------------------------------------------------------
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    """Every RNG the run draws from: torch CPU and CUDA, NumPy's global one, Python's random."""
+    tensors = {"rng/torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng/cuda/{i}"] = state
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors["rng/numpy"] = torch.from_numpy(keys.astype(np.int64))
+    version, internal, gauss_next = random.getstate()
+    header = {"numpy": [kind, int(pos), int(has_gauss), float(cached)], "python": [version, list(internal), gauss_next]}
+    return tensors, header
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], header: dict) -> None:
+    torch.set_rng_state(tensors["rng/torch"])
+    cuda = sorted((k for k in tensors if k.startswith("rng/cuda/")), key=lambda k: int(k.rsplit("/", 1)[1]))
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensors[k] for k in cuda][: torch.cuda.device_count()])
+    kind, pos, has_gauss, cached = header["numpy"]
+    np.random.set_state((kind, tensors["rng/numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = header["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Slots as tensors named `optimizer/<variable>/<slot>`; the rest (groups, scalars) as JSON."""
+    state = optimizer.state_dict()
+    names = [name for group in optimizer.param_groups for name in group["names"]]
+    tensors, numbers = {}, {}
+    for index, slots in state["state"].items():
+        for slot, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer/{names[index]}/{slot}"] = value
+            else:
+                numbers.setdefault(names[index], {})[slot] = value
+    return tensors, {"param_groups": state["param_groups"], "numbers": numbers}
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], header: dict) -> None:
+    names = [name for group in optimizer.param_groups for name in group["names"]]
+    state: dict[int, dict] = {}
+    for index, name in enumerate(names):
+        prefix = f"optimizer/{name}/"
+        slots = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        slots.update(header["numbers"].get(name, {}))
+        if slots:
+            state[index] = slots
+    optimizer.load_state_dict({"state": state, "param_groups": header["param_groups"]})
+
+
+@dataclass
+class Monitor:
+    """Counts evaluations without improvement of one validation metric (early stopping, plateau)."""
+
+    metric: str
+    mode: str
+    min_delta: float
+    patience: int
+    best: float | None = None
+    bad: int = 0
+
+    def update(self, value: float) -> bool:
+        """Record a value; True when patience has run out (and the count restarts)."""
+        improved = self.best is None or (value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta)
+        if improved:
+            self.best, self.bad = value, 0
+            return False
+        self.bad += 1
+        if self.bad >= self.patience:
+            self.bad = 0
+            return True
+        return False
+
+    def state(self) -> dict:
+        return {"best": self.best, "bad": self.bad}
+
+
+@dataclass
+class Position:
+    """Where the run stands: the next batch to train is `batch` of `epoch` (1-based); `step` updates done."""
+
+    step: int = 0
+    epoch: int = 1
+    batch: int = 0
+
+
+@dataclass
+class _Stop:
+    reason: str | None = None
+    handlers: dict = field(default_factory=dict)
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.handlers[sig] = signal.signal(sig, self._request)
+        return self
+
+    def _request(self, signum, frame) -> None:
+        # checked once per step: the loop saves a checkpoint and returns
+        self.reason = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self.handlers.items():
+            signal.signal(sig, handler)
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+class Trainer:
+    def __init__(self, loaded: LoadedSpec, run_dir: Path, device: torch.device, *, quiet: bool, resuming: bool):
+        self.loaded, self.spec, self.graph = loaded, loaded.spec, loaded.graph
+        self.settings = self.spec.train
+        self.run_dir, self.device, self.quiet = run_dir, device, quiet
+        self.data = DataPipeline(self.spec.data, self.graph, seed=self.settings.seed, device=device)
+        self.has_validation = self.data.size("validation") > 0
+
+        torch.manual_seed(self.settings.seed)
+        random.seed(self.settings.seed)
+        np.random.seed(self.settings.seed % 2**32)
+        self.model = GraphModule(self.graph, torch.Generator().manual_seed(self.settings.seed)).place(device)
+        named = list(self.model.trainable_variables().items())
+        unmatched = unmatched_multiplier_patterns(self.spec.optimizer, (n for n, _ in named))
+        if unmatched:
+            raise UserError(
+                f"optimizer.learning_rate_multipliers: error: {', '.join(map(repr, unmatched))} match no trainable variable; "
+                f"the variables are {', '.join(n for n, _ in named)}"
+            )
+        self.parameters = [p for _, p in named]
+        self.optimizer = make_optimizer(self.spec.optimizer, named)
+        self.scheduler = Scheduler(self.optimizer, self.spec.optimizer)
+        self.loss_fn = Loss(self.model)
+        self.target = Target.of(self.graph)
+        self.metrics = make_metrics(self.settings, self.target)
+        self.monitors = self._monitors()
+        cs = self.settings.checkpoints
+        self.checkpoints = ckpt.CheckpointManager(
+            run_dir / "checkpoints", cs.keep, keep_every_steps=cs.keep_every_steps, keep_every_hours=cs.keep_every_hours
+        )
+        self.position = Position()
+        self.last_validation: dict = {}
+        self.last_saved_step: int | None = None
+        if resuming:
+            self._restore()
+        self.summaries = Summaries(run_dir, self.graph, purge_step=self.position.step if resuming else None)
+
+    def _monitors(self) -> dict[str, Monitor]:
+        s = self.settings
+        available = ["loss", *self._metric_names()]
+        wanted = {
+            "early_stopping": s.early_stopping,
+            "reduce_on_plateau": s.reduce_on_plateau,
+        }
+        monitors = {}
+        for key, cfg in wanted.items():
+            if cfg is None:
+                continue
+            self._check_monitor(f"train.{key}.monitor", cfg.monitor, available)
+            monitors[key] = Monitor(cfg.monitor, better(cfg.monitor, cfg.mode), cfg.min_delta, cfg.patience)
+        if s.checkpoints.best is not None:
+            self._check_monitor("train.checkpoints.best", s.checkpoints.best, available)
+        return monitors
+
+    def _metric_names(self) -> list[str]:
+        return [f"top_{self.metrics.top_k}_accuracy" if n == "top_k_accuracy" else n for n in self.metrics.names if n not in ("per_class_accuracy", "confusion_matrix")]
+
+    def _check_monitor(self, where: str, metric: str, available: list[str]) -> None:
+        if not self.has_validation:
+            raise UserError(f"{where}: error: watches validation {metric!r}, but the data has no validation split")
+        if metric not in available:
+            from tfn.layers import suggest
+
+            hint = suggest(metric, available)
+            raise UserError(
+                f"{where}: error: {metric!r} is not a validation metric of this run; it has {', '.join(available)}"
+                + (f" (did you mean {hint!r}?)" if hint else "")
+                + "; add metrics with train.metrics"
+            )
+
+    # --- checkpoints ---------------------------------------------------------------
+
+    def _resume_state(self) -> tuple[dict, dict]:
+        opt_tensors, opt_header = optimizer_state(self.optimizer)
+        rng_tensors, rng_header = rng_state()
+        header = {
+            "step": self.position.step,
+            "epoch": self.position.epoch,
+            "batch": self.position.batch,
+            "scheduler": self.scheduler.state_dict(),
+            "optimizer": opt_header,
+            "rng": rng_header,
+            "monitors": {k: m.state() for k, m in self.monitors.items()},
+            "last_validation": scalars(self.last_validation),
+            "seed": self.settings.seed,
+        }
+        return {**opt_tensors, **rng_tensors}, header
+
+    def save_checkpoint(self, loss: torch.Tensor | None) -> None:
+        """Write weights + resume state, unless the loss or a weight is no longer finite."""
+        if self.last_saved_step == self.position.step:
+            return
+        self._check_finite(loss)
+        tensors, header = self._resume_state()
+        self.checkpoints.save(
+            self.model.variables(), tensors, header, step=self.position.step, epoch=self.position.epoch, graph_hash=self.graph.hash
+        )
+        self.last_saved_step = self.position.step
+
+    def _check_finite(self, loss: torch.Tensor | None) -> None:
+        value = float(loss.detach()) if loss is not None else 0.0
+        finite = math.isfinite(value) and bool(torch.stack([p.detach().isfinite().all() for p in self.parameters]).all())
+        if not finite:
+            latest = self.checkpoints.latest
+            kept = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written"
+            what = f"the loss became {value}" if not math.isfinite(value) else "a weight became NaN or infinite"
+            raise TrainingFailed(f"{what} at step {self.position.step} (epoch {self.position.epoch}); {kept}")
+
+    def _restore(self) -> None:
+        latest = self.checkpoints.latest
+        if latest is None:
+            raise UserError(f"{self.run_dir}: error: the run has no checkpoint to resume from")
+        ckpt.restore(self.model, latest)
+        tensors, header = ckpt.load_resume_state(latest.with_name(ckpt.state_name(latest.name)))
+        load_optimizer_state(self.optimizer, tensors, header["optimizer"])
+        self.scheduler.load_state_dict(header["scheduler"])
+        for key, state in header["monitors"].items():
+            if key in self.monitors:
+                self.monitors[key].best, self.monitors[key].bad = state["best"], state["bad"]
+        self.position = Position(header["step"], header["epoch"], header["batch"])
+        self.last_validation = header.get("last_validation", {})
+        self.last_saved_step = self.position.step
+        set_rng_state(tensors, header["rng"])
+
+    # --- the loop ------------------------------------------------------------------
+
+    def run(self, total_steps: int, metrics_file) -> str | None:
+        s = self.settings
+        pos = self.position
+        per_epoch = self.data.steps_per_epoch
+        bar = _Progress(total_steps, pos.step, self.quiet)
+        histogram_every = s.summaries.histogram_every
+        if pos.step == 0 and s.summaries.images:
+            self.summaries.input_images(next(self.data.eval_batches("train", batch_size=s.summaries.images)), self.graph)
+        seen, tick = 0, time.perf_counter()
+        loss = None
+        stop = None
+
+        def log(record: dict) -> None:
+            metrics_file.write(json.dumps(record, sort_keys=True) + "\n")
+            metrics_file.flush()
+
+        self.model.train()
+        with _Stop() as signals:
+            try:
+                while pos.step < total_steps and stop is None:
+                    # the pipeline's order is a pure function of (seed, epoch, step): resuming mid-epoch is exact
+                    for feeds in self.data.train_batches(pos.epoch, pos.batch):
+                        loss, out = self.loss_fn(feeds)
+                        self.optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        clip_gradients(self.parameters, self.spec.optimizer)
+                        pos.step += 1
+                        if histogram_every and pos.step % histogram_every == 0:
+                            self.summaries.histograms(pos.step, self.model)
+                        self.optimizer.step()
+                        self.scheduler.step()
+                        pos.batch += 1
+                        seen += len(next(iter(feeds.values())))
+                        if pos.step % s.log_every == 0 or pos.step == total_steps:
+                            value = float(loss.detach())  # the host reads the loss only on the logging cadence
+                            if not math.isfinite(value):
+                                self._check_finite(loss)
+                            now = time.perf_counter()
+                            rate = seen / max(now - tick, 1e-9)
+                            seen, tick = 0, now
+                            self.metrics.reset()
+                            self.metrics.update(out[self.target.logits], feeds[self.target.labels])
+                            batch_metrics = scalars(self.metrics.result())
+                            record = {"loss": value, "learning_rate": self.scheduler.rate, "samples_per_second": rate, **batch_metrics}
+                            self.summaries.scalars("train", pos.step, record)
+                            log({"split": "train", "step": pos.step, "epoch": pos.epoch, **record})
+                            bar.show(loss=value, **batch_metrics, samples_per_second=rate)
+                        bar.update(1)
+                        epoch_ended = pos.batch == per_epoch
+                        if epoch_ended:
+                            pos.epoch, pos.batch = pos.epoch + 1, 0
+                        if (s.validate_every and pos.step % s.validate_every == 0) or (epoch_ended and not s.validate_every):
+                            stop = self.validate(log, loss, bar, pos.epoch - 1 if epoch_ended else pos.epoch)
+                        elif s.checkpoints.every_steps and pos.step % s.checkpoints.every_steps == 0:
+                            self.save_checkpoint(loss)
+                        if signals.reason:
+                            stop = signals.reason
+                        if stop or pos.step >= total_steps:
+                            break
+                self.save_checkpoint(loss)
+            finally:
+                bar.close()
+        return stop
+
+    def validate(self, log, loss, bar, epoch: int) -> str | None:
+        """Validation, then a checkpoint; plateau and early stopping act on the result."""
+        s, pos = self.settings, self.position
+        result = None
+        if self.has_validation:
+            result = evaluate(self.model, self.data, "validation", self.metrics)
+            self.last_validation = result
+            self.summaries.evaluation("validation", pos.step, result, self.data.class_names)
+            log({"split": "validation", "step": pos.step, "epoch": epoch, **result})
+            bar.line(f"epoch {epoch} step {pos.step}: " + ", ".join(f"validation {k} {v:.4f}" for k, v in scalars(result).items()))
+        self.save_checkpoint(loss)
+        if result is None:
+            return None
+        if s.checkpoints.best is not None:
+            self.checkpoints.consider_best(s.checkpoints.best, result[s.checkpoints.best], better(s.checkpoints.best, s.checkpoints.best_mode))
+        plateau = self.monitors.get("reduce_on_plateau")
+        if plateau is not None and plateau.update(result[plateau.metric]):
+            cfg = s.reduce_on_plateau
+            self.scheduler.scale(cfg.factor, cfg.min_learning_rate)
+            bar.line(f"validation {plateau.metric} has not improved for {cfg.patience} evaluations: learning rate now {self.scheduler.rate:.3g}")
+        early = self.monitors.get("early_stopping")
+        if early is not None and early.update(result[early.metric]):
+            bar.line(f"early stopping: validation {early.metric} has not improved for {s.early_stopping.patience} evaluations")
+            return "early_stopping"
+        return None
 
 
 def train(
@@ -110,122 +486,145 @@ def train(
     out: str | Path | None = None,
     device: str | None = None,
     epochs: int | None = None,
+    steps: int | None = None,
+    quiet: bool = False,
+    command: list[str] | None = None,
+    init_from: str | Path | None = None,
+    strict: bool = False,
+) -> TrainResult:
+    """Train a spec into a new run directory."""
+    spec = loaded.spec
+    dev = pick_device(device or spec.train.device)
+    run_dir = prepare_out_dir(out) if out else new_run_dir(runs_root, spec.name)
+    numbered = out is None
+    try:
+        atomic_write(run_dir / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False))
+        atomic_write(run_dir / "graph.json", loaded.graph.to_json())
+        trainer = Trainer(loaded, run_dir, dev, quiet=quiet, resuming=False)
+        if init_from is not None:
+            report = ckpt.init_from(trainer.model, init_from, strict=strict)
+            if not quiet or report.problems():
+                print(report.describe(), file=sys.stderr, flush=True)
+    except BaseException:
+        if numbered:  # a run that failed before its first step leaves no numbered directory behind
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    run = {
+        "versions": _versions(),
+        "threads": torch.get_num_threads(),
+        "device": str(dev),
+        "seed": spec.train.seed,
+        "command": command if command is not None else sys.argv,
+        "started": _now(),
+        "graph_hash": loaded.graph.hash,
+        "init_from": str(init_from) if init_from else None,
+    }
+    return _run(trainer, run, epochs, steps)
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    device: str | None = None,
+    epochs: int | None = None,
+    steps: int | None = None,
     quiet: bool = False,
     command: list[str] | None = None,
 ) -> TrainResult:
-    spec, graph = loaded.spec, loaded.graph
-    settings = spec.train
+    """Continue a run in place from its latest checkpoint (interrupted + resumed == uninterrupted)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "spec.yaml").is_file() or not (run_dir / "run.json").is_file():
+        raise UserError(f"{run_dir}: error: not a run directory (it needs spec.yaml and run.json)")
+    loaded = load(run_dir / "spec.yaml")
+    previous = json.loads((run_dir / "run.json").read_text())
+    if previous.get("graph_hash") != loaded.graph.hash:
+        raise UserError(f"{run_dir / 'spec.yaml'}: error: compiles to another graph than the run's graph.json; was it edited?")
+    now = {"versions": _versions(), "threads": torch.get_num_threads()}
+    for key, value in now.items():
+        if previous.get(key) != value:
+            _warn(f"the run used {key} {previous.get(key)}, this process has {value}: the resumed run will not be bit-identical")
+    dev = pick_device(device or previous.get("device") or loaded.spec.train.device)
+    trainer = Trainer(loaded, run_dir, dev, quiet=quiet, resuming=True)
+    _trim_metrics(run_dir / "metrics.jsonl", trainer.position.step)
+    run = {**previous, **now, "device": str(dev)}
+    run["resumed"] = [*previous.get("resumed", []), {"at": _now(), "step": trainer.position.step, "command": command or sys.argv}]
+    return _run(trainer, run, epochs or previous.get("epochs"), steps or previous.get("max_steps"))
+
+
+def _run(trainer: Trainer, run: dict, epochs: int | None, steps: int | None) -> TrainResult:
+    settings = trainer.settings
     epochs = epochs or settings.epochs
-    dev = pick_device(device or settings.device)
-    data = DataPipeline(spec.data, graph, seed=settings.seed, device=dev)
-
-    run_dir = prepare_out_dir(out) if out else new_run_dir(runs_root, spec.name)
-    started = _now()
-    resolved = spec.model_dump(mode="json")
-    atomic_write(run_dir / "spec.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    atomic_write(run_dir / "graph.json", graph.to_json())
-
-    torch.manual_seed(settings.seed)
-    model = GraphModule(graph, torch.Generator().manual_seed(settings.seed)).place(dev)
-    optimizer = make_optimizer(spec.optimizer, model.trainable_variables().items())
-    loss_fn = Loss(model)
-    checkpoints = CheckpointManager(run_dir / "checkpoints", settings.checkpoints.keep)
-    summaries = Summaries(run_dir, graph)
-    metrics_file = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
-
-    def log(record: dict) -> None:
-        metrics_file.write(json.dumps(record, sort_keys=True) + "\n")
-        metrics_file.flush()
-
-    steps_per_epoch = data.steps_per_epoch
-    bar = _progress(epochs * steps_per_epoch, quiet)
-    step, seen, tick = 0, 0, time.perf_counter()
-    val: dict[str, float] = {}
+    steps = steps or settings.steps
+    total = steps or epochs * trainer.data.steps_per_epoch
+    run.update(epochs=epochs, max_steps=steps)
+    write_json(trainer.run_dir / "run.json", {**run, "status": "running"})
+    metrics_file = open(trainer.run_dir / "metrics.jsonl", "a", encoding="utf-8")
     try:
-        model.train()
-        for epoch in range(1, epochs + 1):
-            for step_in_epoch, feeds in enumerate(data.train_batches(epoch)):
-                loss, _ = loss_fn(feeds)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                seen += len(next(iter(feeds.values())))
-                if step % settings.log_every == 0 or step_in_epoch + 1 == steps_per_epoch:
-                    value = float(loss.detach())  # the only host synchronisation: on the logging cadence
-                    if not math.isfinite(value):
-                        raise TrainingFailed(f"the loss became {value} at step {step} (epoch {epoch}); the last good checkpoint is kept")
-                    now = time.perf_counter()
-                    rate = seen / max(now - tick, 1e-9)
-                    seen, tick = 0, now
-                    lr = optimizer.param_groups[0]["lr"]
-                    summaries.scalars("train", step, {"loss": value, "learning_rate": lr, "samples_per_second": rate})
-                    log({"split": "train", "step": step, "epoch": epoch, "loss": value, "learning_rate": lr, "samples_per_second": rate})
-                    bar.set_postfix(loss=f"{value:.4f}", refresh=False)
-                bar.update(1)
-            val = evaluate(model, data, "validation")
-            summaries.scalars("validation", step, val)
-            log({"split": "validation", "step": step, "epoch": epoch, **val})
-            checkpoints.save(model.variables(), step=step, epoch=epoch, graph_hash=graph.hash)
-            summaries.flush()
-            bar.write_epoch(epoch, epochs, val)
-        test = evaluate(model, data, "test")
-        log({"split": "test", "step": step, "epoch": epochs, **test})
+        try:
+            stopped = trainer.run(total, metrics_file)
+        except TrainingFailed as exc:
+            write_json(trainer.run_dir / "run.json", {**run, "status": "failed", "error": str(exc), "ended": _now(), "steps": trainer.position.step})
+            raise
+        metrics = {"validation": scalars(trainer.last_validation)}
+        interrupted = stopped in ("SIGTERM", "SIGINT")
+        if not interrupted and trainer.data.size("test") > 0:
+            test = evaluate(trainer.model, trainer.data, "test", trainer.metrics)
+            trainer.summaries.evaluation("test", trainer.position.step, test, trainer.data.class_names)
+            metrics_file.write(json.dumps({"split": "test", "step": trainer.position.step, **test}, sort_keys=True) + "\n")
+            metrics["test"] = scalars(test)
+        if not interrupted:
+            trainer.summaries.hparams(trainer.spec, metrics)
     finally:
-        bar.close()
-        summaries.close()
         metrics_file.close()
+        trainer.summaries.close()
+    status = "interrupted" if interrupted else "completed"
+    write_json(trainer.run_dir / "run.json", {**run, "status": status, "stopped": stopped, "ended": _now(), "steps": trainer.position.step, "metrics": metrics})
+    return TrainResult(trainer.run_dir, trainer.position.step, metrics, stopped)
 
-    metrics = {"validation": val, "test": test}
-    write_json(
-        run_dir / "run.json",
-        {
-            "versions": _versions(),
-            "threads": torch.get_num_threads(),
-            "device": str(dev),
-            "seed": settings.seed,
-            "command": command if command is not None else sys.argv,
-            "started": started,
-            "ended": _now(),
-            "steps": step,
-            "epochs": epochs,
-            "graph_hash": graph.hash,
-            "metrics": metrics,
-        },
-    )
-    return TrainResult(run_dir, step, metrics)
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop records logged after the checkpoint a resume starts from (they will be logged again)."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line cut short by a kill
+            continue
+        if record.get("step", 0) <= step and record.get("split") != "test":
+            kept.append(line)
+    atomic_write(path, "".join(line + "\n" for line in kept))
 
 
 class _Progress:
-    """A tqdm bar on a terminal; one line per epoch in logs; nothing with --quiet."""
+    """A tqdm bar (loss, metric, samples/s, ETA) on a terminal; lines in logs; nothing with --quiet."""
 
-    def __init__(self, total: int, quiet: bool):
+    def __init__(self, total: int, done: int, quiet: bool):
         self.quiet = quiet
         self.bar = None
         if not quiet and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr)
+            self.bar = tqdm(total=total, initial=done, unit="step", dynamic_ncols=True, file=sys.stderr)
 
     def update(self, n: int) -> None:
         if self.bar is not None:
             self.bar.update(n)
 
-    def set_postfix(self, **kw) -> None:
+    def show(self, **values: float) -> None:
         if self.bar is not None:
-            self.bar.set_postfix(**kw)
+            self.bar.set_postfix({k.replace("samples_per_second", "samples/s"): f"{v:.4g}" for k, v in values.items()}, refresh=False)
 
-    def write_epoch(self, epoch: int, epochs: int, val: dict) -> None:
-        line = f"epoch {epoch}/{epochs}: " + ", ".join(f"validation {k} {v:.4f}" for k, v in val.items())
+    def line(self, text: str) -> None:
         if self.bar is not None:
-            self.bar.write(line, file=sys.stderr)
+            self.bar.write(text, file=sys.stderr)
         elif not self.quiet:
-            print(line, file=sys.stderr, flush=True)
+            print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _progress(total: int, quiet: bool) -> _Progress:
-    return _Progress(total, quiet)
