@@ -107,15 +107,18 @@ class RandomShuffleQueue:
         self.closed = True
 
 
-def epoch_order(n: int, shuffle: bool | schema.ShuffleBuffer, seed: int, epoch: int) -> np.ndarray:
-    """The order of the n training samples in `epoch`: a pure function of (n, shuffle, seed, epoch)."""
-    if shuffle is False:
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True, buffer: schema.ShuffleBuffer | None = None) -> np.ndarray:
+    """The order of the n training samples in `epoch`: a pure function of its arguments.
+
+    A permutation; the source order when not `shuffle`; with a `buffer`, the
+    source order through a RandomShuffleQueue whose producer keeps it full.
+    """
+    if not shuffle:
         return np.arange(n)
     rng = _rng(seed, epoch, 0)
-    if shuffle is True:
+    if buffer is None:
         return rng.permutation(n)
-    # the source order through a shuffle buffer whose producer keeps it full
-    queue = RandomShuffleQueue(shuffle.capacity, shuffle.min_after_dequeue, rng)
+    queue = RandomShuffleQueue(buffer.capacity, buffer.min_after_dequeue, rng)
     out = np.empty(n, dtype=np.int64)
     taken = 0
     for item in range(n):
@@ -262,7 +265,7 @@ class DataPipeline:
         """
         if not 0 <= start_step <= self.steps_per_epoch:
             raise ValueError(f"start_step {start_step} is outside the epoch's {self.steps_per_epoch} steps")
-        order = epoch_order(self.size("train"), self.spec.shuffle, self.seed, epoch)
+        order = epoch_order(self.size("train"), self.seed, epoch, self.spec.shuffle, self.spec.shuffle_buffer)
         batch = self.batch_size
         slices = [order[s * batch : (s + 1) * batch] for s in range(start_step, self.steps_per_epoch)]
         augment = self.spec.augment

@@ -338,12 +338,17 @@ class DataBase(Strict):
         default=32, description="samples per training step; `full`: the whole training split in one batch (batch gradient descent)"
     )
     drop_remainder: bool = Field(default=False, description="drop the last, smaller training batch of each epoch")
-    shuffle: bool | ShuffleBuffer = Field(
-        default=True,
-        description="true: a new permutation of the training split each epoch; false: source order; "
-        "{capacity, min_after_dequeue}: a RandomShuffleQueue-like buffer over the source order",
+    shuffle: bool = Field(default=True, description="a new order of the training split each epoch (false: source order, every epoch)")
+    shuffle_buffer: ShuffleBuffer | None = Field(
+        default=None, description="shuffle through a RandomShuffleQueue-like buffer over the source order instead of a full permutation"
     )
     augment: Augment | None = None
+
+    @model_validator(mode="after")
+    def _buffer_shuffles(self):
+        if self.shuffle_buffer is not None and not self.shuffle:
+            raise ValueError("shuffle_buffer shuffles; it cannot go with `shuffle: false`")
+        return self
 
 
 class SplitByFraction(DataBase):
@@ -395,6 +400,12 @@ class SyntheticData(DataBase):
     samples: SplitSizes = SplitSizes()
     noise: NonNegativeFloat = 1.0
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _label_is_generated(self):
+        if self.label in self.fields:
+            raise ValueError(f"{self.label!r} is the label field, made from `classes`; remove it from `fields`")
+        return self
 
 
 class MnistData(DataBase):

@@ -84,7 +84,7 @@ def test_shuffle_queue_draws_uniformly():
 
 def test_shuffle_buffer_order_is_a_bounded_local_shuffle():
     n, capacity = 200, 8
-    order = epoch_order(n, ShuffleBuffer(capacity=capacity, min_after_dequeue=2), seed=5, epoch=1)
+    order = epoch_order(n, seed=5, epoch=1, buffer=ShuffleBuffer(capacity=capacity, min_after_dequeue=2))
     assert sorted(order) == list(range(n))
     position = np.empty(n, dtype=int)
     position[order] = np.arange(n)
@@ -92,19 +92,28 @@ def test_shuffle_buffer_order_is_a_bounded_local_shuffle():
     assert np.all(position >= np.arange(n) - capacity + 1)
     assert not np.array_equal(order, np.arange(n))
     # a buffer of one is no shuffle at all
-    assert np.array_equal(epoch_order(n, ShuffleBuffer(capacity=1), seed=5, epoch=1), np.arange(n))
+    assert np.array_equal(epoch_order(n, seed=5, epoch=1, buffer=ShuffleBuffer(capacity=1)), np.arange(n))
+
+
+def test_shuffle_buffer_from_the_spec_orders_the_training_batches(pipeline):
+    data = pipeline(synthetic(train=40, batch=40, extra=", shuffle_buffer: {capacity: 5, min_after_dequeue: 2}"))
+    batch = next(data.train_batches(epoch=1))["x"].numpy()
+    source = data.source.splits["train"]["x"]
+    taken = [int(np.flatnonzero((source == row).all(1))[0]) for row in batch]
+    assert sorted(taken) == list(range(40)) and taken != list(range(40))
+    assert all(position >= index - 4 for position, index in enumerate(taken))
 
 
 # --- order, batching and exact resume ------------------------------------------------
 
 
 def test_epoch_order_is_a_pure_function_of_seed_and_epoch():
-    a = epoch_order(100, True, seed=7, epoch=3)
+    a = epoch_order(100, seed=7, epoch=3)
     assert sorted(a) == list(range(100))
-    assert np.array_equal(a, epoch_order(100, True, seed=7, epoch=3))
-    assert not np.array_equal(a, epoch_order(100, True, seed=7, epoch=4))
-    assert not np.array_equal(a, epoch_order(100, True, seed=8, epoch=3))
-    assert np.array_equal(epoch_order(100, False, seed=7, epoch=3), np.arange(100))
+    assert np.array_equal(a, epoch_order(100, seed=7, epoch=3))
+    assert not np.array_equal(a, epoch_order(100, seed=7, epoch=4))
+    assert not np.array_equal(a, epoch_order(100, seed=8, epoch=3))
+    assert np.array_equal(epoch_order(100, seed=7, epoch=3, shuffle=False), np.arange(100))
 
 
 def test_resume_mid_epoch_gives_the_same_batches(pipeline):
