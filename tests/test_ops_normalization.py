@@ -1,0 +1,56 @@
+"""Batch normalization against TF's vector T14 and a NumPy formula."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tfn import layers
+from tfn.layers import TensorType
+
+
+def batch_norm(x, attrs=None, training=True, **overrides):
+    op = layers.get("batch_normalization")
+    p = op.Params.model_validate(attrs or {})
+    types = [TensorType((None, *x.shape[1:]), "float64")]
+    variables = {d.role: torch.full(d.shape, 1.0 if d.initializer == "ones" else 0.0, dtype=torch.float64) for d in op.variables(p, types)}
+    variables.update({k: torch.as_tensor(v, dtype=torch.float64) for k, v in overrides.items()})
+    y = op.build(p, types)([torch.as_tensor(x, dtype=torch.float64)], variables, training)
+    return y, variables
+
+
+@pytest.mark.parametrize("shape,moving_variance", [((4, 1), 1.04), ((4, 1, 1, 1), 1.0566667)])
+def test_training_step_T14(shape, moving_variance):
+    x = np.array([0.0, 2.0, 4.0, 6.0]).reshape(shape)
+    y, v = batch_norm(x)
+    np.testing.assert_allclose(y.numpy().ravel(), [-1.3415066, -0.4471689, 0.4471689, 1.3415066], rtol=1e-6)
+    np.testing.assert_allclose(v["moving_mean"].item(), 0.03, rtol=1e-12)
+    # 2-D: biased batch variance 5 -> 0.99 + 0.05; 4-D (TF's fused kernel): unbiased 20/3
+    np.testing.assert_allclose(v["moving_variance"].item(), moving_variance, rtol=1e-6)
+
+
+def test_three_d_inputs_update_with_the_biased_variance():
+    x = np.random.default_rng(0).normal(size=(5, 3, 4))
+    _, v = batch_norm(x, {"momentum": 0.9})
+    np.testing.assert_allclose(v["moving_mean"].numpy(), 0.1 * x.mean((0, 2)), rtol=1e-12)
+    np.testing.assert_allclose(v["moving_variance"].numpy(), 0.9 + 0.1 * x.var((0, 2)), rtol=1e-12)
+
+
+def test_evaluation_uses_the_moving_statistics():
+    x = np.random.default_rng(1).normal(size=(3, 2, 2, 2))
+    mean, var, gamma, beta = np.array([0.5, -1.0]), np.array([2.0, 0.25]), np.array([1.5, 0.5]), np.array([0.1, -0.2])
+    y, v = batch_norm(x, {"epsilon": 0.01}, training=False, moving_mean=mean, moving_variance=var, gamma=gamma, beta=beta)
+    c = (slice(None), None, None)
+    reference = gamma[c] * (x - mean[c]) / np.sqrt(var[c] + 0.01) + beta[c]
+    np.testing.assert_allclose(y.numpy(), reference, rtol=1e-12)
+    assert v["moving_mean"].tolist() == mean.tolist(), "evaluation leaves the moving statistics alone"
+
+
+def test_center_and_scale_flags_drop_their_variables():
+    op = layers.get("batch_normalization")
+    roles = lambda attrs: [(d.role, d.trainable) for d in op.variables(op.Params.model_validate(attrs), [TensorType((None, 3))])]  # noqa: E731
+    assert roles({}) == [("gamma", True), ("beta", True), ("moving_mean", False), ("moving_variance", False)]
+    assert roles({"center": False, "scale": False}) == [("moving_mean", False), ("moving_variance", False)]
+    y, _ = batch_norm(np.array([[0.0], [2.0]]), {"center": False, "scale": False})
+    np.testing.assert_allclose(y.numpy().ravel(), [-1 / np.sqrt(1 + 1e-3), 1 / np.sqrt(1 + 1e-3)])
