@@ -86,7 +86,8 @@ def _flatten(items: Any, path: tuple, scope: str, device: str | None, out: list[
             if isinstance(name, str) and name:
                 _flatten(item.get("layers"), path + (i, "layers"), _full(scope, name.strip("/")), inner_device, out)
             continue
-        out.append(_Entry(path + (i,), scope, item, _valid(NODE_MODELS.get(item.get("op")), item), inner_device))
+        op = item.get("op")
+        out.append(_Entry(path + (i,), scope, item, _valid(NODE_MODELS.get(op) if isinstance(op, str) else None, item), inner_device))
 
 
 def _candidates(name: str, scope: str) -> list[str]:
@@ -313,7 +314,8 @@ class _Compiler:
         path = ("loss",)
         if not isinstance(raw, dict):
             return []
-        spec = _valid(LOSS_MODELS.get(raw.get("op")), raw)
+        op = raw.get("op")
+        spec = _valid(LOSS_MODELS.get(op) if isinstance(op, str) else None, raw)
         logits_ref = raw.get("logits")
         if not isinstance(logits_ref, str) or not have_nodes:
             return []

@@ -225,3 +225,37 @@ def test_a_valid_mutation_checks_cleanly(example, mutations, data):
     after = check(spec)
     assert len(after.nodes) == len(before.nodes)
     assert [n.op for n in after.nodes] == [n.op for n in before.nodes]
+
+
+# --- anything at any place ------------------------------------------------------------------------
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 40) | st.floats(allow_nan=False, width=32) | st.sampled_from(["", "x", "image", "conv1", "a/b", "/x", "x:1", "SAME", "cuda:0"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["op", "name", "inputs", "scope", "layers", "units", "shape"]), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def paths(value, prefix=()):
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from paths(v, prefix + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from paths(v, prefix + (i,))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(example=st.sampled_from(sorted(SOURCES)), data=st.data())
+def test_any_value_anywhere_gives_a_graph_or_a_positioned_error(example, data):
+    spec = copy.deepcopy(SOURCES[example])
+    path = data.draw(st.sampled_from(list(paths(spec))[1:]))
+    parent = spec
+    for part in path[:-1]:
+        parent = parent[part]
+    parent[path[-1]] = data.draw(JSONISH)
+    try:
+        check(spec)
+    except SpecError as error:
+        assert error.diagnostics and all(d.line is not None for d in error.diagnostics), str(error)
