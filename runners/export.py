@@ -154,6 +154,8 @@ def _quiet_exporter():
         with warnings.catch_warnings():
             # raised inside torch's own pytree code on 2.13, not by anything tfn passes
             warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+            # several inputs share the one batch dimension, which is what tfn asks for
+            warnings.filterwarnings("ignore", message=r"# The axis name: batch will not be used", category=UserWarning)
             yield
     finally:
         for lg, level in zip(loggers, levels):
