@@ -21,6 +21,7 @@ COMMANDS = {
     "run": ("tfn.cli.run", "Feed inputs and fetch any nodes' outputs (Session.run), computing only what is needed."),
     "predict": ("tfn.cli.predict", "Class probabilities and top-k labels for arrays or images."),
     "time": ("tfn.cli.time", "Forward and backward time of every node (caffe time), with samples/s."),
+    "layers": ("tfn.cli.layers", "List the ops by family, or show one op's attributes, shapes and TF notes."),
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from tfn.layers.initializers import INITIALIZERS
 
@@ -41,7 +41,10 @@ def Sizes(n: int | None, minimum: int = 1):
     With n=None (N-d ops) the list has 1 to 3 entries and an int is stored as
     a one-entry list that :func:`per_axis` repeats for every spatial axis.
     """
-    return Annotated[list[int], _sizes(n, minimum)]
+    entry = {"type": "integer", "minimum": minimum}
+    listed = {"type": "array", "items": entry, "minItems": n or 1, "maxItems": n or 3}
+    # the JSON Schema (editors, `tfn schema`) must accept the int form too
+    return Annotated[list[int], _sizes(n, minimum), WithJsonSchema({"anyOf": [entry, listed]})]
 
 
 Size1, Size2, Size3 = Sizes(1), Sizes(2), Sizes(3)

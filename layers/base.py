@@ -130,8 +130,8 @@ class Op:
         return inspect.cleandoc(type(self).__doc__ or "")
 
     def summary(self) -> str:
-        """The docstring's first line."""
-        return self.doc().split("\n", 1)[0]
+        """The docstring's first paragraph, on one line."""
+        return " ".join(self.doc().split("\n\n", 1)[0].split())
 
     def example(self) -> str:
         """The docstring's spec example: the YAML flow mapping on the line after `Example:`."""

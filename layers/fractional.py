@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from tfn.layers.base import Op, OpError, Params, TensorType, register
 
@@ -71,6 +71,9 @@ def fractional_pool(x, row_sequence, col_sequence, overlapping: bool, mode: str)
     return y
 
 
+_RATIO = {"type": "number", "minimum": 1.0}
+
+
 def _ratio_pair(value):
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return [float(value), float(value)]
@@ -84,7 +87,12 @@ class FractionalPool(Op):
     example_inputs = ((2, 2, 10, 9),)
 
     class Params(Params):
-        pooling_ratio: Annotated[list[Annotated[float, Field(ge=1.0)]], Field(min_length=2, max_length=2), BeforeValidator(_ratio_pair)]
+        pooling_ratio: Annotated[
+            list[Annotated[float, Field(ge=1.0)]],
+            Field(min_length=2, max_length=2),
+            BeforeValidator(_ratio_pair),
+            WithJsonSchema({"anyOf": [_RATIO, {"type": "array", "items": _RATIO, "minItems": 2, "maxItems": 2}]}),
+        ]
         pseudo_random: bool = False
         overlapping: bool = False
         deterministic: bool = False
