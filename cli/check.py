@@ -13,9 +13,18 @@ def command(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Validate SPEC (a .yaml/.toml file or a shipped example name), compile it
     to the graph and print every node with its output shape, parameters and FLOPs.
 
+    Every problem in the spec is reported at once, as FILE:LINE:COL: error: ...;
+    the exit status is then 2.
+
     \b
-    Example:
-      tfn check digits_cnn
+    In the table, `^b` after the inputs is a control edge (runs after b),
+    `@cuda:0` after a name is its placement, and `=a` in the parameters
+    column means the node reuses the variables of node a.
+
+    \b
+    Examples:
+      tfn check lenet5
+      tfn check spec.yaml --set model.layers.3.filters=64 --json
     """
     from tfn.specs import load
     from tfn.specs.summary import summarize
@@ -26,9 +35,10 @@ def command(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
         return
     rows = [("node", "op", "inputs", "output", "params", "FLOPs")]
     for r in summary.nodes:
-        inputs = ", ".join(r.inputs) + ("".join(f" ^{a}" for a in r.after))
+        inputs = ", ".join(r.inputs) + "".join(f" ^{a}" for a in r.after)
         name = r.name + (f" @{r.device}" if r.device else "")
-        rows.append((name, r.op, inputs, r.output, f"{r.parameters:,}", f"{r.flops:,}"))
+        params = f"={r.shares}" if r.shares else f"{r.parameters:,}"
+        rows.append((name, r.op, inputs, r.output, params, f"{r.flops:,}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for k, row in enumerate(rows):
         line = "  ".join(cell.rjust(w) if i >= 4 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
