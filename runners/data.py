@@ -137,23 +137,25 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True, buffer: sch
 
 
 def augment_images(images: torch.Tensor, rng: np.random.Generator, crop_padding: int, horizontal_flip: bool) -> torch.Tensor:
-    """Random crop after zero padding, then random left-right flip, per image of a batch [N, C, H, W]."""
+    """Random crop after zero padding, then random left-right flip, per image of a batch [N, C, H, W].
+
+    Both are one gather: each output pixel's source position in the padded
+    batch is computed from the per-image offsets and flips, on the device.
+    """
+    if not crop_padding and not horizontal_flip:
+        return images
     n, channels, height, width = images.shape
-    device = images.device
-    if crop_padding:
-        p = crop_padding
-        padded = torch.nn.functional.pad(images, (p, p, p, p))
-        top = torch.from_numpy(rng.integers(0, 2 * p + 1, n)).to(device)
-        left = torch.from_numpy(rng.integers(0, 2 * p + 1, n)).to(device)
-        rows = (top[:, None] + torch.arange(height, device=device))[:, None, :, None]
-        cols = (left[:, None] + torch.arange(width, device=device))[:, None, None, :]
-        batch = torch.arange(n, device=device)[:, None, None, None]
-        channel = torch.arange(channels, device=device)[None, :, None, None]
-        images = padded[batch, channel, rows, cols]
-    if horizontal_flip:
-        flip = torch.from_numpy(rng.random(n) < 0.5).to(device)[:, None, None, None]
-        images = torch.where(flip, images.flip(3), images)
-    return images
+    device, p = images.device, crop_padding
+    source = torch.nn.functional.pad(images, (p, p, p, p)) if p else images
+    top = torch.from_numpy(rng.integers(0, 2 * p + 1, n)).to(device)
+    left = torch.from_numpy(rng.integers(0, 2 * p + 1, n)).to(device)
+    flip = torch.from_numpy(rng.random(n) < 0.5 if horizontal_flip else np.zeros(n, dtype=bool)).to(device)
+    ys, xs = torch.arange(height, device=device), torch.arange(width, device=device)
+    rows = top[:, None] + ys  # [N, H]
+    cols = left[:, None] + torch.where(flip[:, None], width - 1 - xs, xs)  # [N, W]
+    index = (rows[:, :, None] * (width + 2 * p) + cols[:, None, :]).reshape(n, 1, height * width)
+    flat = source.reshape(n, channels, -1).gather(2, index.expand(n, channels, height * width))
+    return flat.reshape(n, channels, height, width)
 
 
 # --- binding -------------------------------------------------------------------------
@@ -267,9 +269,9 @@ class DataPipeline:
             raise ValueError(f"start_step {start_step} is outside the epoch's {self.steps_per_epoch} steps")
         order = epoch_order(self.size("train"), self.seed, epoch, self.spec.shuffle, self.spec.shuffle_buffer)
         batch = self.batch_size
-        slices = [order[s * batch : (s + 1) * batch] for s in range(start_step, self.steps_per_epoch)]
+        bounds = [(s * batch, min((s + 1) * batch, len(order))) for s in range(start_step, self.steps_per_epoch)]
         augment = self.spec.augment
-        for step, feeds in enumerate(self._batches("train", slices), start=start_step):
+        for step, feeds in enumerate(self._batches("train", order, bounds), start=start_step):
             if augment is not None and augment.field in feeds:
                 rng = _rng(self.seed, epoch, step, 1)
                 feeds[augment.field] = augment_images(feeds[augment.field], rng, augment.crop_padding, augment.horizontal_flip)
@@ -280,8 +282,8 @@ class DataPipeline:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; the splits are {', '.join(SPLITS)}")
         n = self.size(split)
-        slices = [np.arange(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-        return self._batches(split, slices, contiguous=True)
+        bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+        return self._batches(split, None, bounds)
 
     # --- batching ----------------------------------------------------------------------
 
@@ -302,17 +304,21 @@ class DataPipeline:
                     f"data.augment.field: error: augmentation needs float images [C, H, W]; field {augment.field!r} is {types[augment.field].dtype} {list(types[augment.field].shape)}"
                 )
 
-    def _batches(self, split: str, slices: list[np.ndarray], contiguous: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+    def _batches(self, split: str, order: np.ndarray | None, bounds: list[tuple[int, int]]) -> Iterator[dict[str, torch.Tensor]]:
+        """Batch i holds the samples order[begin:end] of bounds[i] (source order when `order` is None)."""
         if isinstance(self.source, ArraySource):
             tensors = self._tensors[split]
-            for rows in slices:
-                if contiguous:  # a view, no gather
-                    yield {name: t[int(rows[0]) : int(rows[-1]) + 1] for name, t in tensors.items()}
-                else:
-                    index = torch.from_numpy(rows).to(self.device)
-                    yield {name: t.index_select(0, index) for name, t in tensors.items()}
+            if order is None:  # views, no gather
+                for begin, end in bounds:
+                    yield {name: t[begin:end] for name, t in tensors.items()}
+                return
+            on_device = torch.from_numpy(order).to(self.device)  # one copy per epoch, not one per step
+            for begin, end in bounds:
+                index = on_device[begin:end]
+                yield {name: t.index_select(0, index) for name, t in tensors.items()}
         else:
-            yield from self._stream(split, slices)
+            rows = order if order is not None else np.arange(self.size(split))
+            yield from self._stream(split, [rows[begin:end] for begin, end in bounds])
 
     def _stream(self, split: str, slices: list[np.ndarray]) -> Iterator[dict[str, torch.Tensor]]:
         from torch.utils.data import DataLoader

@@ -28,9 +28,9 @@ data: {data}
 def pipeline(write_spec):
     """pipeline(data, inputs=..., units=..., seed=...) -> DataPipeline over a one-dense-layer model."""
 
-    def make(data: str, inputs: str = "x: {shape: [4]}", units: int = 3, seed: int = 0) -> DataPipeline:
+    def make(data: str, inputs: str = "x: {shape: [4]}", units: int = 3, seed: int = 0, device: str = "cpu") -> DataPipeline:
         loaded = load(write_spec(SPEC.format(inputs=inputs, data=data, units=units)))
-        return DataPipeline(loaded.spec.data, loaded.graph, seed=seed)
+        return DataPipeline(loaded.spec.data, loaded.graph, seed=seed, device=device)
 
     return make
 
@@ -232,3 +232,17 @@ def test_more_classes_than_logits(pipeline):
 def test_drop_remainder_that_leaves_nothing(pipeline):
     with pytest.raises(DataError, match="leaves no batch of the 5 training samples"):
         pipeline(synthetic(train=5, batch=8, extra=", drop_remainder: true"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_batches_equal_the_cpu_batches(pipeline):
+    data = (
+        "{source: synthetic, classes: 3, fields: {image: {shape: [1, 6, 6]}}, samples: {train: 40, validation: 4, test: 4}, "
+        "batch_size: 16, augment: {crop_padding: 2, horizontal_flip: true}}"
+    )
+    cpu = list(pipeline(data, inputs="image: {shape: [1, 6, 6]}").train_batches(epoch=2, start_step=1))
+    gpu = list(pipeline(data, inputs="image: {shape: [1, 6, 6]}", device="cuda").train_batches(epoch=2, start_step=1))
+    assert len(cpu) == len(gpu) == 2
+    for a, b in zip(cpu, gpu):
+        assert b["image"].is_cuda and torch.equal(a["image"], b["image"].cpu()) and torch.equal(a["label"], b["label"].cpu())

@@ -60,10 +60,10 @@ def write_folder(root: Path, per_class: int = 6) -> None:
 def folder_pipeline(tmp_path, write_spec):
     write_folder(tmp_path / "images")
 
-    def make(extra: str = "", color: str = "grayscale", seed: int = 0) -> DataPipeline:
+    def make(extra: str = "", color: str = "grayscale", seed: int = 0, device: str = "cpu") -> DataPipeline:
         text = SPEC.format(channels=1 if color == "grayscale" else 3, directory=tmp_path / "images", color=color, extra=extra)
         loaded = load(write_spec(text))
-        return DataPipeline(loaded.spec.data, loaded.graph, seed=seed)
+        return DataPipeline(loaded.spec.data, loaded.graph, seed=seed, device=device)
 
     return make
 
@@ -160,3 +160,12 @@ def test_rgb_images_with_normalisation(folder_pipeline):
     level = (batch["image"][:, 0, 0, 0] * 0.25 + 0.5) * 255  # undo the normalisation by hand
     assert torch.allclose(batch["image"][:, 0], batch["image"][:, 2])  # grey PNG -> equal RGB channels
     assert all(abs(v - round(v)) < 1e-3 and 40 <= round(v) <= 215 for v in level.tolist())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_streamed_batches_reach_the_gpu_through_pinned_memory(folder_pipeline):
+    cpu = list(folder_pipeline(extra=", workers: 2").train_batches(epoch=1))
+    with within(60):
+        gpu = list(folder_pipeline(extra=", workers: 2", device="cuda").train_batches(epoch=1))
+    assert all(b["image"].is_cuda and torch.equal(a["image"], b["image"].cpu()) for a, b in zip(cpu, gpu))
