@@ -1,7 +1,12 @@
 """The op registry. Importing this package registers every op.
 
 To add an op: write its class in the module of its family (or a new module
-listed below), decorate it with @register, and add its test. Nothing else.
+listed below), decorate it with @register, give it a docstring with a
+one-line summary, an `Example:` node and an `Input ...` shape paragraph, and
+`example_inputs` (the shapes its example runs on); then write its oracle test
+and regenerate tests/golden/op_names.txt. The contract battery
+(tests/test_op_contract.py), `tfn layers` and the spec schema pick it up with
+no edit elsewhere.
 """
 
 from tfn.layers import activations, convolution, core, fractional, losses, normalization, pooling, structure  # noqa: F401  (registers)

@@ -21,15 +21,12 @@ def _is_int(v) -> bool:
 def _sizes(n: int | None, minimum: int):
     expected = f"an int or a list of {n} ints" if n else "an int or a list of 1 to 3 ints"
 
-    def normalise(value):
-        if _is_int(value) and n is not None:
-            value = [value] * n
-        elif _is_int(value):
-            value = [value]
+    def normalise(given):
+        value = [given] * (n or 1) if _is_int(given) else given
         if not isinstance(value, list) or not all(_is_int(v) for v in value) or not (len(value) == n if n else 1 <= len(value) <= 3):
-            raise ValueError(f"expected {expected}, got {value!r}")
+            raise ValueError(f"expected {expected}, got {given!r}")
         if any(v < minimum for v in value):
-            raise ValueError(f"every entry must be >= {minimum}, got {value!r}")
+            raise ValueError(f"{'every entry ' if isinstance(given, list) else ''}must be >= {minimum}, got {given!r}")
         return value
 
     return BeforeValidator(normalise)

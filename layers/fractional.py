@@ -76,6 +76,8 @@ _RATIO = {"type": "number", "minimum": 1.0}
 
 def _ratio_pair(value):
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 1:  # checked here so that one bad number is reported once, not per axis
+            raise ValueError(f"must be >= 1 (1 keeps the size), got {value!r}")
         return [float(value), float(value)]
     return value
 
