@@ -1,6 +1,6 @@
 """The input pipeline: a data source bound to the graph's inputs, served as batches.
 
-    data = DataPipeline(spec.data, graph, seed=spec.train.seed, device=device)
+    data = DataPipeline(spec.data, graph, seed=spec.train.seed, device=device, doc=loaded.doc)
     for epoch in range(1, epochs + 1):
         for step, feeds in enumerate(data.train_batches(epoch), start=0): ...
     for feeds in data.eval_batches("validation"): ...
@@ -35,6 +35,8 @@ from tfn.layers import suggest
 from tfn.runners.data_files import DataError
 from tfn.runners.data_sources import SPLITS, ArraySource, FieldType, ImageFileSource, Source, load_source
 from tfn.specs import schema
+from tfn.specs.documents import Document
+from tfn.specs.errors import format_path
 from tfn.specs.graph import Graph
 
 __all__ = ["DataError", "DataLoaderFailed", "DataPipeline", "RandomShuffleQueue", "SPLITS", "epoch_order", "augment_images"]
@@ -165,36 +167,69 @@ def _kind(dtype: str) -> str:
     return "float" if dtype.startswith("float") else "integer"
 
 
-def bind(graph: Graph, source: Source, source_name: str) -> dict[str, torch.dtype]:
+class _Where:
+    """Positions binding errors in the spec file when its document is known: `FILE:LINE:COL: error: PATH: ...`."""
+
+    def __init__(self, doc: Document | None):
+        self.doc = doc
+
+    def input(self, name: str) -> tuple:
+        """The spec path that declares graph input `name`: a model input, or else the loss's label field."""
+        if self.doc is None or ("model", "inputs", name) in self.doc.keys:
+            return ("model", "inputs", name)
+        for path in self.doc.values:  # `labels: NAME` of the loss (or of one of several losses)
+            if path[:1] == ("loss",) and path[-1] == "labels" and _value_at(self.doc.data, path) == name:
+                return path
+        return ("loss",)
+
+    def error(self, path: tuple, message: str) -> DataError:
+        if self.doc is None:
+            return DataError(f"{format_path(path)}: error: {message}")
+        return DataError(str(self.doc.error(path, message)))
+
+
+def _value_at(data, path: tuple):
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def bind(graph: Graph, source: Source, source_name: str, doc: Document | None = None) -> dict[str, torch.dtype]:
     """Check that every graph input has a fitting data field: {input name: the dtype to feed}."""
+    where = _Where(doc)
     types = source.field_types()
     fed = {}
     for inp in graph.inputs:
         if inp.name not in types:
             hint = suggest(inp.name, list(types))
-            raise DataError(
-                f"data: error: the graph input {inp.name!r} is fed by the data field of that name, but source {source_name!r} has no such field"
+            raise where.error(
+                where.input(inp.name),
+                f"the graph input {inp.name!r} is fed by the data field of that name, but source {source_name!r} has no such field"
                 + (f" (did you mean {hint!r}?)" if hint else "")
-                + f"; its fields are {', '.join(types)}"
+                + f"; its fields are {', '.join(types)}",
             )
         have: FieldType = types[inp.name]
         want = tuple(inp.type.sample_shape)
         if have.shape != want:
-            raise DataError(
-                f"data: error: field {inp.name!r} of source {source_name!r} has samples of shape {list(have.shape)}; "
-                f"the model input {inp.name!r} expects {list(want)}"
+            raise where.error(
+                where.input(inp.name) + ("shape",),
+                f"field {inp.name!r} of source {source_name!r} has samples of shape {list(have.shape)}; the model input {inp.name!r} expects {list(want)}",
             )
         if _kind(have.dtype) != _kind(inp.type.dtype):
             hint = " (scale integer pixels to floats first, e.g. x / 255)" if _kind(have.dtype) == "integer" else ""
-            raise DataError(
-                f"data: error: field {inp.name!r} of source {source_name!r} holds {have.dtype}; the model input {inp.name!r} expects {inp.type.dtype}{hint}"
+            raise where.error(
+                where.input(inp.name),
+                f"field {inp.name!r} of source {source_name!r} holds {have.dtype}; the model input {inp.name!r} expects {inp.type.dtype}{hint}",
             )
         fed[inp.name] = TORCH_DTYPES[inp.type.dtype]
-    _check_classes(graph, source, source_name)
+    _check_classes(graph, source, source_name, where)
     return fed
 
 
-def _check_classes(graph: Graph, source: Source, source_name: str) -> None:
+def _check_classes(graph: Graph, source: Source, source_name: str, where: _Where) -> None:
     """Class-index labels must lie in [0, K), K the width of the logits they are scored against."""
     for loss in graph.losses:
         logits_ref, label_ref = graph.node(loss.node).inputs[:2]
@@ -206,9 +241,9 @@ def _check_classes(graph: Graph, source: Source, source_name: str) -> None:
         classes = int(logits_shape[1])
         names = source.class_names
         if names is not None and len(names) > classes:
-            raise DataError(
-                f"data: error: source {source_name!r} has {len(names)} classes, but the logits {logits_ref!r} give {classes}; "
-                f"give the last layer {len(names)} units"
+            raise where.error(
+                ("data",),
+                f"source {source_name!r} has {len(names)} classes, but the logits {logits_ref!r} give {classes}; give the last layer {len(names)} units",
             )
         for split in SPLITS:
             labels = source.labels(split, label_ref)
@@ -216,9 +251,11 @@ def _check_classes(graph: Graph, source: Source, source_name: str) -> None:
                 continue
             bad = np.flatnonzero((labels < 0) | (labels >= classes))
             if bad.size:
-                raise DataError(
-                    f"data: error: field {label_ref!r} ({split} split) holds the label {int(labels.flat[bad[0]])} at sample {int(bad[0])}; "
-                    f"the logits {logits_ref!r} give {classes} classes, so labels must lie in 0..{classes - 1}"
+                sample = int(bad[0]) // max(1, labels[0].size)  # labels may be maps [N, H, W]
+                raise where.error(
+                    ("data",),
+                    f"field {label_ref!r} ({split} split) holds the label {int(labels.flat[bad[0]])} at sample {sample}; "
+                    f"the logits {logits_ref!r} give {classes} classes, so labels must lie in 0..{classes - 1}",
                 )
 
 
@@ -228,12 +265,13 @@ def _check_classes(graph: Graph, source: Source, source_name: str) -> None:
 class DataPipeline:
     """A spec's data source bound to a graph: batches of the fields the graph's inputs need, on `device`."""
 
-    def __init__(self, spec: schema.DataBase, graph: Graph, *, seed: int = 0, device: torch.device | str = "cpu"):
+    def __init__(self, spec: schema.DataBase, graph: Graph, *, seed: int = 0, device: torch.device | str = "cpu", doc: Document | None = None):
+        """`doc`, the spec's parsed document, lets binding errors point at the line of the spec they concern."""
         self.spec = spec
         self.seed = seed
         self.device = torch.device(device)
         self.source: Source = load_source(spec)
-        self.fed = bind(graph, self.source, spec.source)
+        self.fed = bind(graph, self.source, spec.source, doc)
         self._check_batching()
         if isinstance(self.source, ArraySource):
             # the whole split on the device once: a batch is then an index, with no copy from the host per step

@@ -246,3 +246,23 @@ def test_cuda_batches_equal_the_cpu_batches(pipeline):
     assert len(cpu) == len(gpu) == 2
     for a, b in zip(cpu, gpu):
         assert b["image"].is_cuda and torch.equal(a["image"], b["image"].cpu()) and torch.equal(a["label"], b["label"].cpu())
+
+
+def test_binding_errors_point_at_the_spec_line(write_spec):
+    text = SPEC.format(inputs="x: {shape: [5]}", data=synthetic(), units=3)
+    path = write_spec(text)
+    loaded = load(path)
+    line = next(i for i, l in enumerate(text.lstrip().splitlines(), 1) if "x: {shape: [5]}" in l)
+    with pytest.raises(DataError) as info:
+        DataPipeline(loaded.spec.data, loaded.graph, doc=loaded.doc)
+    assert str(info.value).startswith(f"{path}:{line}:")
+    assert "model.inputs.x.shape: field 'x' of source 'synthetic' has samples of shape [4]" in str(info.value)
+
+    text = SPEC.format(inputs="x: {shape: [4]}", data=synthetic(), units=3).replace("labels: label", "labels: target")
+    path = write_spec(text, "labels.yaml")
+    loaded = load(path)
+    line = next(i for i, l in enumerate(text.lstrip().splitlines(), 1) if "labels: target" in l)
+    with pytest.raises(DataError) as info:
+        DataPipeline(loaded.spec.data, loaded.graph, doc=loaded.doc)
+    assert str(info.value).startswith(f"{path}:{line}:")
+    assert "loss.labels: the graph input 'target' is fed by the data field of that name" in str(info.value)
