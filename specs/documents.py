@@ -8,6 +8,7 @@ are found by scanning the text for the keys.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import sys
@@ -223,46 +224,108 @@ def _split_key(dotted: str) -> tuple:
     return tuple(part.strip().strip("\"'") for part in re.findall(_KEY, dotted))
 
 
-def _toml_positions(text: str, doc: Document) -> None:
-    """Find the line and column of each key: tables, arrays of tables, keys,
-    and keys of inline tables inside multi-line arrays (one table per line)."""
-    table: tuple = ()
-    counts: dict[tuple, int] = {}
-    array: tuple | None = None  # path of a multi-line array being read
-    depth = 0
-    for lineno, line in enumerate(text.splitlines(), 1):
-        code = line.split("#", 1)[0] if '"' not in line and "'" not in line else line
-        if array is None and (m := _TABLE.match(code)):
-            path = _split_key(m[2])
-            if m[1] == "[[":
-                counts[path] = counts.get(path, -1) + 1
-                table = path + (counts[path],)
+_TOKEN = re.compile(
+    r"""(?P<space>[ \t]+)
+    |(?P<comment>\#[^\n]*)
+    |(?P<newline>\r?\n)
+    |(?P<string>\"\"\"(?:[^\\]|\\.)*?\"\"\"|'''.*?'''|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')
+    |(?P<punct>[\[\]{}=,.])
+    |(?P<bare>[^\s\[\]{}=,.\#"']+)""",
+    re.VERBOSE | re.DOTALL,
+)
+
+
+class _TomlScanner:
+    """Finds the position of every key, table and array item of a TOML text that
+    tomllib has accepted: a tokenizer and a recursive descent over its tokens."""
+
+    def __init__(self, text: str, doc: Document):
+        self.doc = doc
+        starts = [0] + [m.end() for m in re.finditer(r"\n", text)]
+        self.tokens = []  # (kind, text, line, column)
+        for m in _TOKEN.finditer(text):
+            if m.lastgroup not in ("space", "comment"):
+                line = bisect.bisect_right(starts, m.start())
+                self.tokens.append((m.lastgroup, m.group(), line, m.start() - starts[line - 1] + 1))
+        self.i = 0
+        self.arrays: dict[tuple, int] = {}  # array-of-tables path -> index of its last table
+
+    def peek(self, skip_newlines: bool = False):
+        while skip_newlines and self.i < len(self.tokens) and self.tokens[self.i][0] == "newline":
+            self.i += 1
+        return self.tokens[self.i] if self.i < len(self.tokens) else ("end", "", 0, 0)
+
+    def take(self):
+        token = self.peek()
+        self.i += 1
+        return token
+
+    def mark(self, path: tuple, token) -> None:
+        self.doc.keys[path] = self.doc.values[path] = (token[2], token[3])
+
+    def key(self) -> tuple:
+        parts = [self.take()[1]]
+        while self.peek()[1] == ".":
+            self.take()
+            parts.append(self.take()[1])
+        return tuple(p[1:-1] if p[:1] in "\"'" else p for p in parts)
+
+    def scan(self) -> None:
+        table: tuple = ()
+        while (token := self.peek(skip_newlines=True))[0] != "end":
+            if token[1] == "[":  # a [table] or [[array of tables]] header
+                self.take()
+                double = self.peek()[1] == "[" and self.peek()[3] == token[3] + 1
+                if double:
+                    self.take()
+                start = self.peek()
+                table = self.resolve(self.key(), double)
+                self.mark(table, start)
+                while self.peek()[0] not in ("newline", "end"):
+                    self.take()
             else:
-                table = path
-            doc.keys[table] = doc.values[table] = (lineno, m.start(2) + 1)
-            continue
-        if array is not None:
-            stripped = code.lstrip()
-            if stripped.startswith("{"):
-                index = counts.get(array, -1) + 1
-                counts[array] = index
-                item = array + (index,)
-                doc.keys[item] = doc.values[item] = (lineno, len(code) - len(stripped) + 1)
-                for m in _ASSIGN.finditer(code):
-                    doc.keys[item + _split_key(m[1])] = doc.values[item + _split_key(m[1])] = (lineno, m.start(1) + 1)
-            depth += code.count("[") - code.count("]")
-            if depth <= 0:
-                array = None
-            continue
-        m = _ASSIGN.match(code.lstrip())
-        if m:
-            indent = len(code) - len(code.lstrip())
-            path = table + _split_key(m[1])
-            doc.keys[path] = doc.values[path] = (lineno, indent + 1)
-            rest = code[indent + m.end():]
-            for inner in _ASSIGN.finditer(rest) if rest.lstrip().startswith("{") else ():
-                sub = path + _split_key(inner[1])
-                doc.keys[sub] = doc.values[sub] = (lineno, indent + m.end() + inner.start(1) + 1)
-            opened = rest.count("[") - rest.count("]")
-            if rest.lstrip().startswith("[") and opened > 0:
-                array, depth = path, opened
+                path = table + self.key()
+                self.mark(path, token)
+                self.take()  # =
+                self.value(path)
+
+    def resolve(self, key: tuple, new_item: bool) -> tuple:
+        """A header's key -> the document path, through the last table of each array of tables."""
+        path: tuple = ()
+        for k, part in enumerate(key):
+            path += (part,)
+            if k == len(key) - 1 and new_item:
+                self.arrays[path] = self.arrays.get(path, -1) + 1
+            if path in self.arrays:
+                path += (self.arrays[path],)
+        return path
+
+    def value(self, path: tuple) -> None:
+        token = self.take()
+        if token[1] == "[":
+            index = 0
+            while (item := self.peek(skip_newlines=True))[1] != "]" and item[0] != "end":
+                if item[1] == ",":
+                    self.take()
+                    continue
+                self.mark(path + (index,), item)
+                self.value(path + (index,))
+                index += 1
+            self.take()
+        elif token[1] == "{":
+            while (item := self.peek())[1] != "}" and item[0] != "end":
+                if item[1] == ",":
+                    self.take()
+                    continue
+                key = path + self.key()
+                self.mark(key, item)
+                self.take()  # =
+                self.value(key)
+            self.take()
+        else:  # a scalar: its tokens up to the next delimiter (1.5 is three tokens)
+            while self.peek()[1] not in (",", "]", "}") and self.peek()[0] not in ("newline", "end"):
+                self.take()
+
+
+def _toml_positions(text: str, doc: Document) -> None:
+    _TomlScanner(text, doc).scan()

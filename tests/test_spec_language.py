@@ -316,3 +316,69 @@ def test_overrides_change_any_field_before_validation(write_spec, tfn_cli):
     assert graph.node("hidden").outputs[0].shape == (None, 32)
     code, _, err = tfn_cli("check", str(path), "--set", "model.layers.1.units=zero")
     assert code == 2 and "model.layers[1].units: input should be a valid integer, got 'zero'" in err
+
+
+TOML_NESTED = '''\
+version = 1
+name = "nested"   # a comment with = and [brackets]
+description = """a multi-line
+string with [[brackets]] = and "quotes" """
+
+[model.inputs]
+"image" = { shape = [1, 8, 8], dtype = "float32" }
+
+[[model.layers]]
+op = "flatten"
+
+[[model.layers]]
+scope = "block"
+device = "cpu"
+
+  [[model.layers.layers]]
+  name = "hidden"
+  op = "dense"
+  units = 16
+
+  [[model.layers.layers]]
+  op = "relu"
+  after = ["hidden",
+           "/flatten"]
+
+[[model.layers]]
+name = "logits"
+op.sub = 1.5e-3
+inputs = [{ a = 1 }, { b = [2, 3] }, 4]
+'''
+
+
+def test_toml_scanner_positions_every_key_of_nested_arrays_of_tables(write_spec):
+    doc = read_document(write_spec(TOML_NESTED, "spec.toml"))
+    lines = TOML_NESTED.splitlines()
+
+    def key_at(path):
+        line, col = doc.values[path]  # an exact entry, not an ancestor's
+        return lines[line - 1][col - 1 :]
+
+    assert key_at(("model", "layers", 1, "layers", 0)).startswith("model.layers.layers")
+    assert key_at(("model", "layers", 1, "layers", 0, "units")).startswith("units = 16")
+    assert key_at(("model", "layers", 1, "layers", 1, "op")).startswith('op = "relu"')
+    assert key_at(("model", "layers", 1, "layers", 1, "after", 1)).startswith('"/flatten"')
+    assert key_at(("model", "layers", 2, "name")).startswith('name = "logits"')
+    assert key_at(("model", "layers", 2, "op", "sub")).startswith("op.sub")
+    assert key_at(("model", "layers", 2, "inputs", 1, "b", 1)).startswith("3]")
+    assert key_at(("model", "layers", 2, "inputs", 2)).startswith("4]")
+    assert key_at(("model", "inputs", "image")).startswith('"image"')
+    assert key_at(("version",)).startswith("version")
+    assert doc.values[("model", "layers", 1, "device")][0] == 14
+
+    def leaves(value, path=()):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from leaves(v, path + (k,))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                yield from leaves(v, path + (i,))
+        else:
+            yield path
+
+    assert all(path in doc.values for path in leaves(doc.data))  # every value has its own position
