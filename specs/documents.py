@@ -35,6 +35,7 @@ class Document:
     data: dict
     values: dict[tuple, Position] = field(default_factory=dict)  # path -> value position
     keys: dict[tuple, Position] = field(default_factory=dict)  # path -> key position
+    overrides: dict[tuple, str] = field(default_factory=dict)  # path -> the --set option that gave its value
 
     def where(self, path: tuple, key: bool = False) -> Position | None:
         """The position of `path`, or of its nearest ancestor that has one."""
@@ -49,6 +50,11 @@ class Document:
             path = path[:-1]
 
     def error(self, path: tuple, message: str, key: bool = False) -> Diagnostic:
+        """A diagnostic at `path`: in the file, or at the --set option that gave the value."""
+        path = tuple(path)
+        for k in range(len(path), 0, -1):
+            if path[:k] in self.overrides:
+                return Diagnostic(f"--set {self.overrides[path[:k]]}", None, None, format_path(path), message)
         line, col = self.where(path, key) or (None, None)
         return Diagnostic(self.path, line, col, format_path(path), message)
 

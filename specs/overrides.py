@@ -1,7 +1,9 @@
 """`--set a.b.c=VALUE`: override any field of a spec before validation.
 
 List items go by index (`model.layers.3.filters=64`); VALUE is YAML (1.2).
-An override's errors point at the command line, its values at the override.
+A malformed override is a UserError naming it; a problem with an overridden
+value is reported at the override (`--set KEY=VALUE: error: ...`), not at
+the file's line.
 """
 
 from __future__ import annotations
@@ -34,3 +36,4 @@ def apply_overrides(doc: Document, overrides) -> None:
             target[last] = value
         else:
             raise UserError(f"--set {text!r}: error: cannot set a field inside a {type(target).__name__}")
+        doc.overrides[parts] = text

@@ -95,6 +95,8 @@ def test_siamese_towers_share_their_variables(tfn_cli):
     assert graph.parameter_counts() == (total, 0) == (17_146, 0)
     code, out, _ = tfn_cli("check", "siamese")
     assert "parameters: 17,146 " in out  # shared variables counted once
+    module = GraphModule(graph)
+    assert sorted(module.state_dict()) == sorted(v.name for v in graph.variables)  # what a checkpoint holds: no right/...
 
 
 def test_digits_mlp_toml():

@@ -315,7 +315,9 @@ def test_overrides_change_any_field_before_validation(write_spec, tfn_cli):
     assert graph.name == "renamed"
     assert graph.node("hidden").outputs[0].shape == (None, 32)
     code, _, err = tfn_cli("check", str(path), "--set", "model.layers.1.units=zero")
-    assert code == 2 and "model.layers[1].units: input should be a valid integer, got 'zero'" in err
+    assert code == 2 and err == "--set model.layers.1.units=zero: error: model.layers[1].units: input should be a valid integer, got 'zero'\n"
+    code, _, err = tfn_cli("check", str(path), "--set", "model.layers.1.units=")
+    assert code == 2 and err.startswith("--set model.layers.1.units=: error: model.layers[1].units: input should be a valid integer")
 
 
 TOML_NESTED = '''\
