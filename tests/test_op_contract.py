@@ -6,8 +6,10 @@ Each op is driven by its docstring example (the parameters) and its
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -228,6 +230,14 @@ def test_every_op_has_a_family_and_its_example_shapes():
         assert getattr(op, "example_inputs", None), f"{name}: set example_inputs (input shapes, batch first) for the battery"
 
 
+@functools.cache
+def graph_json_validator():
+    import jsonschema
+
+    schema = json.loads(resources.files("tfn.specs").joinpath("graph.schema.json").read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
 @names
 def test_example_compiles_runs_and_round_trips_through_graph_json(name, write_spec):
     """The docstring example as a node of a real spec: compiler, graph.json and GraphModule agree."""
@@ -248,6 +258,7 @@ def test_example_compiles_runs_and_round_trips_through_graph_json(name, write_sp
     spec = {"version": 1, "name": "example", "model": {"inputs": inputs, "layers": [layer]}, "loss": loss, "data": {"source": "digits"}}
     graph = load(write_spec(json.dumps(spec))).graph  # JSON is YAML
 
+    graph_json_validator().validate(json.loads(graph.to_json()))
     again = Graph.from_json(graph.to_json())
     assert again.to_json() == graph.to_json() and again.hash == graph.hash
     assert again.node("node").params == graph.node("node").params
