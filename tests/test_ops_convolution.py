@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tfn import layers
@@ -298,3 +300,19 @@ def test_check_reports_the_attribute_position(write_spec, tfn_cli):
     line = spec.read_text().splitlines()[6]
     col = line.index("dilation_rate: 2") + len("dilation_rate: ") + 1  # the attribute's value
     assert f"{spec}:7:{col}: error: model.layers[0].dilation_rate: strides [2, 2] > 1 together with dilation_rate [2, 2] > 1 is not supported" in err
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 9),
+    k=st.integers(1, 4),
+    s=st.integers(1, 3),
+    d=st.integers(1, 3),
+    padding=st.sampled_from(["SAME", "VALID"]),
+)
+def test_conv1d_any_geometry_matches_loops(n, k, s, d, padding):
+    assume(s == 1 or d == 1)  # TF refuses strides and dilation together
+    assume(padding == "SAME" or (k - 1) * d + 1 <= n)  # else no VALID window fits: an OpError, tested above
+    x, w = rng.normal(size=(1, 2, n)), rng.normal(size=(1, 2, k))
+    attrs = {"filters": 1, "kernel_size": k, "strides": s, "dilation_rate": d, "padding": padding, "use_bias": False}
+    np.testing.assert_allclose(run("conv1d", attrs, x, kernel=w), conv_reference(x, w, [s], [d], padding), rtol=1e-10, atol=1e-12)
