@@ -88,15 +88,22 @@ Kernel = Callable[[Sequence["torch.Tensor"], dict, bool], "torch.Tensor | tuple[
 
 
 class Op:
-    """Base class of every op. Subclasses set ``name``, ``family`` and ``Params``
-    and override the rules that apply to them."""
+    """Base class of every op. Subclasses set ``name``, ``family``, ``Params`` and
+    ``example_inputs`` and override the rules that apply to them.
+
+    The subclass's docstring is the op's user documentation: a one-line (or
+    one-paragraph) summary, details, `Example:` followed by a node as a YAML
+    flow mapping, and a paragraph starting `Input` (or `Inputs`) with the
+    shapes. `tfn layers`, the schema and the contract battery read it.
+    """
 
     name: ClassVar[str]
     family: ClassVar[str]
     Params: ClassVar[type[Params]] = Params
     #: (fewest, most) data inputs; most=None means any number
     arity: ClassVar[tuple[int, int | None]] = (1, 1)
-    #: a loss op takes (logits, labels) and gives one loss per example
+    #: a loss op takes (logits, labels) and gives the unreduced loss (per example
+    #: or per element, as TF's op does); the runner averages it
     is_loss: ClassVar[bool] = False
     #: an op whose output depends on a random draw in training (dropout)
     is_random: ClassVar[bool] = False

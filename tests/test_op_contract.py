@@ -155,6 +155,24 @@ def test_evaluation_batch_equals_single_examples(name):
 
 
 @names
+def test_training_runs_repeat_under_torch_seed_and_random_ops_vary(name):
+    op = OPS[name]
+    p = example_params(op)
+    types, xs, variables = example_tensors(op, p)
+
+    def draw(seed):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            return [o.clone() for o in run(op, p, types, xs, variables, training=True)]
+
+    first, again = draw(0), draw(0)
+    assert all(torch.equal(a, b) for a, b in zip(first, again)), "training output must be a function of torch's seed"
+    others = [draw(seed) for seed in range(1, 6)]
+    varies = any(not torch.equal(a, b) for other in others for a, b in zip(first, other))
+    assert varies == op.is_random, "set is_random exactly when training draws random numbers"
+
+
+@names
 def test_float64_gradcheck(name):
     op = OPS[name]
     p = example_params(op)
