@@ -49,11 +49,15 @@ class InputSpec(Strict):
 class NodeFields(Strict):
     """Fields every graph node has, whatever its op."""
 
-    name: Name | None = None
-    inputs: list[str] | None = None
-    after: list[str] = []
-    share: str | None = None
-    device: Device | None = None
+    name: Name | None = Field(None, description="unique within its scope; default: the op's name, numbered as TF does (conv2d, conv2d_1, ...)")
+    inputs: list[str] | None = Field(
+        None,
+        description="nodes or model inputs defined above, nearest scope first ('/x' is the top-level x, 'x:1' its second output); "
+        "default: the node above",
+    )
+    after: list[str] = Field([], description="control dependencies: nodes that run before this one, without passing data")
+    share: str | None = Field(None, description="a node above of the same op whose variables this node reuses (TF's variable reuse)")
+    device: Device | None = Field(None, description="cpu, cuda or cuda:N; default: the scope's device, else the run's")
 
 
 SCOPE_TAG = "<scope>"
@@ -96,9 +100,9 @@ def _tag(value: Any) -> str | None:
 class ScopeNode(Strict):
     """A name scope: its nodes are named `<scope>/<node>`, their variables `<scope>/<node>/<role>`."""
 
-    scope: Name
-    layers: list[LayerNode] = Field(min_length=1)
-    device: Device | None = None
+    scope: Name = Field(description="the scope's name; scopes nest")
+    layers: list[LayerNode] = Field(min_length=1, description="the scope's nodes, in order")
+    device: Device | None = Field(None, description="placement of every node inside that sets none")
 
 
 LayerNode = Annotated[
@@ -114,8 +118,10 @@ LossSpec = Annotated[
 
 
 class Model(Strict):
-    inputs: dict[Name, InputSpec] = Field(min_length=1)
-    layers: list[LayerNode] = Field(min_length=1)
+    """The dataflow graph: named inputs and the nodes that compute from them."""
+
+    inputs: dict[Name, InputSpec] = Field(min_length=1, description="name -> one sample's shape and dtype; bound to the data field of that name")
+    layers: list[LayerNode] = Field(min_length=1, description="the nodes in order, each `op:` with its attributes, or a `scope:` with `layers:`")
 
 
 # --- optimizers --------------------------------------------------------------
