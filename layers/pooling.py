@@ -44,35 +44,40 @@ def window_reducer(mode: str, spatial: int, kernel, strides, dilation, pads):
     import torch.nn.functional as F
 
     kernel, strides, dilation = tuple(kernel), tuple(strides), tuple(dilation)
-    padded = any(b or a for b, a in pads)
     pad = torch_pads(pads)
+    # PyTorch's own padding is symmetric and at most half the window: then it is exactly
+    # TF's (implicit -inf for max, count_include_pad=False for mean) and needs no padded copy
+    implicit = all(b == a and 2 * b <= k for (b, a), k in zip(pads, kernel))
+    padding = tuple(b for b, _ in pads)
     if mode == "MAX":
         max_pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[spatial - 1]
+        if implicit:
+            return lambda x: max_pool(x, kernel, strides, padding, dilation)
+        return lambda x: max_pool(F.pad(x, pad, value=float("-inf")), kernel, strides, 0, dilation)
 
-        def reduce_max(x):
-            if padded:
-                x = F.pad(x, pad, value=float("-inf"))
-            return max_pool(x, kernel, strides, 0, dilation)
-
-        return reduce_max
-
-    dilated = any(d > 1 for d in dilation)
-    if not dilated and not padded:
+    if all(d == 1 for d in dilation):
         avg_pool = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[spatial - 1]
-        return lambda x: avg_pool(x, kernel, strides)
+        if implicit:
+            return lambda x: avg_pool(x, kernel, strides, padding, count_include_pad=False)
+
+        def reduce_mean(x):
+            # asymmetric SAME padding: mean over the padded input / the fraction of real cells
+            real = F.pad(torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype, device=x.device), pad)
+            return avg_pool(F.pad(x, pad), kernel, strides) / avg_pool(real, kernel, strides)
+
+        return reduce_mean
 
     conv = (F.conv1d, F.conv2d, F.conv3d)[spatial - 1]
 
     def window_sum(x):
-        # a depthwise convolution with a window of ones: handles dilation, which avg_pool cannot
+        # a depthwise convolution with a window of ones: avg_pool has no dilation
         ones = torch.ones((x.shape[1], 1, *kernel), dtype=x.dtype, device=x.device)
-        return conv(x, ones, None, strides, 0, dilation, x.shape[1])
+        return conv(F.pad(x, pad), ones, None, strides, 0, dilation, x.shape[1])
 
-    def reduce_mean(x):
-        counts = window_sum(F.pad(torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype, device=x.device), pad))
-        return window_sum(F.pad(x, pad)) / counts
+    def reduce_dilated_mean(x):
+        return window_sum(x) / window_sum(torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype, device=x.device))
 
-    return reduce_mean
+    return reduce_dilated_mean
 
 
 class WindowPool(Op):
