@@ -273,6 +273,7 @@ class DataPipeline:
         self.source: Source = load_source(spec)
         self.fed = bind(graph, self.source, spec.source, doc)
         self._check_batching()
+        self._loaders: dict[str, tuple[torch.utils.data.DataLoader, _PassBatches]] = {}
         if isinstance(self.source, ArraySource):
             # the whole split on the device once: a batch is then an index, with no copy from the host per step
             self._tensors = {
@@ -359,24 +360,10 @@ class DataPipeline:
             yield from self._stream(split, [rows[begin:end] for begin, end in bounds])
 
     def _stream(self, split: str, slices: list[np.ndarray]) -> Iterator[dict[str, torch.Tensor]]:
-        from torch.utils.data import DataLoader
-
-        source = self.source
-        assert isinstance(source, ImageFileSource)
-        spec = source.spec
-        dataset = _ImageDataset(source, split)
+        spec = self.source.spec
         cuda = self.device.type == "cuda"
-        loader = DataLoader(
-            dataset,
-            batch_sampler=[rows.tolist() for rows in slices],
-            collate_fn=partial(_collate, (source.channels, *spec.size)),
-            num_workers=spec.workers,
-            prefetch_factor=spec.prefetch_factor if spec.workers else None,
-            pin_memory=cuda,
-            timeout=WORKER_TIMEOUT_S if spec.workers else 0,
-            # the loader's own generator: creating it must not draw from the global RNG the model uses
-            generator=torch.Generator().manual_seed(0),
-        )
+        loader, sampler = self._loader(split)
+        sampler.batches = [rows.tolist() for rows in slices]
         batches = iter(loader)
         try:
             while True:
@@ -394,8 +381,57 @@ class DataPipeline:
                     if len(fields["label"]) == 0:
                         continue
                 yield {name: fields[name].to(self.device, dtype=self.fed[name], non_blocking=cuda) for name in self.fed}
+        except Exception:
+            self._close_loader(split)  # the run stops: end the workers now, not whenever the pipeline is collected
+            raise
         finally:
-            del batches  # shuts the workers down now, even while a traceback keeps this frame alive
+            del batches  # drop this frame's reference even while a traceback keeps the frame alive
+
+    def _loader(self, split: str) -> tuple[torch.utils.data.DataLoader, _PassBatches]:
+        """One DataLoader per split, its workers kept between passes (starting them costs about 0.1 s each time)."""
+        if split not in self._loaders:
+            source = self.source
+            assert isinstance(source, ImageFileSource)
+            spec = source.spec
+            sampler = _PassBatches()
+            loader = torch.utils.data.DataLoader(
+                _ImageDataset(source, split),
+                batch_sampler=sampler,
+                collate_fn=partial(_collate, (source.channels, *spec.size)),
+                num_workers=spec.workers,
+                prefetch_factor=spec.prefetch_factor if spec.workers else None,
+                persistent_workers=spec.workers > 0,
+                pin_memory=self.device.type == "cuda",
+                timeout=WORKER_TIMEOUT_S if spec.workers else 0,
+                # the loader's own generator: starting a pass must not draw from the global RNG the model uses
+                generator=torch.Generator().manual_seed(0),
+            )
+            self._loaders[split] = (loader, sampler)
+        return self._loaders[split]
+
+    def close(self) -> None:
+        """Stop the streaming workers now (they also stop when the pipeline is garbage-collected)."""
+        for split in list(self._loaders):
+            self._close_loader(split)
+
+    def _close_loader(self, split: str) -> None:
+        loader, _ = self._loaders.pop(split, (None, None))
+        iterator = getattr(loader, "_iterator", None)  # where a persistent DataLoader keeps its workers
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+
+
+class _PassBatches(torch.utils.data.Sampler):
+    """The batch sampler of a persistent DataLoader: set to the batches of the next pass before it starts."""
+
+    def __init__(self):
+        self.batches: list[list[int]] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 def _tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:

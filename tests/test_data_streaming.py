@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 from contextlib import contextmanager
@@ -97,6 +98,10 @@ def test_workers_and_resume_give_the_same_batches(folder_pipeline):
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
     for a, b in zip(plain[2:], resumed):
         assert torch.equal(a["image"], b["image"])
+    # the workers persist between passes, and close() ends them
+    assert len(multiprocessing.active_children()) >= 2
+    workers.close()
+    assert multiprocessing.active_children() == []
 
 
 def test_streamed_augmentation_is_seeded_per_step(folder_pipeline):
