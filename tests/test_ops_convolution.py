@@ -316,3 +316,13 @@ def test_conv1d_any_geometry_matches_loops(n, k, s, d, padding):
     x, w = rng.normal(size=(1, 2, n)), rng.normal(size=(1, 2, k))
     attrs = {"filters": 1, "kernel_size": k, "strides": s, "dilation_rate": d, "padding": padding, "use_bias": False}
     np.testing.assert_allclose(run("conv1d", attrs, x, kernel=w), conv_reference(x, w, [s], [d], padding), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+def test_dilated_conv2d_transpose_matches_definition_and_is_the_adjoint(padding):
+    a, w = rng.normal(size=(1, 2, 7, 8)), rng.normal(size=(3, 2, 3, 2))
+    attrs = {"kernel_size": [3, 2], "dilation_rate": 2, "padding": padding, "use_bias": False}
+    conv = run("conv2d", {"filters": 3, **attrs}, a, kernel=w)
+    b = rng.normal(size=conv.shape)
+    back = run("conv2d_transpose", {"filters": 2, **attrs, "output_shape": [7, 8]}, b, kernel=w)
+    np.testing.assert_allclose(np.sum(conv * b), np.sum(back * a), rtol=1e-10)

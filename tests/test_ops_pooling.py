@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tfn import layers
@@ -206,3 +208,20 @@ def test_max_pool_gradient_goes_to_the_first_maximum():
     x = torch.ones(1, 1, 2, 2, dtype=torch.float64, requires_grad=True)
     op.build(p, types)([x], {}, True).sum().backward()
     assert x.grad.ravel().tolist() == [1, 0, 0, 0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 9),
+    k=st.integers(1, 4),
+    s=st.integers(1, 4),
+    d=st.integers(1, 3),
+    padding=st.sampled_from(["SAME", "VALID"]),
+    mode=st.sampled_from(["AVG", "MAX"]),
+)
+def test_1d_pool_any_geometry_matches_loops(n, k, s, d, padding, mode):
+    assume(s <= k and (s == 1 or d == 1) and (padding == "VALID" or d == 1))  # tf.nn.pool's rules
+    assume(padding == "SAME" or (k - 1) * d + 1 <= n)
+    x = rng.normal(size=(2, 2, n))
+    attrs = {"window_shape": k, "pooling_type": mode, "strides": s, "dilation_rate": d, "padding": padding}
+    np.testing.assert_allclose(run("pool", attrs, x), pool_reference(x, [k], [s], padding, mode, [d]), rtol=1e-12)
