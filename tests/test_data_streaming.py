@@ -140,6 +140,7 @@ def test_skip_bad_skips_with_a_warning(tmp_path, folder_pipeline, capsys):
     assert f"{bad}: warning: skipped: cannot decode the image" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="the patched decode reaches the workers only through fork")
 def test_a_dead_worker_fails_the_run_instead_of_hanging(folder_pipeline, monkeypatch):
     data = folder_pipeline(extra=", workers: 2")
     decode = ImageFileSource.decode
