@@ -183,7 +183,35 @@ class Graph:
 
     @classmethod
     def from_json(cls, text: str) -> Graph:
-        return cls.from_dict(json.loads(text))
+        graph = cls.from_dict(json.loads(text))
+        graph.check()
+        return graph
+
+    def check(self) -> None:
+        """ValueError unless the graph is consistent: known ops, each edge from an
+        input or an earlier node's existing output, each variable declared once."""
+        known_ops = layers.all_ops()
+        outputs = {i.name: 1 for i in self.inputs}
+        variables = {v.name for v in self.variables}
+        if len(variables) != len(self.variables):
+            raise ValueError("a variable is declared twice")
+        for node in self.nodes:
+            if node.op not in known_ops:
+                raise ValueError(f"node {node.name!r}: unknown op {node.op!r} (a graph from another tfn version?)")
+            if node.name in outputs:
+                raise ValueError(f"node {node.name!r} is defined twice")
+            for ref in node.inputs + node.control_inputs:
+                name, index = split_ref(ref)
+                if name not in outputs or index >= outputs[name]:
+                    raise ValueError(f"node {node.name!r}: input {ref!r} is not an output of an input or an earlier node")
+            missing = [v for v in node.variables.values() if v not in variables]
+            if missing:
+                raise ValueError(f"node {node.name!r}: variable {missing[0]!r} is not declared")
+            outputs[node.name] = len(node.outputs)
+        for ref in self.outputs + tuple(loss.node for loss in self.losses):
+            name, index = split_ref(ref)
+            if name not in outputs or index >= outputs[name]:
+                raise ValueError(f"output {ref!r} is not a node's output")
 
     # --- summaries -------------------------------------------------------------
 

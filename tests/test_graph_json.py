@@ -66,3 +66,20 @@ def test_reading_another_format_or_version_is_refused():
         Graph.from_json(text.replace('"tfn.graph"', '"other"'))
     with pytest.raises(ValueError, match="version 2; this tfn reads version 1"):
         Graph.from_json(text.replace('"version": 1', '"version": 2'))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["nodes"][1].update(inputs=["nowhere"]), "input 'nowhere' is not an output of an input or an earlier node"),
+        (lambda d: d["nodes"].reverse(), "is not an output of an input or an earlier node"),
+        (lambda d: d["nodes"][0].update(op="conv9d"), "unknown op 'conv9d'"),
+        (lambda d: d["variables"].pop(0), "is not declared"),
+        (lambda d: d.update(outputs=["ghost"]), "output 'ghost' is not a node's output"),
+    ],
+)
+def test_an_inconsistent_graph_file_is_refused(edit, message):
+    document = json.loads(load("lenet5").graph.to_json())
+    edit(document)
+    with pytest.raises(ValueError, match=message):
+        Graph.from_json(json.dumps(document))
