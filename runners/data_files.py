@@ -118,6 +118,15 @@ def read_csv(path: str | Path, fields: dict[str, str | list[str]], classes: list
     Any bad row is an error naming its line.
     """
     path = require_file(path, "CSV file")
+    try:
+        return _read_csv(path, fields, classes, delimiter)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: error: not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: error: not readable as CSV: {exc}") from None
+
+
+def _read_csv(path: Path, fields: dict[str, str | list[str]], classes: list[str] | None, delimiter: str) -> tuple[dict[str, np.ndarray], list[str] | None]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=delimiter)
         header = next(reader, None)

@@ -143,6 +143,13 @@ def arrays_to_splits(given: dict[str, dict[str, np.ndarray]], fractions: schema.
                 raise DataError(
                     f"data: error: source {source!r}: the {split} fields ({', '.join(given[split])}) differ from the training fields ({', '.join(given['train'])})"
                 )
+            for name, array in given[split].items():
+                train = given["train"][name]
+                if array.shape[1:] != train.shape[1:]:
+                    raise DataError(
+                        f"data: error: source {source!r}: field {name!r} has samples of shape {list(array.shape[1:])} in the {split} split "
+                        f"but {list(train.shape[1:])} in the training split"
+                    )
     carve = {s for s in ("validation", "test") if s not in given}
     if not carve:
         return dict(given)
@@ -329,7 +336,7 @@ def _scan_images(root: Path, class_names: list[str]) -> tuple[list[Path], np.nda
         if not folder.is_dir():
             continue
         for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file():
                 paths.append(path)
                 labels.append(label)
     if not paths:

@@ -339,3 +339,16 @@ def test_synthetic_is_deterministic_learnable_and_split_independent():
     # a bigger test split leaves the training data as it was
     bigger = load_source(spec.model_copy(update={"samples": spec.samples.model_copy(update={"test": 999})}))
     assert np.array_equal(bigger.splits["train"]["x"], train["x"])
+
+
+def test_csv_that_is_not_utf8(tmp_path):
+    (tmp_path / "latin.csv").write_bytes("a,label\n1,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin.csv: error: not UTF-8 text"):
+        load_source(CsvData(source="csv", path=str(tmp_path / "latin.csv"), fields={"a": ["a"], "label": "label"}))
+
+
+def test_a_given_split_must_match_the_training_shapes(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((6, 3)), y=np.zeros(6, np.int64), tx=np.zeros((2, 4)), ty=np.zeros(2, np.int64))
+    spec = NpzData(source="npz", path=str(tmp_path / "d.npz"), fields={"x": "x", "label": "y"}, test_fields={"x": "tx", "label": "ty"})
+    with pytest.raises(DataError, match=r"field 'x' has samples of shape \[4\] in the test split but \[3\] in the training split"):
+        load_source(spec)
