@@ -34,6 +34,7 @@ import torch
 from tfn.layers import suggest
 from tfn.runners.data_files import DataError
 from tfn.runners.data_sources import SPLITS, ArraySource, FieldType, ImageFileSource, Source, load_source
+from tfn.runners.module import DTYPES
 from tfn.specs import schema
 from tfn.specs.documents import Document
 from tfn.specs.errors import format_path
@@ -43,8 +44,6 @@ __all__ = ["DataError", "DataLoaderFailed", "DataPipeline", "RandomShuffleQueue"
 
 EVAL_BATCH_SIZE = 512
 WORKER_TIMEOUT_S = 300  # a worker silent this long is stuck: fail instead of waiting forever
-
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64, "int32": torch.int32}
 
 
 class DataLoaderFailed(RuntimeError):
@@ -224,7 +223,7 @@ def bind(graph: Graph, source: Source, source_name: str, doc: Document | None = 
                 where.input(inp.name),
                 f"field {inp.name!r} of source {source_name!r} holds {have.dtype}; the model input {inp.name!r} expects {inp.type.dtype}{hint}",
             )
-        fed[inp.name] = TORCH_DTYPES[inp.type.dtype]
+        fed[inp.name] = DTYPES[inp.type.dtype]
     _check_classes(graph, source, source_name, where)
     return fed
 
