@@ -10,12 +10,13 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 from tfn.layers import TensorType
@@ -140,18 +141,20 @@ def _first_line(exc: BaseException) -> str:
     if marker in text:
         text = text.split(marker, 1)[1]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
+    line = re.sub(r"^<class '[\w.]+'>:\s*", "", lines[0]) if lines else type(exc).__name__
+    return line[:300]
 
 
 @contextmanager
 def _quiet_exporter():
     """torch's exporter logs and warns about things that are not the user's business."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "torch._export")]
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo", "torch._export", "torch.fx")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        # on failure torch.export prints the partial graph's code to stderr; tfn names the node instead
+        with warnings.catch_warnings(), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
             # raised inside torch's own pytree code on 2.13, not by anything tfn passes
             warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
             # several inputs share the one batch dimension, which is what tfn asks for
@@ -168,9 +171,10 @@ def _quiet_exporter():
 def to_dot(graph: Graph) -> str:
     """The graph in Graphviz's DOT language.
 
-    Inputs are ellipses, ops boxes (outputs drawn double, losses shaded);
+    Inputs are ellipses, ops boxes (outputs drawn double, losses in red);
     data edges are solid and labelled with the shape they carry; control
-    edges (`after:`) are dashed and unlabelled; name scopes are clusters.
+    edges (`after:`) are dashed and unlabelled; name scopes are grey
+    clusters, nested as the scopes are.
     """
     lines = [
         f"digraph {_quote(graph.name)} {{",
@@ -217,7 +221,7 @@ def _dot_scope(branch: dict, prefix: str, losses: set, outputs: set, indent: str
     for name, sub in branch["scopes"].items():
         scope = f"{prefix}{name}"
         lines.append(f"{indent}subgraph {_quote('cluster_' + scope)} {{")
-        lines.append(f'{indent}  label={_quote(scope)}; style="rounded,dashed"; color="#7a8aa6";')
+        lines.append(f'{indent}  label={_quote(scope)}; style="rounded,filled"; fillcolor="#f4f6fa"; color="#9aa7bd";')
         lines += _dot_scope(sub, scope + "/", losses, outputs, indent + "  ")
         lines.append(f"{indent}}}")
     return lines
