@@ -24,6 +24,8 @@ def apply_overrides(doc: Document, overrides) -> None:
             if isinstance(target, list) and isinstance(part, int) and part < len(target):
                 target = target[part]
             elif isinstance(target, dict):
+                if part not in target:  # created by this override: problems with it point here
+                    doc.overrides[parts[: i + 1]] = text
                 target = target.setdefault(part, {})
             else:
                 raise UserError(f"--set {text!r}: error: {'.'.join(map(str, parts[: i + 1]))} is not a mapping or list index")

@@ -57,6 +57,8 @@ def _data_path(data, loc: tuple) -> tuple[tuple, list]:
             path.append(part)
         elif isinstance(part, str) and (part in NODE_MODELS or part in LOSS_MODELS or part == SCOPE_TAG or "[" in part):
             tags.append(part)
+        elif isinstance(data, dict) and part in (data.get("source"), data.get("type")):
+            tags.append(part)  # the tag of a union discriminated by `source:` (data) or `type:` (optimizer, schedule)
         else:
             path.append(part)  # a key that is absent (missing) or does not exist in the model
             data = None

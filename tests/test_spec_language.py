@@ -384,3 +384,10 @@ def test_toml_scanner_positions_every_key_of_nested_arrays_of_tables(write_spec)
             yield path
 
     assert all(path in doc.values for path in leaves(doc.data))  # every value has its own position
+
+
+def test_an_override_that_adds_an_unknown_key_points_at_the_override(write_spec, tfn_cli):
+    path = write_spec(model("- {op: flatten}\n- {name: logits, op: dense, units: 10}"))
+    code, _, err = tfn_cli("check", str(path), "--set", "data.samples.train=3")
+    # the path is the document's (data.samples), not pydantic's (data.digits.samples)
+    assert code == 2 and err.startswith("--set data.samples.train=3: error: data.samples: unknown attribute 'samples'")
