@@ -43,7 +43,6 @@ from tfn.specs.graph import Graph
 __all__ = ["DataError", "DataLoaderFailed", "DataPipeline", "RandomShuffleQueue", "SPLITS", "epoch_order", "augment_images"]
 
 EVAL_BATCH_SIZE = 512
-WORKER_TIMEOUT_S = 300  # a worker silent this long is stuck: fail instead of waiting forever
 
 
 class DataLoaderFailed(RuntimeError):
@@ -381,7 +380,7 @@ class DataPipeline:
                         continue
                 yield {name: fields[name].to(self.device, dtype=self.fed[name], non_blocking=cuda) for name in self.fed}
         except Exception:
-            self._close_loader(split)  # the run stops: end the workers now, not whenever the pipeline is collected
+            self._close_loader(split, kill=True)  # the run stops: end the workers now, stuck ones included
             raise
         finally:
             del batches  # drop this frame's reference even while a traceback keeps the frame alive
@@ -401,7 +400,7 @@ class DataPipeline:
                 prefetch_factor=spec.prefetch_factor if spec.workers else None,
                 persistent_workers=spec.workers > 0,
                 pin_memory=self.device.type == "cuda",
-                timeout=WORKER_TIMEOUT_S if spec.workers else 0,
+                timeout=spec.worker_timeout if spec.workers else 0,  # a stuck worker fails the run instead of hanging it
                 # the loader's own generator: starting a pass must not draw from the global RNG the model uses
                 generator=torch.Generator().manual_seed(0),
             )
@@ -413,11 +412,15 @@ class DataPipeline:
         for split in list(self._loaders):
             self._close_loader(split)
 
-    def _close_loader(self, split: str) -> None:
+    def _close_loader(self, split: str, kill: bool = False) -> None:
         loader, _ = self._loaders.pop(split, (None, None))
         iterator = getattr(loader, "_iterator", None)  # where a persistent DataLoader keeps its workers
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
+        if iterator is None or not hasattr(iterator, "_shutdown_workers"):
+            return
+        if kill:  # a worker stuck in a decode would hold up the orderly shutdown for seconds
+            for worker in getattr(iterator, "_workers", []):
+                worker.terminate()
+        iterator._shutdown_workers()
 
 
 class _PassBatches(torch.utils.data.Sampler):

@@ -529,6 +529,7 @@ class ImageFolderData(SplitByFraction):
     skip_bad: bool = False
     workers: NonNegativeInt = 0
     prefetch_factor: PositiveInt = 2
+    worker_timeout: PositiveFloat = Field(default=300.0, description="seconds a worker may take for one batch before the run fails (never a hang)")
 
     @model_validator(mode="after")
     def _per_channel(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -175,3 +176,21 @@ def test_streamed_batches_reach_the_gpu_through_pinned_memory(folder_pipeline):
     with within(60):
         gpu = list(folder_pipeline(extra=", workers: 2", device="cuda").train_batches(epoch=1))
     assert all(b["image"].is_cuda and torch.equal(a["image"], b["image"].cpu()) for a, b in zip(cpu, gpu))
+
+
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="the patched decode reaches the workers only through fork")
+def test_a_stuck_worker_fails_the_run_after_worker_timeout(folder_pipeline, monkeypatch):
+    data = folder_pipeline(extra=", workers: 1, worker_timeout: 1")
+    decode = ImageFileSource.decode
+
+    def hang_on_one(self, path):
+        if path.name == "02.png" and path.parent.name == "c":
+            time.sleep(30)  # a decoder stuck on a bad file or a dead network share
+        return decode(self, path)
+
+    monkeypatch.setattr(ImageFileSource, "decode", hang_on_one)
+    with within(20), pytest.raises(DataLoaderFailed, match="the data loader failed: DataLoader timed out after 1"):
+        for _ in data.train_batches(epoch=1):
+            pass
+        for _ in data.eval_batches("validation"):
+            pass
