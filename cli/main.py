@@ -15,6 +15,7 @@ import click
 COMMANDS = {
     "check": ("tfn.cli.check", "Validate a spec, compile it and print nodes, shapes, parameters and FLOPs."),
     "train": ("tfn.cli.train", "Train a spec; write a run directory with checkpoints and TensorBoard logs."),
+    "eval": ("tfn.cli.eval", "Evaluate a checkpoint on a data split and print the metrics."),
     "export-graph": ("tfn.cli.export_graph", "Write the graph as graph.json, ONNX, a picture (dot/svg/png) or a TensorBoard log."),
     "inspect-checkpoint": ("tfn.cli.inspect_checkpoint", "List, print, compare or check a checkpoint's variables."),
     "schema": ("tfn.cli.schema", "Print the JSON Schema of the spec format (for editors)."),

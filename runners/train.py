@@ -267,7 +267,7 @@ class Trainer:
         self.loaded, self.spec, self.graph = loaded, loaded.spec, loaded.graph
         self.settings = self.spec.train
         self.run_dir, self.device, self.quiet = run_dir, device, quiet
-        self.data = DataPipeline(self.spec.data, self.graph, seed=self.settings.seed, device=device)
+        self.data = DataPipeline(self.spec.data, self.graph, seed=self.settings.seed, device=device, doc=loaded.doc)
         self.has_validation = self.data.size("validation") > 0
 
         torch.manual_seed(self.settings.seed)
@@ -628,3 +628,40 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def evaluate_checkpoint(
+    target: str | Path, checkpoint: str | Path | None = None, *, split: str = "test", device: str | None = None
+) -> tuple[Path, dict]:
+    """The metrics of a checkpoint on a split: (the checkpoint file, {metric: value}).
+
+    `target` is a run directory (its spec.yaml; the checkpoint defaults to its
+    latest, and `best` or `latest` name those of the run) or a spec file or
+    shipped example (then `checkpoint` is required).
+    """
+    from tfn.runners.data import SPLITS
+
+    if split not in SPLITS:
+        raise UserError(f"--split {split}: error: the splits are {', '.join(SPLITS)}")
+    path = Path(target)
+    is_run = path.is_dir() and (path / "spec.yaml").is_file()
+    if path.is_dir() and not is_run:
+        raise UserError(f"{path}: error: a directory without spec.yaml is not a run directory")
+    loaded = load(path / "spec.yaml" if is_run else target)
+    if checkpoint in (None, "latest", "best"):
+        if not is_run:
+            raise UserError(f"{target}: error: a spec has no checkpoints of its own; give --checkpoint CKPT (a file or a run directory)")
+        state = ckpt.read_state_file(path / "checkpoints")
+        if checkpoint == "best":
+            if not state.get("best"):
+                raise UserError(f"{path}: error: the run kept no best checkpoint (set train.checkpoints.best to keep one)")
+            checkpoint = path / "checkpoints" / state["best"]["name"]
+        else:
+            checkpoint = path / "checkpoints" / state["latest"]
+    dev = pick_device(device or loaded.spec.train.device)
+    model = GraphModule(loaded.graph).place(dev)
+    info = ckpt.restore(model, checkpoint)
+    data = DataPipeline(loaded.spec.data, loaded.graph, seed=loaded.spec.train.seed, device=dev)
+    if data.size(split) == 0:
+        raise UserError(f"--split {split}: error: the data of {target} has no {split} samples")
+    return info.path, evaluate(model, data, split, make_metrics(loaded.spec.train, Target.of(loaded.graph)))

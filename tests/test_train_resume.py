@@ -20,10 +20,10 @@ name: resumable
 model:
   inputs: {image: {shape: [1, 8, 8]}}
   layers:
-    - {name: conv, op: conv2d, filters: 4, kernel_size: 3, padding: SAME}
+    - {op: flatten}
+    - {name: hidden, op: dense, units: 32}
     - {name: bn, op: batch_normalization}
     - {op: relu}
-    - {op: flatten}
     - {op: dropout, rate: 0.3}
     - {name: logits, op: dense, units: 10}
 loss: {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}

@@ -1,0 +1,111 @@
+"""Metrics against references written here in NumPy, accumulated over several batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tfn.runners.metrics import Metrics, better
+from tfn.specs.errors import UserError
+
+RNG = np.random.default_rng(5)
+
+
+def batches(arrays, sizes):
+    start = 0
+    for size in sizes:
+        yield [torch.from_numpy(a[start : start + size]) for a in arrays]
+        start += size
+
+
+def test_class_metrics_match_numpy():
+    classes = 4
+    logits = RNG.normal(size=(50, classes))
+    labels = RNG.integers(0, classes, size=50)
+    labels[:3] = 3  # make sure every class occurs
+    metrics = Metrics(
+        ["accuracy", "top_k_accuracy", "per_class_accuracy", "confusion_matrix", "precision", "recall", "f1"], classes, "int64", top_k=2
+    )
+    for x, y in batches([logits, labels], [20, 20, 10]):
+        metrics.update(x, y)
+    got = metrics.result()
+
+    predicted = logits.argmax(1)
+    cm = np.zeros((classes, classes), dtype=int)
+    for t, p in zip(labels, predicted):
+        cm[t, p] += 1
+    top2 = np.argsort(-logits, axis=1)[:, :2]
+    precision = np.array([cm[c, c] / cm[:, c].sum() if cm[:, c].sum() else 0.0 for c in range(classes)])
+    recall = np.array([cm[c, c] / cm[c].sum() for c in range(classes)])
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
+
+    assert got["accuracy"] == pytest.approx((predicted == labels).mean(), abs=1e-12)
+    assert got["top_2_accuracy"] == pytest.approx((top2 == labels[:, None]).any(1).mean(), abs=1e-12)
+    assert got["confusion_matrix"] == cm.tolist()
+    assert got["per_class_accuracy"] == pytest.approx(recall.tolist(), abs=1e-12)
+    assert got["precision"] == pytest.approx(precision.mean(), abs=1e-12)
+    assert got["recall"] == pytest.approx(recall.mean(), abs=1e-12)
+    assert got["f1"] == pytest.approx(f1.mean(), abs=1e-12)
+
+
+def test_hand_computed_confusion_and_accuracy():
+    # logits pick classes [0, 1, 1, 2]; labels [0, 1, 2, 2] -> 3 of 4 right; class 2 recall 1/2
+    logits = torch.tensor([[5.0, 0, 0], [0, 5, 0], [0, 5, 0], [0, 0, 5]])
+    labels = torch.tensor([0, 1, 2, 2])
+    metrics = Metrics(["accuracy", "per_class_accuracy", "confusion_matrix"], 3, "int64")
+    metrics.update(logits, labels)
+    assert metrics.result() == {"accuracy": 0.75, "per_class_accuracy": [1.0, 1.0, 0.5], "confusion_matrix": [[1, 0, 0], [0, 1, 0], [0, 1, 1]]}
+
+
+def test_class_axis_is_axis_1_for_dense_predictions():
+    # [N, C, L] logits against [N, L] labels (per-position classes)
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 3.0]]])  # N=1, C=2, L=2 -> predictions [0, 1]
+    metrics = Metrics(["accuracy"], 2, "int64")
+    metrics.update(logits, torch.tensor([[0, 0]]))
+    assert metrics.result() == {"accuracy": 0.5}
+
+
+def test_multi_label_precision_recall_f1_micro():
+    logits = RNG.normal(size=(30, 5))
+    labels = (RNG.random(size=(30, 5)) < 0.4).astype(np.float32)
+    metrics = Metrics(["precision", "recall", "f1", "accuracy"], 5, "float32", threshold=0.6)
+    for x, y in batches([logits.astype(np.float32), labels], [7, 23]):
+        metrics.update(x, y)
+    got = metrics.result()
+    on = 1 / (1 + np.exp(-logits)) > 0.6
+    truth = labels > 0.5
+    tp, fp, fn = (on & truth).sum(), (on & ~truth).sum(), (~on & truth).sum()
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    assert got["precision"] == pytest.approx(precision, abs=1e-12)
+    assert got["recall"] == pytest.approx(recall, abs=1e-12)
+    assert got["f1"] == pytest.approx(2 * precision * recall / (precision + recall), abs=1e-12)
+    assert got["accuracy"] == pytest.approx((on == truth).mean(), abs=1e-12)
+
+
+def test_regression_errors():
+    predictions = RNG.normal(size=(40, 3))
+    targets = RNG.normal(size=(40, 3))
+    metrics = Metrics(["mean_squared_error", "mean_absolute_error"], 3, "float64")
+    for x, y in batches([predictions, targets], [10, 30]):
+        metrics.update(x, y)
+    got = metrics.result()
+    assert got["mean_squared_error"] == pytest.approx(((predictions - targets) ** 2).mean(), rel=1e-12)
+    assert got["mean_absolute_error"] == pytest.approx(np.abs(predictions - targets).mean(), rel=1e-12)
+
+
+def test_metric_that_does_not_fit_the_labels_is_a_user_error():
+    with pytest.raises(UserError, match="mean_squared_error cannot be computed for class-index labels"):
+        Metrics(["mean_squared_error"], 10, "int64")
+
+
+def test_update_does_not_synchronise():
+    # everything update() keeps stays a tensor: the host reads only in result()
+    metrics = Metrics(["accuracy", "top_k_accuracy"], 3, "int64", top_k=2)
+    metrics.update(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
+    assert all(isinstance(v, torch.Tensor) for v in metrics.sums.values())
+
+
+def test_direction_of_improvement():
+    assert better("loss", "auto") == "min" and better("mean_absolute_error", "auto") == "min"
+    assert better("accuracy", "auto") == "max" and better("loss", "max") == "max"

@@ -1,0 +1,183 @@
+"""`tfn train` end to end on small specs: the run directory, TensorBoard tags read back with
+TensorBoard's own reader, validation cadence, early stopping, plateau, `best`, init-from, `tfn eval`."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+RUN_SPEC = """
+version: 1
+name: small
+model:
+  inputs: {image: {shape: [1, 8, 8]}}
+  layers:
+    - {op: flatten}
+    - {name: hidden, op: dense, units: 32}
+    - {op: relu}
+    - {name: logits, op: dense, units: 10}
+loss: {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}
+optimizer:
+  type: momentum
+  learning_rate: 0.05
+  clip_global_norm: 5.0
+  learning_rate_multipliers: {"logits/*": 2.0}
+  schedule: {type: cosine_decay, decay_steps: 60, warmup_steps: 5}
+data: {source: digits, batch_size: 64}
+train:
+  epochs: 3
+  log_every: 5
+  metrics: [accuracy, top_k_accuracy, per_class_accuracy, confusion_matrix, f1]
+  top_k: 3
+  checkpoints: {keep: 2, best: accuracy}
+  summaries: {histogram_every: 10, images: 9}
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from tfn import specs
+    from tfn.runners.train import train
+
+    root = tmp_path_factory.mktemp("train_run")
+    spec = root / "small.yaml"
+    spec.write_text(textwrap.dedent(RUN_SPEC).lstrip())
+    result = train(specs.load(spec), runs_root=root / "runs", quiet=True)
+    return result
+
+
+def records(run_dir, split):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if json.loads(line)["split"] == split]
+
+
+def test_numbered_run_directory_and_learning(run):
+    assert run.run_dir.parent.name == "small" and run.run_dir.name == "1"
+    assert run.steps == 3 * 19
+    train_losses = [r["loss"] for r in records(run.run_dir, "train")]
+    assert train_losses[-1] < 0.5 * train_losses[0]
+    assert run.metrics["test"]["accuracy"] > 0.8  # chance is 0.1
+    assert run.metrics["test"]["top_3_accuracy"] >= run.metrics["test"]["accuracy"]
+
+
+def test_validation_each_epoch_and_best_checkpoint(run):
+    validations = records(run.run_dir, "validation")
+    assert [r["step"] for r in validations] == [19, 38, 57]
+    assert [r["epoch"] for r in validations] == [1, 2, 3]
+    assert len(validations[-1]["confusion_matrix"]) == 10 and len(validations[-1]["per_class_accuracy"]) == 10
+    state = json.loads((run.run_dir / "checkpoints" / "checkpoint.json").read_text())
+    best = max(validations, key=lambda r: r["accuracy"])
+    assert state["best"] == {"name": f"ckpt-{best['step']:06d}.safetensors", "metric": "accuracy", "value": best["accuracy"]}
+    assert state["kept"] == ["ckpt-000038.safetensors", "ckpt-000057.safetensors"]
+
+
+def test_learning_rate_follows_warmup_and_schedule(run):
+    import math
+
+    logged = {r["step"]: r["learning_rate"] for r in records(run.run_dir, "train")}
+    # the rate logged at step k is the one the next update uses: TF's formula at global step k
+    assert logged[5] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 5 / 60)))
+    assert logged[30] == pytest.approx(0.05 * 0.5 * (1 + math.cos(math.pi * 30 / 60)))
+
+
+def test_tensorboard_tags(run):
+    train = EventAccumulator(str(run.run_dir / "train"), size_guidance={"histograms": 0, "images": 0, "scalars": 0})
+    train.Reload()
+    tags = train.Tags()
+    assert {"loss", "learning_rate", "samples_per_second", "accuracy"} <= set(tags["scalars"])
+    assert {"weights/hidden/kernel", "gradients/hidden/kernel", "weights/logits/bias", "gradients/logits/bias"} <= set(tags["histograms"])
+    assert [e.step for e in train.Histograms("weights/hidden/kernel")] == [10, 20, 30, 40, 50]
+    assert "inputs/image" in tags["images"]
+    image = train.Images("inputs/image")[0]
+    assert (image.width, image.height) == (3 * 8 + 4, 3 * 8 + 4)  # 3x3 grid of 8x8 images, 1-pixel borders
+    assert train.Graph() is not None
+    hparams = train.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
+    assert "hparams/test_accuracy" in tags["scalars"]
+
+    validation = EventAccumulator(str(run.run_dir / "validation"), size_guidance={"images": 0})
+    validation.Reload()
+    vtags = validation.Tags()
+    assert {"loss", "accuracy", "top_3_accuracy", "f1", "per_class_accuracy/0", "per_class_accuracy/9"} <= set(vtags["scalars"])
+    assert "confusion_matrix" in vtags["images"]
+    assert [e.step for e in validation.Images("confusion_matrix")] == [19, 38, 57]
+
+
+def test_run_json(run):
+    data = json.loads((run.run_dir / "run.json").read_text())
+    assert data["status"] == "completed" and data["steps"] == 57 and data["stopped"] is None
+    assert data["metrics"]["test"]["accuracy"] == run.metrics["test"]["accuracy"]
+    assert data["seed"] == 0 and data["threads"] >= 1
+
+
+def test_eval_prints_the_checkpoint_metrics(run, tfn_cli):
+    code, out, err = tfn_cli("eval", str(run.run_dir), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["split"] == "test" and result["checkpoint"].endswith("ckpt-000057.safetensors")
+    # the final test evaluation of the run was on the same weights
+    assert result["metrics"]["accuracy"] == pytest.approx(run.metrics["test"]["accuracy"], abs=1e-12)
+    code, out, err = tfn_cli("eval", str(run.run_dir), "--checkpoint", "best", "--split", "validation")
+    assert code == 0, err
+    assert "on validation:" in out and "accuracy" in out and "rows: true class" in out
+
+
+def test_eval_of_a_spec_needs_a_checkpoint(tfn_cli, minimal_spec):
+    code, _, err = tfn_cli("eval", str(minimal_spec))
+    assert code == 2 and "give --checkpoint CKPT" in err
+
+
+def test_init_from_reports_names_and_strict_exits_2(run, write_spec, tmp_path, tfn_cli):
+    other = write_spec(
+        RUN_SPEC.replace("name: small", "name: other").replace(
+            "loss: {op: sparse_softmax_cross_entropy_with_logits, logits: logits",
+            "loss: {op: sparse_softmax_cross_entropy_with_logits, logits: head",
+        ).replace("    - {name: logits, op: dense, units: 10}", "    - {name: logits, op: dense, units: 16}\n    - {name: head, op: dense, units: 10}"),
+        "other.yaml",
+    )
+    code, out, err = tfn_cli("train", str(other), "--init-from", str(run.run_dir), "--strict", "--out", str(tmp_path / "a"), "--steps", "1")
+    assert code == 2
+    assert "error: --strict" in err and "missing from checkpoint (kept as initialised): head/kernel" in err
+    assert "shape differs (kept as initialised): logits/kernel checkpoint [10, 32], graph [16, 32]" in err
+    code, out, err = tfn_cli("train", str(other), "--init-from", str(run.run_dir), "--out", str(tmp_path / "b"), "--steps", "1", "--quiet")
+    assert code == 0, err
+    assert "initialised 2 of 6 variables" in err  # hidden/kernel and hidden/bias; logits/* differ in shape, head/* are new
+
+
+def test_early_stopping_and_plateau(write_spec, tmp_path):
+    from tfn import specs
+    from tfn.runners.train import train
+
+    # a learning rate of ~0 never improves the validation loss after the first evaluation
+    text = RUN_SPEC.replace("learning_rate: 0.05", "learning_rate: 1.0e-12").replace("epochs: 3", "epochs: 20") + textwrap.indent(
+        "early_stopping: {monitor: loss, patience: 2, min_delta: 0.001}\nreduce_on_plateau: {monitor: accuracy, patience: 1, factor: 0.5}\nvalidate_every: 4\n",
+        "  ",
+    )
+    result = train(specs.load(write_spec(text)), out=tmp_path / "run", quiet=True)
+    assert result.stopped == "early_stopping"
+    assert result.steps == 12  # validations at 4 (best), 8, 12: two without improvement
+    lrs = {r["step"]: r["learning_rate"] for r in records(tmp_path / "run", "train")}
+    assert lrs[10] < lrs[5]  # halved after the validation at step 8 (accuracy flat)
+    assert "test" in result.metrics
+
+
+def test_out_directory_must_be_new_or_empty(tmp_path, tfn_cli, minimal_spec):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("")
+    code, _, err = tfn_cli("train", str(minimal_spec), "--out", str(tmp_path / "busy"))
+    assert code == 2 and "exists and is not empty" in err
+
+
+def test_monitor_of_unknown_metric_is_a_user_error(write_spec, tmp_path, tfn_cli):
+    spec = write_spec(RUN_SPEC.replace("best: accuracy", "best: acuracy"))
+    code, _, err = tfn_cli("train", str(spec), "--out", str(tmp_path / "r"))
+    assert code == 2
+    assert "train.checkpoints.best: error: 'acuracy' is not a validation metric" in err and "did you mean 'accuracy'" in err
+
+
+def test_seed_option_overrides_spec(write_spec, tmp_path, tfn_cli):
+    code, _, err = tfn_cli("train", str(write_spec(RUN_SPEC)), "--seed", "3", "--steps", "2", "--out", str(tmp_path / "r"), "--quiet")
+    assert code == 0, err
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["seed"] == 3
