@@ -10,6 +10,7 @@ source into batches.
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass, field
 from functools import singledispatch
 from pathlib import Path
@@ -176,10 +177,6 @@ def _digits(spec: schema.DigitsData) -> ArraySource:
 @load_source.register
 def _synthetic(spec: schema.SyntheticData) -> ArraySource:
     seed = spec.seed % 2**64
-    patterns = np.random.default_rng([seed, 0])
-    prototypes = {
-        name: patterns.standard_normal((spec.classes, *f.shape)) for name, f in spec.fields.items() if f.dtype.startswith("float")
-    }
     splits = {}
     for index, split in enumerate(SPLITS):
         rng = np.random.default_rng([seed, 1 + index])  # one stream per split: resizing one split leaves the others alone
@@ -187,13 +184,24 @@ def _synthetic(spec: schema.SyntheticData) -> ArraySource:
         labels = rng.integers(0, spec.classes, n)
         fields = {}
         for name, f in spec.fields.items():
-            if name in prototypes:
-                fields[name] = (prototypes[name][labels] + spec.noise * rng.standard_normal((n, *f.shape))).astype(f.dtype)
+            if f.dtype.startswith("float"):
+                values = rng.standard_normal((n, *f.shape), dtype=np.dtype(f.dtype).type) * np.asarray(spec.noise, dtype=f.dtype)
+                for label in range(spec.classes):  # one class at a time: no [classes, *shape] table in memory
+                    rows = np.flatnonzero(labels == label)
+                    if rows.size:
+                        values[rows] += _class_pattern(seed, name, label, f)
+                fields[name] = values
             else:
                 fields[name] = rng.integers(0, f.high or spec.classes, (n, *f.shape)).astype(f.dtype)
         fields[spec.label] = labels.astype(np.int64)
         splits[split] = fields
     return ArraySource(splits, [str(c) for c in range(spec.classes)])
+
+
+def _class_pattern(seed: int, field_name: str, label: int, f: schema.SyntheticField) -> np.ndarray:
+    """The standard-normal pattern of one class in one field: the same in every split."""
+    rng = np.random.default_rng([seed, 0, zlib.crc32(field_name.encode()), label])
+    return rng.standard_normal(tuple(f.shape), dtype=np.dtype(f.dtype).type)
 
 
 def _images_and_labels(images_path: str | Path, labels_path: str | Path) -> dict[str, np.ndarray]:
