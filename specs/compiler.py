@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from tfn import layers
 from tfn.layers import OpError, TensorType
 from tfn.specs.documents import Document
-from tfn.specs.errors import Diagnostic, SpecError
+from tfn.specs.errors import Diagnostic, SpecError, format_path
 from tfn.specs.graph import Graph, Input, Loss, Node, Variable, split_ref
 from tfn.specs.schema import LOSS_MODELS, NODE_MODELS, InputSpec, NodeFields
 
@@ -310,8 +310,16 @@ class _Compiler:
         return dict(target.variables)
 
     def losses(self, inputs, types, nodes, names, have_nodes: bool) -> list[Loss]:
+        """`loss:` is one loss or a list of weighted losses, named loss, loss_1, ... unless named."""
         raw = self.data.get("loss")
-        path = ("loss",)
+        if isinstance(raw, list):
+            found = []
+            for i, item in enumerate(raw):
+                found += self.loss(item, ("loss", i), "loss" if i == 0 else f"loss_{i}", inputs, types, nodes, names, have_nodes)
+            return found
+        return self.loss(raw, ("loss",), "loss", inputs, types, nodes, names, have_nodes)
+
+    def loss(self, raw, path, default_name, inputs, types, nodes, names, have_nodes: bool) -> list[Loss]:
         if not isinstance(raw, dict):
             return []
         op = raw.get("op")
@@ -319,16 +327,16 @@ class _Compiler:
         logits_ref = raw.get("logits")
         if not isinstance(logits_ref, str) or not have_nodes:
             return []
-        holder = _Entry(path, "", raw, spec, None, "loss")
+        holder = _Entry(path, "", raw, spec, None, default_name)
         logits = self.resolve(logits_ref, holder, path + ("logits",), names, inputs, earlier_only=False)
         if spec is None or logits is None or split_ref(logits)[0] not in types:
             return []
-        name, index = split_ref(logits)
-        if index >= len(types[name]):
-            self.fail(path + ("logits",), f"{logits!r}: node {name!r} has {len(types[name])} output(s), numbered from 0")
+        logits_node, index = split_ref(logits)
+        if index >= len(types[logits_node]):
+            self.fail(path + ("logits",), f"{logits!r}: node {logits_node!r} has {len(types[logits_node])} output(s), numbered from 0")
             return []
         op = layers.get(spec.op)
-        logits_type = types[name][index]
+        logits_type = types[logits_node][index]
         params = op.Params.model_validate({k: getattr(spec, k) for k in op.Params.model_fields})
         try:
             label_type = op.label_type(params, logits_type)
@@ -341,16 +349,17 @@ class _Compiler:
             label_type = inputs[spec.labels].type
         else:
             self.label_inputs[spec.labels] = Input(spec.labels, label_type)
-        if spec.name in names or spec.name in inputs:
-            self.fail(path + ("name",), f"the loss node is named {spec.name!r}, which a node already uses; set loss.name")
+        name = spec.name or default_name
+        if name in names or name in inputs or name in nodes:
+            self.fail(path + ("name",), f"the loss node is named {name!r}, which a node already uses; set {format_path(path)}.name")
             return []
         try:
             outputs = op.infer(params, [logits_type, label_type])
         except OpError as exc:
             self.fail(path + ("labels",), str(exc))
             return []
-        nodes[spec.name] = Node(spec.name, op.name, params.model_dump(mode="json"), (logits, spec.labels), outputs=tuple(outputs))
-        return [Loss(spec.name, spec.weight)]
+        nodes[name] = Node(name, op.name, params.model_dump(mode="json"), (logits, spec.labels), outputs=tuple(outputs))
+        return [Loss(name, spec.weight)]
 
     def topological_order(self, nodes: dict[str, Node], names: dict[str, _Entry]) -> list[str]:
         """Kahn's algorithm over data and control edges, keeping spec order among ready nodes."""

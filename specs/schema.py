@@ -82,8 +82,8 @@ def _loss_model(op: layers.Op) -> type[BaseModel]:
         op=(Literal[op.name], ...),
         logits=(str, Field(description="the node that gives the logits")),
         labels=(str, Field(description="the data field that gives the labels")),
-        name=(Name, "loss"),
-        weight=(float, 1.0),
+        name=(Name | None, Field(None, description="the loss node's name; default: loss (in a list: loss, loss_1, loss_2, ...)")),
+        weight=(float, Field(1.0, description="factor on this loss in the sum the optimizer minimises")),
     )
 
 
@@ -114,6 +114,14 @@ ScopeNode.model_rebuild()
 LossSpec = Annotated[
     Union[tuple(Annotated[model, Tag(name)] for name, model in LOSS_MODELS.items())],
     Discriminator(_tag),
+]
+
+# `loss:` is one loss or a list of weighted losses the optimizer minimises the sum of.
+# The tags contain "[" so that error locations skip them as union tags.
+LOSS_FORMS: dict[str, Any] = {"loss[one]": LossSpec, "loss[list]": Annotated[list[LossSpec], Field(min_length=1)]}
+Losses = Annotated[
+    Union[tuple(Annotated[form, Tag(tag)] for tag, form in LOSS_FORMS.items())],
+    Discriminator(lambda value: "loss[list]" if isinstance(value, list) else "loss[one]"),
 ]
 
 
@@ -622,7 +630,7 @@ class Spec(Strict):
     version: Literal[1]
     name: Name
     model: Model
-    loss: LossSpec
+    loss: Losses
     optimizer: Optimizer = Adam(type="adam")
     data: Data
     train: Train = Train()

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 from tfn.layers import suggest
 from tfn.specs.documents import Document
 from tfn.specs.errors import Diagnostic, SpecError, format_path
-from tfn.specs.schema import LOSS_MODELS, NODE_MODELS, SCOPE_TAG, ScopeNode, Spec
+from tfn.specs.schema import LOSS_FORMS, LOSS_MODELS, NODE_MODELS, SCOPE_TAG, ScopeNode, Spec
 
 
 def validate(doc: Document) -> Spec:
@@ -96,6 +96,9 @@ def _unwrap(model, tags):
                 model = members[0]
                 continue
             tag = next(tags, None)
+            if tag in LOSS_FORMS:  # `loss:` is one loss or a list of them
+                model = LOSS_FORMS[tag]
+                continue
             if tag == SCOPE_TAG:
                 return ScopeNode
             by_tag = {**NODE_MODELS, **LOSS_MODELS}
@@ -133,7 +136,7 @@ def _diagnose(doc: Document, error: dict) -> Diagnostic:
                 message += f"; known: {', '.join(k for k in model.model_fields)}"
         return doc.error(path, message, key=True)
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        if path and path[-1] == "loss" or (len(path) == 1 and path[0] == "loss"):
+        if path and path[-1] == "loss" or (path and path[0] == "loss" and len(path) <= 2):
             return doc.error(path + ("op",), _unknown("loss op", ctx.get("tag"), LOSS_MODELS, value))
         if kind == "union_tag_not_found" or ctx.get("tag") is None:
             return doc.error(path, "a node needs an `op:` (or `scope:` with `layers:`)")
