@@ -16,7 +16,8 @@ class BatchNormalization(Op):
     momentum) * batch (momentum 0.99 is PyTorch's 0.01). The variance that
     updates moving_variance follows TF: unbiased (n/(n-1)) for 4-D inputs,
     which take TF's fused kernel; biased for every other rank. Evaluation
-    normalizes with the moving statistics.
+    normalizes with the moving statistics. On 4-D inputs epsilon is at least
+    1.001e-5, as TF's fused path raises it (a cuDNN limit).
 
     Example:
         {op: batch_normalization}
@@ -57,8 +58,8 @@ class BatchNormalization(Op):
         import torch
         import torch.nn.functional as F
 
-        momentum, eps = 1.0 - p.momentum, p.epsilon
         fused = inputs[0].rank == 4
+        momentum, eps = 1.0 - p.momentum, max(p.epsilon, 1.001e-5) if fused else p.epsilon
 
         def batch_normalization(xs, v, training):
             x, mean, var = xs[0], v["moving_mean"], v["moving_variance"]

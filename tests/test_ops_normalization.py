@@ -54,3 +54,12 @@ def test_center_and_scale_flags_drop_their_variables():
     assert roles({"center": False, "scale": False}) == [("moving_mean", False), ("moving_variance", False)]
     y, _ = batch_norm(np.array([[0.0], [2.0]]), {"center": False, "scale": False})
     np.testing.assert_allclose(y.numpy().ravel(), [-1 / np.sqrt(1 + 1e-3), 1 / np.sqrt(1 + 1e-3)])
+
+
+def test_fused_4d_path_raises_a_tiny_epsilon_as_tf():
+    x = np.array([0.0, 0.0, 0.0, 1e-3]).reshape(4, 1, 1, 1)  # batch variance 1.875e-7: epsilon dominates
+    y, _ = batch_norm(x, {"epsilon": 1e-8})
+    mean, var = x.mean(), x.var()
+    np.testing.assert_allclose(y.numpy().ravel(), ((x - mean) / np.sqrt(var + 1.001e-5)).ravel(), rtol=1e-10)
+    y2, _ = batch_norm(x.reshape(4, 1), {"epsilon": 1e-8})  # not fused: epsilon as given
+    np.testing.assert_allclose(y2.numpy().ravel(), ((x - mean) / np.sqrt(var + 1e-8)).ravel(), rtol=1e-10)
