@@ -4,6 +4,8 @@ as `tf.reduce_mean` of the op does in TF code."""
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from tfn.layers.attrs import resolve_axis
 from tfn.layers.base import Op, OpError, Params, TensorType, register
 
@@ -15,6 +17,8 @@ class SparseSoftmaxCrossEntropyWithLogits(Op):
 
     The class axis is axis 1 (channels-first). A label outside [0, classes) is
     an error naming the value, never a NaN or a silently ignored row.
+    `label_smoothing` is tf.losses.softmax_cross_entropy's: the one-hot target
+    becomes onehot * (1 - label_smoothing) + label_smoothing / classes.
 
     Example (the loss section):
         {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}
@@ -27,6 +31,9 @@ class SparseSoftmaxCrossEntropyWithLogits(Op):
     family = "loss"
     arity = (2, 2)
     is_loss = True
+
+    class Params(Params):
+        label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="weight of the uniform distribution mixed into the one-hot target")
 
     def label_type(self, p, logits):
         return TensorType((logits.shape[0], *logits.shape[2:]), "int64")
@@ -52,7 +59,7 @@ class SparseSoftmaxCrossEntropyWithLogits(Op):
         def sparse_softmax_cross_entropy_with_logits(xs, v, training):
             logits, labels = xs
             check_labels(labels, classes)
-            return F.cross_entropy(logits, labels, reduction="none")
+            return F.cross_entropy(logits, labels, reduction="none", label_smoothing=p.label_smoothing)
 
         return sparse_softmax_cross_entropy_with_logits
 
