@@ -3,6 +3,7 @@ import json
 import click
 
 from tfn.cli.options import as_json
+from tfn.cli.table import table
 
 
 @click.command("inspect-checkpoint")
@@ -53,8 +54,8 @@ def command(checkpoint, tensors, all_tensors, full, stats, other, graph_target, 
         click.echo(f"{name} {value.dtype} {list(value.shape)}\n{inspect.format_value(value, full)}")
 
 
-def _shape(shape) -> str:
-    return str(list(shape))
+def _var(dtype: str, shape) -> str:
+    return f"{dtype} {list(shape)}"
 
 
 def _print_listing(listing) -> None:
@@ -62,18 +63,15 @@ def _print_listing(listing) -> None:
     if listing.metadata:
         click.echo("  " + ", ".join(f"{k} {v}" for k, v in sorted(listing.metadata.items())))
     rows = [("variable", "dtype", "shape", "size")]
-    rows += [(v.name, v.dtype, _shape(v.shape), f"{v.size:,}") for v in listing.variables]
+    rows += [(v.name, v.dtype, str(list(v.shape)), f"{v.size:,}") for v in listing.variables]
     with_stats = any(v.stats for v in listing.variables)
     if with_stats:
         rows[0] += ("min", "max", "mean", "std", "L2 norm", "NaN", "Inf")
         for i, v in enumerate(listing.variables, 1):
             s = v.stats
             rows[i] += tuple(f"{x:.6g}" for x in (s.min, s.max, s.mean, s.std, s.l2_norm)) + (str(s.nan), str(s.inf))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for k, row in enumerate(rows):
-        click.echo("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
-        if k == 0:
-            click.echo("  ".join("-" * w for w in widths))
+    for line in table(rows, left=3):
+        click.echo(line)
     click.echo(f"# {len(listing.variables)} variables, {listing.total_size:,} values, {listing.total_bytes:,} bytes")
 
 
@@ -83,11 +81,11 @@ def _print_diff(d, as_json: bool) -> None:
         return
     click.echo(f"{d.this}\n  -> {d.other}")
     for name, (dtype, shape) in d.added.items():
-        click.echo(f"+ {name}  {dtype} {_shape(shape)}  (added)")
+        click.echo(f"+ {name}  {_var(dtype, shape)}  (added)")
     for name, (dtype, shape) in d.removed.items():
-        click.echo(f"- {name}  {dtype} {_shape(shape)}  (removed)")
+        click.echo(f"- {name}  {_var(dtype, shape)}  (removed)")
     for r in d.reshaped:
-        click.echo(f"~ {r.name}  {r.this[0]} {_shape(r.this[1])} -> {r.other[0]} {_shape(r.other[1])}  (reshaped)")
+        click.echo(f"~ {r.name}  {_var(*r.this)} -> {_var(*r.other)}  (reshaped)")
     for c in d.changed:
         relative = "n/a (was all zeros)" if c.relative_l2 is None else f"{c.relative_l2:.3g}"
         click.echo(f"* {c.name}  max |change| {c.max_abs:.6g}, relative L2 change {relative}")
@@ -103,11 +101,11 @@ def _print_fit(fit, as_json: bool) -> None:
         return
     click.echo(f"{fit.checkpoint} against graph {fit.graph_name!r}")
     for name, (dtype, shape) in fit.missing.items():
-        click.echo(f"  missing from checkpoint: {name}  {dtype} {_shape(shape)}")
+        click.echo(f"  missing from checkpoint: {name}  {_var(dtype, shape)}")
     for name, (dtype, shape) in fit.extra.items():
-        click.echo(f"  not in graph: {name}  {dtype} {_shape(shape)}")
+        click.echo(f"  not in graph: {name}  {_var(dtype, shape)}")
     for m in fit.mismatched:
-        click.echo(f"  differs: {m.name}  checkpoint {m.this[0]} {_shape(m.this[1])}, graph {m.other[0]} {_shape(m.other[1])}")
+        click.echo(f"  differs: {m.name}  checkpoint {_var(*m.this)}, graph {_var(*m.other)}")
     if fit.fits:
         same = "the same graph" if fit.same_graph else f"written for graph {str(fit.checkpoint_hash)[:12]}, this is {fit.graph_hash[:12]}"
         click.echo(f"# fits: all {fit.matching} variables match ({same})")

@@ -3,6 +3,7 @@ import json
 import click
 
 from tfn.cli.options import as_json, overrides, spec_target
+from tfn.cli.table import table
 
 
 @click.command("time")
@@ -46,11 +47,8 @@ def command(target, overrides, iterations, warmup, batch_size, device, order, as
     for n in nodes:
         back = "-" if n.backward_ms is None else f"{n.backward_ms:.3f}"
         rows.append((n.name, n.op, n.output, f"{n.forward_ms:.3f}", back, f"{timing.share(n):.1%}", f"{n.parameters:,}", f"{n.flops:,}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for k, row in enumerate(rows):
-        click.echo("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
-        if k == 0:
-            click.echo("  ".join("-" * w for w in widths))
+    for line in table(rows, left=3):
+        click.echo(line)
     click.echo(
         f"\n{timing.graph} on {timing.device}, batch {timing.batch_size}, median of {timing.iterations} after {timing.warmup} warm-up: "
         f"nodes forward {timing.forward_ms:.3f} ms + backward {timing.backward_ms:.3f} ms; "

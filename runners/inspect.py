@@ -165,6 +165,14 @@ def list_variables(target: str | Path, stats: bool = False) -> Listing:
     return Listing(info.path, info.metadata, rows)
 
 
+def _var_json(dtype: str, shape: tuple[int, ...]) -> dict:
+    return {"dtype": dtype, "shape": list(shape)}
+
+
+def _vars_json(variables: dict[str, tuple[str, tuple[int, ...]]]) -> dict:
+    return {name: _var_json(*v) for name, v in variables.items()}
+
+
 # --- diff --------------------------------------------------------------------
 
 
@@ -197,16 +205,13 @@ class CheckpointDiff:
         return not (self.added or self.removed or self.reshaped or self.changed)
 
     def to_dict(self) -> dict:
-        def var(d):
-            return {n: {"dtype": t, "shape": list(s)} for n, (t, s) in d.items()}
-
         return {
             "this": str(self.this),
             "other": str(self.other),
             "identical": self.identical,
-            "added": var(self.added),
-            "removed": var(self.removed),
-            "reshaped": [{"name": r.name, "this": var({0: r.this})[0], "other": var({0: r.other})[0]} for r in self.reshaped],
+            "added": _vars_json(self.added),
+            "removed": _vars_json(self.removed),
+            "reshaped": [{"name": r.name, "this": _var_json(*r.this), "other": _var_json(*r.other)} for r in self.reshaped],
             "changed": [asdict(c) for c in self.changed],
             "unchanged": self.unchanged,
         }
@@ -262,9 +267,6 @@ class Fit:
         return self.checkpoint_hash == self.graph_hash
 
     def to_dict(self) -> dict:
-        def var(d):
-            return {n: {"dtype": t, "shape": list(s)} for n, (t, s) in d.items()}
-
         return {
             "checkpoint": str(self.checkpoint),
             "graph": self.graph_name,
@@ -272,11 +274,9 @@ class Fit:
             "checkpoint_graph_hash": self.checkpoint_hash,
             "fits": self.fits,
             "same_graph": self.same_graph,
-            "missing": var(self.missing),
-            "extra": var(self.extra),
-            "mismatched": [
-                {"name": m.name, "checkpoint": var({0: m.this})[0], "graph": var({0: m.other})[0]} for m in self.mismatched
-            ],
+            "missing": _vars_json(self.missing),
+            "extra": _vars_json(self.extra),
+            "mismatched": [{"name": m.name, "checkpoint": _var_json(*m.this), "graph": _var_json(*m.other)} for m in self.mismatched],
             "matching": self.matching,
         }
 

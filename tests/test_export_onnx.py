@@ -9,22 +9,17 @@ from tfn.specs import example_names
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
-SCOPED_SPEC = """
+NET_SPEC = """
 version: 1
-name: scoped
+name: net
 model:
   inputs:
     image: {shape: [1, 4, 4]}
   layers:
-    - scope: block1
-      layers:
-        - {name: conv, op: conv2d, filters: 2, kernel_size: 3, padding: SAME}
-        - {name: act, op: relu}
-        - scope: inner
-          layers:
-            - {name: conv, op: conv2d, filters: 2, kernel_size: 1}
-    - {name: side, op: relu, inputs: [block1/act]}
-    - {name: flat, op: flatten, inputs: [block1/inner/conv], after: [side]}
+    - {name: conv, op: conv2d, filters: 2, kernel_size: 3, padding: SAME}
+    - {name: act, op: relu}
+    - {name: mix, op: conv2d, filters: 2, kernel_size: 1}
+    - {name: flat, op: flatten}
     - {name: logits, op: dense, units: 3}
 loss: {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}
 data: {source: digits, batch_size: 4}
@@ -33,8 +28,8 @@ train: {epochs: 1}
 
 
 @pytest.fixture
-def scoped(write_spec):
-    return write_spec(SCOPED_SPEC)
+def net(write_spec):
+    return write_spec(NET_SPEC)
 
 
 def onnx_parity(model, path) -> None:
@@ -68,27 +63,27 @@ def test_onnx_parity_for_every_example(name, tmp_path):
     onnx_parity(model, export_onnx(model, tmp_path / f"{name}.onnx"))
 
 
-def test_onnx_embeds_the_checkpoint(scoped, tfn_cli, tmp_path):
+def test_onnx_embeds_the_checkpoint(net, tfn_cli, tmp_path):
     import onnx
     import torch
 
     from tfn.runners.checkpoint import save
     from tfn.runners.session import load_model
 
-    initial = load_model(scoped)
+    initial = load_model(net)
     trained = {name: torch.full_like(t, 0.25) for name, t in initial.variables().items()}
     save(tmp_path / "ckpt.safetensors", trained, step=3, epoch=1, graph_hash=initial.graph.hash)
-    code, _, err = tfn_cli("export-graph", str(scoped), "-o", str(tmp_path / "m.onnx"), "--checkpoint", str(tmp_path / "ckpt.safetensors"))
+    code, _, err = tfn_cli("export-graph", str(net), "-o", str(tmp_path / "m.onnx"), "--checkpoint", str(tmp_path / "ckpt.safetensors"))
     assert code == 0, err
     proto = onnx.load(str(tmp_path / "m.onnx"))
     assert [i.name for i in proto.graph.input] == ["image"]  # labels are not needed for the logits
     assert {p.key: p.value for p in proto.metadata_props}["tfn.graph_hash"] == initial.graph.hash
-    onnx_parity(load_model(scoped, tmp_path / "ckpt.safetensors"), tmp_path / "m.onnx")
+    onnx_parity(load_model(net, tmp_path / "ckpt.safetensors"), tmp_path / "m.onnx")
     session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     x = np.ones((1, 1, 4, 4), np.float32)
     # with every weight 0.25 the network is a hand-computable sum: check one logit
     taps = np.array([[4, 6, 6, 4], [6, 9, 9, 6], [6, 9, 9, 6], [4, 6, 6, 4]])
-    act = np.maximum(0.25 * taps + 0.25, 0)  # block1/conv then relu, each of the 2 channels alike
+    act = np.maximum(0.25 * taps + 0.25, 0)  # conv then relu, each of the 2 channels alike
     inner = 2 * 0.25 * act + 0.25  # the 1x1 conv sums the 2 channels
     logit = 0.25 * 2 * inner.sum() + 0.25
     np.testing.assert_allclose(session.run(None, {"image": x})[0], np.full((1, 3), logit), rtol=1e-6)
