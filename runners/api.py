@@ -11,7 +11,7 @@
     tfn.diff_checkpoints(a, b).changed; tfn.check_checkpoint(ckpt, tfn.load_graph("digits_cnn")).fits
     tfn.export_onnx(model, "model.onnx")
 
-The names above are re-exported by tfn.runners (its ``_API``), loaded on first use.
+Every name in ``__all__`` is also an attribute of tfn.runners, loaded on first use.
 `model` is a :class:`tfn.runners.module.GraphModule`: ``model(feeds, fetches)``
 returns ``{fetch: tensor}`` and its parameters carry the graph's variable names.
 """
@@ -35,3 +35,18 @@ def export_onnx(model, path: str | Path) -> Path:
 
     atomic_write(path, onnx_bytes(model))
     return Path(path)
+
+
+__all__ = [
+    "Prediction",
+    "RunResult",
+    "check_checkpoint",
+    "diff_checkpoints",
+    "export_onnx",
+    "list_variables",
+    "load_graph",
+    "load_model",
+    "predict",
+    "read_checkpoint",
+    "run",
+]

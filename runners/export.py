@@ -80,7 +80,7 @@ def _torch_export(module, inputs: list[str], outputs: list[str], types: dict[str
     import torch
 
     try:
-        import onnxscript  # noqa: F401  (the exporter needs it; say so before torch does)
+        import onnxscript  # noqa: F401  (torch's exporter needs it: say so before torch fails less clearly)
     except ImportError:
         raise ExportError("--format onnx: error: ONNX export needs the onnx extra: pip install 'tfn[onnx]'") from None
 

@@ -107,7 +107,7 @@ def test_every_api_name_resolves_and_a_typo_does_not():
 
     from tfn.runners import api
 
-    for name in tfn.__all__:
+    for name in api.__all__:
         assert getattr(tfn, name) is getattr(api, name)
 
     with pytest.raises(AttributeError, match="no attribute 'load_modle'"):
