@@ -8,11 +8,13 @@ loads on first use, so importing a torch-free module such as
 
 from __future__ import annotations
 
+import importlib
+
 
 def __getattr__(name: str):
-    if not name.startswith("_"):
-        from tfn.runners import api
-
+    if not name.startswith("_") and name != "api":
+        # import_module, not `from tfn.runners import api`: that would ask this very function for "api"
+        api = importlib.import_module("tfn.runners.api")
         if name in api.__all__:
             return getattr(api, name)
     raise AttributeError(f"module 'tfn.runners' has no attribute {name!r}")
