@@ -328,14 +328,30 @@ def read_examples(model: GraphModule, paths: Sequence[str]) -> tuple[np.ndarray,
 
 
 def class_names(target: str | Path) -> list[str] | None:
-    """The class names of a run's (or spec's) data source, when it names them."""
+    """The class names of a run (run.json's `class_names`, else its spec's data source) or a spec's data source.
+
+    Never downloads: a source whose files are absent gives no names, and the
+    classes go by index.
+    """
+    import json
+
     path = Path(target)
+    if is_run_dir(path) and (path / "run.json").is_file():
+        try:
+            names = json.loads((path / "run.json").read_text(encoding="utf-8")).get("class_names")
+        except ValueError:
+            names = None
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            return names
     spec_path = path / "spec.yaml" if is_run_dir(path) else path
     if path.is_dir() and not spec_path.is_file() or spec_path.suffix == ".json":
         return None
     from tfn.runners.data_sources import load_source
 
     try:
-        return load_source(load_spec(spec_path).spec.data).class_names
-    except (UserError, OSError):  # data not at hand here: classes go by index
+        data = load_spec(spec_path).spec.data
+        if "download" in type(data).model_fields:
+            data = data.model_copy(update={"download": False})
+        return load_source(data).class_names
+    except (UserError, OSError):  # the data is not at hand here
         return None

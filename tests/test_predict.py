@@ -85,3 +85,17 @@ def test_bad_inputs_exit_2(model_files, tfn_cli, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not an image")
     code, _, err = tfn_cli("predict", str(spec), str(tmp_path / "broken.png"), "--checkpoint", str(ckpt))
     assert code == 2 and "not a readable image" in err
+
+
+def test_class_names_come_from_the_run(model_files, tfn_cli, tmp_path):
+    from tfn.specs import load_graph
+
+    spec, ckpt = model_files
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "graph.json").write_text(load_graph(spec).to_json())
+    (run_dir / "run.json").write_text(json.dumps({"class_names": ["cat", "dog", "bird"]}))
+    np.save(tmp_path / "one.npy", np.full((1, 4, 4), 1.0, np.float32))
+    code, out, err = tfn_cli("predict", str(run_dir), str(tmp_path / "one.npy"), "--checkpoint", str(ckpt), "--json")
+    assert code == 0, err
+    assert [t["label"] for t in json.loads(out)[0]["top"]] == ["bird", "dog", "cat"]
