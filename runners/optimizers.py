@@ -124,7 +124,30 @@ def _with_grads(group: dict) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return params, [p.grad for p in params]
 
 
-class TFRMSProp(torch.optim.Optimizer):
+class _ForeachOptimizer(torch.optim.Optimizer):
+    """An optimizer whose update is written once over lists of tensors (torch._foreach_*)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None if closure is None else closure()
+        for group in self.param_groups:
+            params, grads = _with_grads(group)
+            if not params:
+                continue
+            for p in params:
+                if not self.state[p]:
+                    self.state[p].update(self.initial_state(p, group))
+            self.update(group, params, grads, [self.state[p] for p in params])
+        return loss
+
+    def initial_state(self, p: torch.Tensor, group: dict) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def update(self, group: dict, params: list, grads: list, states: list[dict]) -> None:
+        raise NotImplementedError
+
+
+class TFRMSProp(_ForeachOptimizer):
     """tf.train.RMSPropOptimizer (training_ops.cc ApplyRMSProp / ApplyCenteredRMSProp).
 
         ms  = ms + (grad**2 - ms) * (1 - decay)          ms starts at ONES
@@ -138,39 +161,31 @@ class TFRMSProp(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 0.001, decay: float = 0.9, momentum: float = 0.0, epsilon: float = 1e-10, centered: bool = False):
         super().__init__(params, dict(lr=lr, decay=decay, momentum=momentum, epsilon=epsilon, centered=centered))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None if closure is None else closure()
-        for group in self.param_groups:
-            params, grads = _with_grads(group)
-            if not params:
-                continue
-            for p in params:
-                state = self.state[p]
-                if not state:
-                    state["rms"] = torch.ones_like(p, memory_format=torch.preserve_format)
-                    state["momentum"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    if group["centered"]:
-                        state["mg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            ms = [self.state[p]["rms"] for p in params]
-            mom = [self.state[p]["momentum"] for p in params]
-            weight = _one_minus(group["decay"], params[0].dtype)
-            torch._foreach_lerp_(ms, torch._foreach_mul(grads, grads), weight)
-            if group["centered"]:
-                mg = [self.state[p]["mg"] for p in params]
-                torch._foreach_lerp_(mg, grads, weight)
-                denominator = torch._foreach_sub(ms, torch._foreach_mul(mg, mg))
-            else:
-                denominator = torch._foreach_add(ms, 0.0)
-            torch._foreach_add_(denominator, group["epsilon"])
-            torch._foreach_sqrt_(denominator)
-            torch._foreach_mul_(mom, group["momentum"])
-            torch._foreach_addcdiv_(mom, torch._foreach_mul(grads, group["lr"]), denominator)
-            torch._foreach_sub_(params, mom)
-        return loss
+    def initial_state(self, p, group):
+        state = {"rms": torch.ones_like(p, memory_format=torch.preserve_format), "momentum": torch.zeros_like(p, memory_format=torch.preserve_format)}
+        if group["centered"]:
+            state["mg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state
+
+    def update(self, group, params, grads, states):
+        ms = [s["rms"] for s in states]
+        mom = [s["momentum"] for s in states]
+        weight = _one_minus(group["decay"], params[0].dtype)
+        torch._foreach_lerp_(ms, torch._foreach_mul(grads, grads), weight)
+        if group["centered"]:
+            mg = [s["mg"] for s in states]
+            torch._foreach_lerp_(mg, grads, weight)
+            denominator = torch._foreach_sub(ms, torch._foreach_mul(mg, mg))
+        else:
+            denominator = torch._foreach_add(ms, 0.0)
+        torch._foreach_add_(denominator, group["epsilon"])
+        torch._foreach_sqrt_(denominator)
+        torch._foreach_mul_(mom, group["momentum"])
+        torch._foreach_addcdiv_(mom, torch._foreach_mul(grads, group["lr"]), denominator)
+        torch._foreach_sub_(params, mom)
 
 
-class TFAdam(torch.optim.Optimizer):
+class TFAdam(_ForeachOptimizer):
     """tf.train.AdamOptimizer in TF's epsilon-hat form (training_ops.cc ApplyAdam).
 
         lr_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t)
@@ -182,42 +197,43 @@ class TFAdam(torch.optim.Optimizer):
     (v/Adam), `v` (v/Adam_1), `beta1_power` and `beta2_power`.
     """
 
+    POWERS = ("beta1_power", "beta2_power")
+
     def __init__(self, params, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8):
         super().__init__(params, dict(lr=lr, beta1=beta1, beta2=beta2, epsilon=epsilon))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None if closure is None else closure()
-        for group in self.param_groups:
-            params, grads = _with_grads(group)
-            if not params:
-                continue
-            for p in params:
-                state = self.state[p]
-                if not state:
-                    # TF's non-slot variables beta1_power and beta2_power, in the variable's
-                    # dtype (float32 rounding included) and on the CPU, so reading them
-                    # never waits for a GPU
-                    state["beta1_power"] = torch.tensor(group["beta1"], dtype=p.dtype)
-                    state["beta2_power"] = torch.tensor(group["beta2"], dtype=p.dtype)
-                    state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["v"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            # the group's variables step together; the first one's powers serve them all
-            first = self.state[params[0]]
-            lr_t = float(group["lr"] * torch.sqrt(1 - first["beta2_power"]) / (1 - first["beta1_power"]))
-            m = [self.state[p]["m"] for p in params]
-            v = [self.state[p]["v"] for p in params]
-            torch._foreach_lerp_(m, grads, _one_minus(group["beta1"], params[0].dtype))
-            torch._foreach_lerp_(v, torch._foreach_mul(grads, grads), _one_minus(group["beta2"], params[0].dtype))
-            denominator = torch._foreach_sqrt(v)
-            torch._foreach_add_(denominator, group["epsilon"])
-            update = torch._foreach_mul(m, lr_t)
-            torch._foreach_div_(update, denominator)
-            torch._foreach_sub_(params, update)
-            for p in params:
-                self.state[p]["beta1_power"].mul_(group["beta1"])
-                self.state[p]["beta2_power"].mul_(group["beta2"])
-        return loss
+    def initial_state(self, p, group):
+        # TF's non-slot variables beta1_power and beta2_power, in the variable's dtype
+        # (float32 rounding included) and on the CPU, so reading them never waits for a GPU
+        return {
+            "beta1_power": torch.tensor(group["beta1"], dtype=p.dtype),
+            "beta2_power": torch.tensor(group["beta2"], dtype=p.dtype),
+            "m": torch.zeros_like(p, memory_format=torch.preserve_format),
+            "v": torch.zeros_like(p, memory_format=torch.preserve_format),
+        }
+
+    def update(self, group, params, grads, states):
+        # the group's variables step together; the first one's powers serve them all
+        lr_t = float(group["lr"] * torch.sqrt(1 - states[0]["beta2_power"]) / (1 - states[0]["beta1_power"]))
+        m = [s["m"] for s in states]
+        v = [s["v"] for s in states]
+        torch._foreach_lerp_(m, grads, _one_minus(group["beta1"], params[0].dtype))
+        torch._foreach_lerp_(v, torch._foreach_mul(grads, grads), _one_minus(group["beta2"], params[0].dtype))
+        denominator = torch._foreach_sqrt(v)
+        torch._foreach_add_(denominator, group["epsilon"])
+        update = torch._foreach_mul(m, lr_t)
+        torch._foreach_div_(update, denominator)
+        torch._foreach_sub_(params, update)
+        torch._foreach_mul_([s["beta1_power"] for s in states], group["beta1"])
+        torch._foreach_mul_([s["beta2_power"] for s in states], group["beta2"])
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        # torch moves loaded state to each variable's device; the powers belong on the CPU
+        for state in self.state.values():
+            for key in self.POWERS:
+                if key in state:
+                    state[key] = state[key].cpu()
 
 
 def clip_gradients(parameters: list[torch.nn.Parameter], spec: schema.OptimizerBase) -> None:
@@ -225,6 +241,8 @@ def clip_gradients(parameters: list[torch.nn.Parameter], spec: schema.OptimizerB
 
     No host synchronisation: the scale stays a device tensor.
     """
+    if spec.clip_value is None and spec.clip_global_norm is None:
+        return
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return

@@ -240,3 +240,15 @@ def test_resolved_spec_with_two_losses_round_trips(write_spec, tmp_path):
     loaded = specs.load(write_spec(TWO_LOSSES))
     result = train(loaded, out=tmp_path / "run", steps=2, quiet=True)
     assert specs.load(result.run_dir / "spec.yaml").graph == loaded.graph
+
+
+def test_progress_lines_in_logs_and_none_with_quiet(write_spec, tmp_path, tfn_cli):
+    spec = str(write_spec(TWO_LOSSES))
+    code, out, err = tfn_cli("train", spec, "--steps", "2", "--set", "train.validate_every=1", "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    # not a terminal: no bar, one line per validation
+    assert [line.split(":")[0] for line in err.splitlines()] == ["epoch 1 step 1", "epoch 1 step 2"]
+    assert "validation loss" in err and "validation accuracy" in err
+    code, out, err = tfn_cli("train", spec, "--steps", "2", "--set", "train.validate_every=1", "--out", str(tmp_path / "b"), "--quiet")
+    assert code == 0 and err == ""
+    assert out.startswith(f"{tmp_path / 'b'}: 2 steps; test loss ")
