@@ -9,12 +9,13 @@ loads on first use, so importing a torch-free module such as
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 
 def __getattr__(name: str):
-    if not name.startswith("_") and name != "api":
-        # import_module, not `from tfn.runners import api`: that would ask this very function for "api"
-        api = importlib.import_module("tfn.runners.api")
+    # `from tfn.runners import checkpoint` asks here before importing the submodule: let it
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is None:
+        api = importlib.import_module(f"{__name__}.api")
         if name in api.__all__:
             return getattr(api, name)
-    raise AttributeError(f"module 'tfn.runners' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -110,3 +110,21 @@ def test_format_and_option_mistakes_exit_2(scoped, tfn_cli, tmp_path):
     assert code == 2 and "only --format onnx holds weights" in err
     code, _, err = tfn_cli("export-graph", "digits_cnm")
     assert code == 2 and "did you mean 'digits_cnn'" in err
+
+
+def test_json_dot_and_tensorboard_exports_do_not_import_torch(scoped, tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from tfn.cli.main import main
+        for args in (["--format", "json"], ["--format", "dot"], ["--format", "tensorboard", "-o", {str(tmp_path / "tb")!r}]):
+            main(["export-graph", {str(scoped)!r}, *args])
+        print("torch" in sys.modules, file=sys.stderr)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stderr.strip().endswith("False")

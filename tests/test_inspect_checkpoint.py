@@ -245,3 +245,23 @@ def test_missing_path_and_run_directory_without_checkpoints(tmp_path, tfn_cli):
     assert code == 2 and "no such checkpoint file or directory" in err
     code, _, err = tfn_cli("inspect-checkpoint", str(tmp_path))
     assert code == 2 and "no checkpoint here" in err
+
+
+def test_no_inspect_command_imports_torch(ckpt, minimal_spec):
+    """Listing, values, statistics, diff and against all work from safetensors' NumPy reader."""
+    path, _ = ckpt
+    commands = [[str(path)], [str(path), "--stats"], [str(path), "--all-tensors"], [str(path), "--diff", str(path)], [str(path), "--against", str(minimal_spec)]]
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from tfn.cli.main import main
+        for args in {commands!r}:
+            try:
+                main(["inspect-checkpoint", *args])
+            except SystemExit as exit:
+                assert exit.code in (0, None), (args, exit.code)
+        print("torch" in sys.modules, file=sys.stderr)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stderr.strip() == "False"
