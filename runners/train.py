@@ -160,7 +160,8 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     tensors["rng/numpy"] = torch.from_numpy(keys.astype(np.int64))
     version, internal, gauss_next = random.getstate()
-    header = {"numpy": [kind, int(pos), int(has_gauss), float(cached)], "python": [version, list(internal), gauss_next]}
+    tensors["rng/python"] = torch.tensor(internal, dtype=torch.int64)
+    header = {"numpy": [kind, int(pos), int(has_gauss), float(cached)], "python": [version, gauss_next]}
     return tensors, header
 
 
@@ -171,8 +172,8 @@ def set_rng_state(tensors: dict[str, torch.Tensor], header: dict) -> None:
         torch.cuda.set_rng_state_all([tensors[k] for k in cuda][: torch.cuda.device_count()])
     kind, pos, has_gauss, cached = header["numpy"]
     np.random.set_state((kind, tensors["rng/numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
-    version, internal, gauss_next = header["python"]
-    random.setstate((version, tuple(internal), gauss_next))
+    version, gauss_next = header["python"]
+    random.setstate((version, tuple(tensors["rng/python"].tolist()), gauss_next))
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

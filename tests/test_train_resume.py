@@ -105,3 +105,22 @@ def test_every_optimizer_state_survives_resume(write_spec, tmp_path, kind):
     resume(tmp_path / "part", steps=5, quiet=True)
     a, b = weights(tmp_path / "whole"), weights(tmp_path / "part")
     assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_every_rng_state_round_trips():
+    import random
+
+    import numpy as np
+
+    from tfn.runners.train import rng_state, set_rng_state
+
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    tensors, header = rng_state()
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(())))
+    random.seed(9)
+    np.random.seed(9)
+    torch.manual_seed(9)
+    set_rng_state(tensors, json.loads(json.dumps(header)))
+    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == expected
