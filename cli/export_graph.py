@@ -39,9 +39,12 @@ def command(target: str, output: str | None, fmt: str | None, checkpoint: str | 
 
     if fmt == "onnx":
         from tfn.runners.export import onnx_bytes
-        from tfn.runners.session import load_model
+        from tfn.runners.session import initial_weights_note, load_model
 
         model = load_model(target, checkpoint)
+        note = initial_weights_note(target, checkpoint)
+        if note:
+            click.echo(note, err=True)
         _write(output, onnx_bytes(model))
         return
     from tfn.specs import load_graph

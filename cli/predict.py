@@ -26,9 +26,12 @@ def command(target, inputs, checkpoint, top_k, labels, device, as_json) -> None:
     """
     from pathlib import Path
 
-    from tfn.runners.session import class_names, load_model, predict, read_examples
+    from tfn.runners.session import class_names, initial_weights_note, load_model, predict, read_examples
 
     model = load_model(target, checkpoint, device=device)
+    note = initial_weights_note(target, checkpoint)
+    if note:
+        click.echo(note, err=True)
     batch, sources = read_examples(model, inputs)
     names = Path(labels).read_text(encoding="utf-8").splitlines() if labels else class_names(target)
     result = predict(model, batch, top_k=top_k, class_names=names, sources=sources)

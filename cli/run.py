@@ -21,10 +21,13 @@ def command(target, checkpoint, feeds, fetches, out, full, device) -> None:
       tfn run digits_cnn --feed image=seven.png --fetch logits
       tfn run spec.yaml --feed x='[[1.0, 2.0], [1.0, 2.0]]' --fetch sigmoid
     """
-    from tfn.runners.session import load_model, read_feeds, run, save_npz, split_fetches
+    from tfn.runners.session import initial_weights_note, load_model, read_feeds, run, save_npz, split_fetches
     from tfn.runners.inspect import format_value
 
     model = load_model(target, checkpoint, device=device)
+    note = initial_weights_note(target, checkpoint)
+    if note:
+        click.echo(note, err=True)
     result = run(model, read_feeds(model.graph, feeds), split_fetches(fetches) or None)
     total = len(model.graph.nodes)
     click.echo(f"# computed {len(result.computed)} of {total} nodes: {', '.join(result.computed) or 'none'}", err=True)

@@ -68,6 +68,13 @@ def load_model(target: str | Path, checkpoint: str | Path | None = None, *, devi
     return model.place(device).eval()
 
 
+def initial_weights_note(target: str | Path, checkpoint: str | Path | None) -> str | None:
+    """A note for commands that fall back to untrained weights (a spec or graph.json without a checkpoint)."""
+    if checkpoint is None and not is_run_dir(target):
+        return "note: no --checkpoint: the weights are the initial, untrained ones"
+    return None
+
+
 def _graph_and_seed(target: str | Path) -> tuple[Graph, int]:
     path = Path(target)
     if path.is_dir() or path.suffix == ".json":
