@@ -31,7 +31,8 @@ def command(target: str, output: str | None, fmt: str | None, checkpoint: str | 
     """
     from tfn.specs.errors import UserError
 
-    fmt = fmt or _BY_SUFFIX.get(Path(output).suffix.lower(), "json") if output else fmt or "json"
+    if fmt is None:
+        fmt = _BY_SUFFIX.get(Path(output).suffix.lower(), "json") if output else "json"
     if checkpoint and fmt != "onnx":
         raise UserError(f"--checkpoint: error: only --format onnx holds weights; {fmt} is structure only")
     if output is None and fmt in ("onnx", "png", "tensorboard"):
