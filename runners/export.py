@@ -120,10 +120,17 @@ def _torch_export(module, inputs: list[str], outputs: list[str], types: dict[str
 
 
 def _first_unexportable(model, outputs) -> tuple[Node, str] | None:
-    """The first node, in graph order, that torch cannot export on its own, and why."""
+    """The first node, in graph order, that torch cannot export on its own, and why.
+
+    One node per op is tried (an error path, but a large graph has many nodes
+    of few ops); a node of an op already exported is taken as exportable.
+    """
     graph = model.graph
+    exported_ops: set[str] = set()
     for step in model.plan(outputs, {i.name for i in graph.inputs}):
         node = graph.node(step.name)
+        if node.op in exported_ops:
+            continue
         refs = list(dict.fromkeys(node.inputs))
         try:
             _torch_export(model, refs, [node.name], {r: graph.type_of(r) for r in refs})
@@ -131,6 +138,7 @@ def _first_unexportable(model, outputs) -> tuple[Node, str] | None:
             raise
         except Exception as exc:
             return node, _first_line(exc)
+        exported_ops.add(node.op)
     return None
 
 
