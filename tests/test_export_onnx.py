@@ -43,7 +43,11 @@ def onnx_parity(model, path) -> None:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch in (1, 5):  # the batch dimension is dynamic
         rng = np.random.default_rng(batch)
-        feeds = {i.name: rng.standard_normal([batch, *i.shape[1:]]).astype(np.float32) for i in session.get_inputs()}
+        types = {i.name: i.type for i in model.graph.inputs}
+        feeds = {}
+        for i in session.get_inputs():
+            shape, dtype = [batch, *types[i.name].shape[1:]], np.dtype(types[i.name].dtype)
+            feeds[i.name] = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else rng.integers(0, 2, shape).astype(dtype)
         expected = run(model, feeds).values
         for output, value in zip(session.get_outputs(), session.run(None, feeds)):
             np.testing.assert_allclose(value, expected[output.name], atol=1e-5, rtol=1e-5)
