@@ -43,7 +43,7 @@ def better(metric: str, mode: str) -> str:
 class Metrics:
     """Accumulates the chosen metrics over batches of (logits, labels)."""
 
-    def __init__(self, names: Sequence[str], classes: int, label_dtype: str, *, top_k: int = 5, threshold: float = 0.5):
+    def __init__(self, names: Sequence[str], classes: int, label_dtype: str, *, top_k: int = 5, threshold: float = 0.5, where: str = "train.metrics"):
         self.names = list(dict.fromkeys(names))
         self.classes = classes
         self.class_labels = label_dtype.startswith("int")
@@ -52,7 +52,7 @@ class Metrics:
         if wrong:
             kind = "class-index" if self.class_labels else "float"
             raise UserError(
-                f"train.metrics: error: {', '.join(wrong)} cannot be computed for {kind} labels; choose from {', '.join(allowed)}"
+                f"{where}: error: {', '.join(wrong)} cannot be computed for {kind} labels; choose from {', '.join(allowed)}"
             )
         self.top_k = min(top_k, classes)
         self.logit_threshold = math.log(threshold / (1 - threshold)) if 0 < threshold < 1 else (math.inf if threshold >= 1 else -math.inf)

@@ -90,12 +90,14 @@ class Summaries:
         for tag, value in result.items():
             if isinstance(value, (int, float)):
                 writer.add_scalar(tag, value, step)
-        for c, value in enumerate(result.get("per_class_accuracy", [])):
-            if value is not None:
-                name = class_names[c] if class_names and c < len(class_names) else str(c)
-                writer.add_scalar(f"per_class_accuracy/{name}", value, step)
-        if "confusion_matrix" in result:
-            writer.add_image("confusion_matrix", confusion_image(result["confusion_matrix"]), step, dataformats="HWC")
+        for key, value in result.items():
+            if key.endswith("per_class_accuracy"):  # also `loss_1/per_class_accuracy` of a second loss
+                for c, accuracy in enumerate(value):
+                    if accuracy is not None:
+                        name = class_names[c] if class_names and c < len(class_names) else str(c)
+                        writer.add_scalar(f"{key}/{name}", accuracy, step)
+            elif key.endswith("confusion_matrix"):
+                writer.add_image(key, confusion_image(value), step, dataformats="HWC")
         writer.flush()
 
     def histograms(self, step: int, model) -> None:

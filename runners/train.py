@@ -91,47 +91,71 @@ class Loss:
 
 @dataclass
 class Target:
-    """What the metrics follow: the first loss's logits node and label field."""
+    """One loss's logits and labels and the metrics that follow them.
+
+    The first loss's metrics are reported as they are (`accuracy`), the
+    others' under the loss node's name (`loss_1/accuracy`).
+    """
 
     logits: str
     labels: str
-    classes: int
-    label_dtype: str
+    metrics: Metrics
+    prefix: str
 
-    @classmethod
-    def of(cls, graph) -> Target:
-        loss = graph.node(graph.losses[0].node)
-        logits, labels = loss.inputs[0], loss.inputs[1]
-        logits_type = graph.type_of(logits)
-        return cls(logits, labels, logits_type.shape[1] if logits_type.rank > 1 else 1, graph.type_of(labels).dtype)
-
-
-def make_metrics(settings, target: Target) -> Metrics:
-    names = settings.metrics if settings.metrics is not None else default_metrics(target.label_dtype)
-    return Metrics(names, target.classes, target.label_dtype, top_k=settings.top_k, threshold=settings.threshold)
+    def scalar_names(self) -> list[str]:
+        """The names of the scalar results (what early stopping, plateau and `best` may watch)."""
+        m = self.metrics
+        names = [f"top_{m.top_k}_accuracy" if n == "top_k_accuracy" else n for n in m.names if n not in ("per_class_accuracy", "confusion_matrix")]
+        return [self.prefix + n for n in names]
 
 
-def evaluate(model: GraphModule, data: DataPipeline, split: str, metrics: Metrics) -> dict:
+def targets(spec, graph) -> list[Target]:
+    """Per loss: `metrics` of that loss, else (first loss only) train.metrics, else accuracy for class labels."""
+    settings = spec.train
+    loss_specs = spec.loss if isinstance(spec.loss, list) else [spec.loss]
+    found = []
+    for i, (loss, loss_spec) in enumerate(zip(graph.losses, loss_specs)):
+        logits, labels = graph.node(loss.node).inputs[:2]
+        logits_type, label_dtype = graph.type_of(logits), graph.type_of(labels).dtype
+        names, where = loss_spec.metrics, (f"loss[{i}].metrics" if isinstance(spec.loss, list) else "loss.metrics")
+        if names is None and i == 0:
+            names, where = (settings.metrics, "train.metrics") if settings.metrics is not None else (default_metrics(label_dtype), "")
+        classes = logits_type.shape[1] if logits_type.rank > 1 else 1
+        metrics = Metrics(names or [], classes, label_dtype, top_k=settings.top_k, threshold=settings.threshold, where=where)
+        found.append(Target(logits, labels, metrics, "" if i == 0 else f"{loss.node}/"))
+    return found
+
+
+def measure(chosen: list[Target], out: dict, feeds: dict) -> None:
+    for t in chosen:
+        t.metrics.update(out[t.logits], feeds[t.labels])
+
+
+def results(chosen: list[Target]) -> dict:
+    return {t.prefix + k: v for t in chosen for k, v in t.metrics.result().items()}
+
+
+def evaluate(model: GraphModule, data: DataPipeline, split: str, chosen: list[Target]) -> dict:
     """Mean loss and the metrics over a whole split, in evaluation mode; one host read at the end."""
     loss_fn = Loss(model)
-    target = Target.of(model.graph)
     n = data.size(split)
     if n == 0:
         return {}
-    metrics.reset()
+    for t in chosen:
+        t.metrics.reset()
     loss_sum = torch.zeros((), dtype=torch.float64, device=data.device)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             for feeds in data.eval_batches(split):
-                out = model(feeds, loss_fn.fetches + (target.logits,))
+                out = model(feeds, loss_fn.fetches)
                 count = len(next(iter(feeds.values())))
                 loss_sum += loss_fn.data_loss(out).double() * count
-                metrics.update(out[target.logits], feeds[target.labels])
+                measure(chosen, out, feeds)
     finally:
         model.train(was_training)
-    return {"loss": float(loss_sum) / n, **metrics.result()}
+    return {"loss": float(loss_sum) / n, **results(chosen)}
 
 
 def _versions() -> dict[str, str]:
@@ -286,8 +310,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.spec.optimizer, named)
         self.scheduler = Scheduler(self.optimizer, self.spec.optimizer)
         self.loss_fn = Loss(self.model)
-        self.target = Target.of(self.graph)
-        self.metrics = make_metrics(self.settings, self.target)
+        self.targets = targets(self.spec, self.graph)
         self.monitors = self._monitors()
         cs = self.settings.checkpoints
         self.checkpoints = ckpt.CheckpointManager(
@@ -302,7 +325,7 @@ class Trainer:
 
     def _monitors(self) -> dict[str, Monitor]:
         s = self.settings
-        available = ["loss", *self._metric_names()]
+        available = ["loss", *(name for t in self.targets for name in t.scalar_names())]
         wanted = {
             "early_stopping": s.early_stopping,
             "reduce_on_plateau": s.reduce_on_plateau,
@@ -316,9 +339,6 @@ class Trainer:
         if s.checkpoints.best is not None:
             self._check_monitor("train.checkpoints.best", s.checkpoints.best, available)
         return monitors
-
-    def _metric_names(self) -> list[str]:
-        return [f"top_{self.metrics.top_k}_accuracy" if n == "top_k_accuracy" else n for n in self.metrics.names if n not in ("per_class_accuracy", "confusion_matrix")]
 
     def _check_monitor(self, where: str, metric: str, available: list[str]) -> None:
         if not self.has_validation:
@@ -429,9 +449,10 @@ class Trainer:
                             now = time.perf_counter()
                             rate = seen / max(now - tick, 1e-9)
                             seen, tick = 0, now
-                            self.metrics.reset()
-                            self.metrics.update(out[self.target.logits], feeds[self.target.labels])
-                            batch_metrics = scalars(self.metrics.result())
+                            for t in self.targets:
+                                t.metrics.reset()
+                            measure(self.targets, out, feeds)
+                            batch_metrics = scalars(results(self.targets))
                             record = {"loss": value, "learning_rate": self.scheduler.rate, "samples_per_second": rate, **batch_metrics}
                             self.summaries.scalars("train", pos.step, record)
                             log({"split": "train", "step": pos.step, "epoch": pos.epoch, **record})
@@ -458,7 +479,7 @@ class Trainer:
         s, pos = self.settings, self.position
         result = None
         if self.has_validation:
-            result = evaluate(self.model, self.data, "validation", self.metrics)
+            result = evaluate(self.model, self.data, "validation", self.targets)
             self.last_validation = result
             self.summaries.evaluation("validation", pos.step, result, self.data.class_names)
             log({"split": "validation", "step": pos.step, "epoch": epoch, **result})
@@ -571,7 +592,7 @@ def _run(trainer: Trainer, run: dict, epochs: int | None, steps: int | None) -> 
         metrics = {"validation": scalars(trainer.last_validation)}
         interrupted = stopped in ("SIGTERM", "SIGINT")
         if not interrupted and trainer.data.size("test") > 0:
-            test = evaluate(trainer.model, trainer.data, "test", trainer.metrics)
+            test = evaluate(trainer.model, trainer.data, "test", trainer.targets)
             trainer.summaries.evaluation("test", trainer.position.step, test, trainer.data.class_names)
             metrics_file.write(json.dumps({"split": "test", "step": trainer.position.step, **test}, sort_keys=True) + "\n")
             metrics["test"] = scalars(test)
@@ -665,4 +686,4 @@ def evaluate_checkpoint(
     data = DataPipeline(loaded.spec.data, loaded.graph, seed=loaded.spec.train.seed, device=dev)
     if data.size(split) == 0:
         raise UserError(f"--split {split}: error: the data of {target} has no {split} samples")
-    return info.path, evaluate(model, data, split, make_metrics(loaded.spec.train, Target.of(loaded.graph)))
+    return info.path, evaluate(model, data, split, targets(loaded.spec, loaded.graph))

@@ -74,6 +74,19 @@ def _node_model(op: layers.Op) -> type[BaseModel]:
     )
 
 
+MetricName = Literal[
+    "accuracy",
+    "top_k_accuracy",
+    "per_class_accuracy",
+    "confusion_matrix",
+    "precision",
+    "recall",
+    "f1",
+    "mean_squared_error",
+    "mean_absolute_error",
+]
+
+
 def _loss_model(op: layers.Op) -> type[BaseModel]:
     return create_model(
         f"{type(op).__name__}Loss",
@@ -84,6 +97,10 @@ def _loss_model(op: layers.Op) -> type[BaseModel]:
         labels=(str, Field(description="the data field that gives the labels")),
         name=(Name | None, Field(None, description="the loss node's name; default: loss (in a list: loss, loss_1, loss_2, ...)")),
         weight=(float, Field(1.0, description="factor on this loss in the sum the optimizer minimises")),
+        metrics=(
+            list[MetricName] | None,
+            Field(None, description="metrics of this loss's logits and labels; default: train.metrics for the first loss, none for the others"),
+        ),
     )
 
 
@@ -557,17 +574,6 @@ Data = Annotated[
 
 # --- training ----------------------------------------------------------------------
 
-MetricName = Literal[
-    "accuracy",
-    "top_k_accuracy",
-    "per_class_accuracy",
-    "confusion_matrix",
-    "precision",
-    "recall",
-    "f1",
-    "mean_squared_error",
-    "mean_absolute_error",
-]
 
 
 class EarlyStopping(Strict):

@@ -252,3 +252,19 @@ def test_progress_lines_in_logs_and_none_with_quiet(write_spec, tmp_path, tfn_cl
     code, out, err = tfn_cli("train", spec, "--steps", "2", "--set", "train.validate_every=1", "--out", str(tmp_path / "b"), "--quiet")
     assert code == 0 and err == ""
     assert out.startswith(f"{tmp_path / 'b'}: 2 steps; test loss ")
+
+
+def test_metrics_per_loss(write_spec, tmp_path, tfn_cli):
+    from tfn import specs
+    from tfn.runners.train import train
+
+    text = TWO_LOSSES.replace("weight: 0.3}", "weight: 0.3, metrics: [accuracy, top_k_accuracy]}") + "train: {metrics: [accuracy, f1], top_k: 2, validate_every: 2, checkpoints: {best: loss_1/top_2_accuracy}}\n"
+    result = train(specs.load(write_spec(text)), out=tmp_path / "run", steps=2, quiet=True)
+    assert set(result.metrics["validation"]) == {"loss", "accuracy", "f1", "loss_1/accuracy", "loss_1/top_2_accuracy"}
+    assert json.loads((tmp_path / "run" / "checkpoints" / "checkpoint.json").read_text())["best"]["metric"] == "loss_1/top_2_accuracy"
+    validation = EventAccumulator(str(tmp_path / "run" / "validation"))
+    validation.Reload()
+    assert {"loss_1/accuracy", "loss_1/top_2_accuracy", "f1"} <= set(validation.Tags()["scalars"])
+    bad = write_spec(TWO_LOSSES.replace("weight: 0.3}", "weight: 0.3, metrics: [mean_squared_error]}"), "bad.yaml")
+    code, _, err = tfn_cli("train", str(bad), "--out", str(tmp_path / "bad"))
+    assert code == 2 and "loss[1].metrics: error: mean_squared_error cannot be computed for class-index labels" in err
