@@ -268,3 +268,14 @@ def test_metrics_per_loss(write_spec, tmp_path, tfn_cli):
     bad = write_spec(TWO_LOSSES.replace("weight: 0.3}", "weight: 0.3, metrics: [mean_squared_error]}"), "bad.yaml")
     code, _, err = tfn_cli("train", str(bad), "--out", str(tmp_path / "bad"))
     assert code == 2 and "loss[1].metrics: error: mean_squared_error cannot be computed for class-index labels" in err
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_help_does_not_import_torch(command):
+    import subprocess
+    import sys
+
+    code = f"import sys; from tfn.cli.main import main\ntry:\n main([{command!r}, '--help'])\nexcept SystemExit: pass\nprint('torch' in sys.modules, file=sys.stderr)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stderr.strip().endswith("False")
+    assert "Usage: tfn " + command in result.stdout
