@@ -32,12 +32,10 @@ import yaml
 
 from tfn.runners import checkpoint as ckpt
 from tfn.runners.data import DataPipeline
-from tfn.runners.distributed import Replicas, muted
 from tfn.runners.files import atomic_write, new_run_dir, prepare_out_dir, write_json
 from tfn.runners.metrics import Metrics, better, default_metrics, scalars
 from tfn.runners.module import GraphModule
 from tfn.runners.optimizers import clip_gradients, make_optimizer, unmatched_multiplier_patterns
-from tfn.runners.precision import Precision
 from tfn.runners.schedules import Scheduler
 from tfn.runners.summaries import Summaries
 from tfn.specs import LoadedSpec, load
@@ -79,14 +77,12 @@ class Loss:
         # TF's factor * l2_loss(w) = factor * sum(w^2) / 2
         self.regularized = [(params[v.name], 0.5 * v.regularizer) for v in graph.variables if v.regularizer > 0 and v.trainable]
         self.model = model
-        #: what runs the model: the model itself, or DistributedDataParallel around it (Trainer)
-        self.forward = model
 
     def data_loss(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum(w * out[node].mean() for node, w in self.weights)
 
     def __call__(self, feeds) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = self.forward(feeds, self.fetches)
+        out = self.model(feeds, self.fetches)
         total = self.data_loss(out)
         for param, factor in self.regularized:
             total = total + factor * param.square().sum()
@@ -292,22 +288,17 @@ class _Stop:
 
 
 class Trainer:
-    def __init__(
-        self, loaded: LoadedSpec, run_dir: Path, device: torch.device, *, quiet: bool, resuming: bool, replicas: Replicas | None = None
-    ):
+    def __init__(self, loaded: LoadedSpec, run_dir: Path, device: torch.device, *, quiet: bool, resuming: bool):
         self.loaded, self.spec, self.graph = loaded, loaded.spec, loaded.graph
         self.settings = self.spec.train
-        # one process, or one rank of a distributed job (runners/distributed.py): only rank 0 writes
-        self.replicas = replicas or Replicas(device)
-        self.run_dir, self.device, self.quiet = run_dir, device, quiet or not self.replicas.is_writer
-        self.data = DataPipeline(self.spec.data, self.graph, seed=self.settings.seed, device=device, doc=loaded.doc, shard=self.replicas.shard)
+        self.run_dir, self.device, self.quiet = run_dir, device, quiet
+        self.data = DataPipeline(self.spec.data, self.graph, seed=self.settings.seed, device=device, doc=loaded.doc)
         self.has_validation = self.data.size("validation") > 0
 
         torch.manual_seed(self.settings.seed)
         random.seed(self.settings.seed)
         np.random.seed(self.settings.seed % 2**32)
         self.model = GraphModule(self.graph, torch.Generator().manual_seed(self.settings.seed)).place(device)
-        self.replicas.reseed(self.settings.seed)
         named = list(self.model.trainable_variables().items())
         unmatched = unmatched_multiplier_patterns(self.spec.optimizer, (n for n, _ in named))
         if unmatched:
@@ -319,8 +310,6 @@ class Trainer:
         self.optimizer = make_optimizer(self.spec.optimizer, named)
         self.scheduler = Scheduler(self.optimizer, self.spec.optimizer)
         self.loss_fn = Loss(self.model)
-        self.loss_fn.forward = self.replicas.wrap(self.model, self.loss_fn.fetches, sync_batchnorm=self.settings.sync_batchnorm)
-        self.precision = Precision(self.settings.precision, device)
         self.targets = targets(self.spec, self.graph)
         self.monitors = self._monitors()
         cs = self.settings.checkpoints
@@ -332,7 +321,7 @@ class Trainer:
         self.last_saved_step: int | None = None
         if resuming:
             self._restore()
-        self.summaries = Summaries(run_dir, self.graph, purge_step=self.position.step if resuming else None) if self.replicas.is_writer else muted()
+        self.summaries = Summaries(run_dir, self.graph, purge_step=self.position.step if resuming else None)
 
     def _monitors(self) -> dict[str, Monitor]:
         s = self.settings
@@ -368,13 +357,12 @@ class Trainer:
 
     def _resume_state(self) -> tuple[dict, dict]:
         opt_tensors, opt_header = optimizer_state(self.optimizer)
-        rng_tensors, rng_header = self.replicas.gather_rng(*rng_state())
+        rng_tensors, rng_header = rng_state()
         header = {
             "step": self.position.step,
             "epoch": self.position.epoch,
             "batch": self.position.batch,
             "scheduler": self.scheduler.state_dict(),
-            "loss_scale": self.precision.state_dict(),
             "optimizer": opt_header,
             "rng": rng_header,
             "monitors": {k: m.state() for k, m in self.monitors.items()},
@@ -389,10 +377,9 @@ class Trainer:
             return
         self._check_finite(loss)
         tensors, header = self._resume_state()
-        if self.replicas.is_writer:
-            self.checkpoints.save(
-                self.model.variables(), tensors, header, step=self.position.step, epoch=self.position.epoch, graph_hash=self.graph.hash
-            )
+        self.checkpoints.save(
+            self.model.variables(), tensors, header, step=self.position.step, epoch=self.position.epoch, graph_hash=self.graph.hash
+        )
         self.last_saved_step = self.position.step
 
     def _check_finite(self, loss: torch.Tensor | None) -> None:
@@ -418,8 +405,7 @@ class Trainer:
         self.position = Position(header["step"], header["epoch"], header["batch"])
         self.last_validation = header.get("last_validation", {})
         self.last_saved_step = self.position.step
-        self.precision.load_state_dict(header.get("loss_scale", {}))
-        set_rng_state(*self.replicas.own_rng(tensors, header["rng"]))
+        set_rng_state(tensors, header["rng"])
 
     # --- the loop ------------------------------------------------------------------
 
@@ -445,21 +431,19 @@ class Trainer:
                 while pos.step < total_steps and stop is None:
                     # the pipeline's order is a pure function of (seed, epoch, step): resuming mid-epoch is exact
                     for feeds in self.data.train_batches(pos.epoch, pos.batch):
-                        with self.precision.autocast():
-                            loss, out = self.loss_fn(feeds)
+                        loss, out = self.loss_fn(feeds)
                         self.optimizer.zero_grad(set_to_none=True)
-                        self.precision.backward(loss)
-                        self.precision.unscale(self.optimizer)
+                        loss.backward()
                         clip_gradients(self.parameters, self.spec.optimizer)
                         pos.step += 1
                         if histogram_every and pos.step % histogram_every == 0:
                             self.summaries.histograms(pos.step, self.model)
-                        self.precision.step(self.optimizer)
+                        self.optimizer.step()
                         self.scheduler.step()
                         pos.batch += 1
-                        seen += len(next(iter(feeds.values()))) * self.replicas.world_size
+                        seen += len(next(iter(feeds.values())))
                         if pos.step % s.log_every == 0 or pos.step == total_steps:
-                            value = float(self.replicas.mean(loss.detach()))  # the host reads the loss only on the logging cadence
+                            value = float(loss.detach())  # the host reads the loss only on the logging cadence
                             if not math.isfinite(value):
                                 self._check_finite(loss)
                             now = time.perf_counter()
@@ -481,9 +465,8 @@ class Trainer:
                             stop = self.validate(log, loss, bar, pos.epoch - 1 if epoch_ended else pos.epoch)
                         elif s.checkpoints.every_steps and pos.step % s.checkpoints.every_steps == 0:
                             self.save_checkpoint(loss)
-                        reason = self.replicas.agree(signals.reason)  # every rank stops at the same step
-                        if reason:
-                            stop = reason
+                        if signals.reason:
+                            stop = signals.reason
                         if stop or pos.step >= total_steps:
                             break
                 self.save_checkpoint(loss)
@@ -504,7 +487,7 @@ class Trainer:
         self.save_checkpoint(loss)
         if result is None:
             return None
-        if s.checkpoints.best is not None and self.replicas.is_writer:
+        if s.checkpoints.best is not None:
             self.checkpoints.consider_best(s.checkpoints.best, result[s.checkpoints.best], better(s.checkpoints.best, s.checkpoints.best_mode))
         plateau = self.monitors.get("reduce_on_plateau")
         if plateau is not None and plateau.update(result[plateau.metric]):
