@@ -604,6 +604,7 @@ def _run(trainer: Trainer, run: dict, epochs: int | None, steps: int | None) -> 
     finally:
         metrics_file.close()
         trainer.summaries.close()
+        trainer.data.close()
     status = "interrupted" if interrupted else "completed"
     write_json(trainer.run_dir / "run.json", {**run, "status": status, "stopped": stopped, "ended": _now(), "steps": trainer.position.step, "metrics": metrics})
     return TrainResult(trainer.run_dir, trainer.position.step, metrics, stopped)
@@ -686,7 +687,10 @@ def evaluate_checkpoint(
     dev = pick_device(device or loaded.spec.train.device)
     model = GraphModule(loaded.graph).place(dev)
     info = ckpt.restore(model, checkpoint)
-    data = DataPipeline(loaded.spec.data, loaded.graph, seed=loaded.spec.train.seed, device=dev)
+    data = DataPipeline(loaded.spec.data, loaded.graph, seed=loaded.spec.train.seed, device=dev, doc=loaded.doc)
     if data.size(split) == 0:
         raise UserError(f"--split {split}: error: the data of {target} has no {split} samples")
-    return info.path, evaluate(model, data, split, targets(loaded.spec, loaded.graph))
+    try:
+        return info.path, evaluate(model, data, split, targets(loaded.spec, loaded.graph))
+    finally:
+        data.close()
