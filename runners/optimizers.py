@@ -13,7 +13,7 @@ multiplier * schedule(step).
 from __future__ import annotations
 
 import fnmatch
-import math
+import functools
 from functools import singledispatch
 from typing import Iterable
 
@@ -114,6 +114,7 @@ def _adamw(spec: schema.AdamW, named_parameters):
     )
 
 
+@functools.lru_cache(maxsize=64)
 def _one_minus(value: float, dtype: torch.dtype) -> float:
     """1 - value as TF computes it: in the variable's dtype (for float32, 1 - 0.9f = 0.10000002)."""
     return float(1 - torch.tensor(value, dtype=dtype))
