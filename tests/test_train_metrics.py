@@ -109,3 +109,26 @@ def test_update_does_not_synchronise():
 def test_direction_of_improvement():
     assert better("loss", "auto") == "min" and better("mean_absolute_error", "auto") == "min"
     assert better("accuracy", "auto") == "max" and better("loss", "max") == "max"
+
+
+def test_confusion_image_shades_rows_by_share():
+    from tfn.runners.summaries import confusion_image
+
+    image = confusion_image([[2, 0], [1, 1]], cell=4)
+    assert image.shape == (8, 8, 3) and image.dtype == np.uint8
+    # cell interiors (the first row and column of each cell are the grey grid)
+    assert image[2, 2].tolist() == [8, 48, 107]  # all of class 0 predicted 0: darkest blue
+    assert image[2, 6].tolist() == [255, 255, 255]  # none: white
+    assert image[6, 2].tolist() == [132, 152, 181]  # half: halfway, rounded
+    assert image[0, 0].tolist() == [160, 160, 160]
+
+
+def test_image_grid_layout():
+    from tfn.runners.summaries import image_grid
+
+    images = torch.arange(5 * 1 * 2 * 3, dtype=torch.float32).reshape(5, 1, 2, 3)
+    grid = image_grid(images)
+    # 5 images -> 3 columns, 2 rows of 2x3 images with 1-pixel borders
+    assert grid.shape == (1, 2 * 3 + 1, 3 * 4 + 1)
+    assert float(grid[0, 1, 1]) == 0.0 and float(grid[0, 2, 3]) == 1.0  # each image scaled to [0, 1]
+    assert float(grid[0, 0, 0]) == 1.0  # border
