@@ -19,7 +19,15 @@ from tfn.cli.options import overrides
 @click.option("--init-from", type=click.Path(), metavar="CKPT", help="Start from the weights of CKPT (a file or run), matched by variable name.")
 @click.option("--strict", is_flag=True, help="With --init-from: any missing, unexpected or wrong-shape variable is an error.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def command(target, overrides, out, runs_root, device, epochs, steps, seed, resume_dir, init_from, strict, quiet) -> None:
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train in N processes on this machine with DistributedDataParallel (gloo on CPU; NCCL and one GPU each on CUDA). "
+    "data.batch_size is the global batch. Under torchrun, torchrun's --nproc-per-node decides instead.",
+)
+def command(target, overrides, out, runs_root, device, epochs, steps, seed, resume_dir, init_from, strict, quiet, nproc) -> None:
     """Train SPEC and write a run directory: resolved spec.yaml, graph.json,
     checkpoints/, TensorBoard events (train/, validation/), metrics.jsonl, run.json.
 
@@ -33,8 +41,16 @@ def command(target, overrides, out, runs_root, device, epochs, steps, seed, resu
       tfn train my.yaml --set optimizer.learning_rate=0.01 --epochs 3
       tfn train --resume runs/digits_cnn/1
       tfn train my.yaml --init-from runs/digits_cnn/1 --strict
+      tfn train digits_cnn --nproc 2 --set train.sync_batchnorm=true
+      torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 -m tfn.cli.main train my.yaml --out /shared/runs/a
       tensorboard --logdir runs
     """
+    if nproc > 1:
+        from tfn.runners.distributed import launched
+
+        if not launched():
+            _launch(nproc, target, resume_dir, overrides)
+            return
     command_line = ["tfn", *sys.argv[1:]]
     if resume_dir:
         given = [o for o, v in (("SPEC", target), ("--set", overrides), ("--out", out), ("--seed", seed), ("--init-from", init_from)) if v]
@@ -64,9 +80,48 @@ def command(target, overrides, out, runs_root, device, epochs, steps, seed, resu
             init_from=init_from,
             strict=strict,
         )
+    from tfn.runners.distributed import rank
+
+    reporter = rank() == 0  # one line for the whole job
     if result.stopped in ("SIGTERM", "SIGINT"):
-        click.echo(f"{result.run_dir}: stopped by {result.stopped} at step {result.steps}; checkpoint written; continue with: tfn train --resume {result.run_dir}", err=True)
+        if reporter:
+            click.echo(f"{result.run_dir}: stopped by {result.stopped} at step {result.steps}; checkpoint written; continue with: tfn train --resume {result.run_dir}", err=True)
         sys.exit(128 + getattr(signal, result.stopped))
+    if not reporter:
+        return
     summary = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.get("test", {}).items())
     note = " (early stopping)" if result.stopped == "early_stopping" else ""
     click.echo(f"{result.run_dir}: {result.steps} steps{note}; test {summary}" if summary else f"{result.run_dir}: {result.steps} steps{note}")
+
+
+def _launch(nproc: int, target, resume_dir, overrides) -> None:
+    """Start this same command in `nproc` processes (each one a rank: RANK/WORLD_SIZE/LOCAL_RANK); exit with theirs."""
+    from tfn.runners.distributed import LaunchFailed, launch
+    from tfn.specs import load
+
+    if not resume_dir and target is not None:
+        load(target, list(overrides))  # a spec error shows once, not once per process
+    ctx = click.get_current_context()
+    args = ["--debug"] if ctx.find_root().params.get("debug") else []
+    args += ["train", *_given_options(ctx)]
+    try:
+        launch(nproc, [sys.executable, "-m", "tfn.cli.main", *args])
+    except LaunchFailed as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_status)
+
+
+def _given_options(ctx: click.Context) -> list[str]:
+    """The command's arguments and options as given (from the parsed values, so any caller's argv works)."""
+    args = []
+    for param in ctx.command.params:
+        value = ctx.params[param.name]
+        if param.name == "nproc" or value is None or value is False or value == ():
+            continue
+        if isinstance(param, click.Argument):
+            args.append(str(value))
+        elif param.is_flag:
+            args.append(param.opts[0])
+        else:
+            args += [item for v in (value if param.multiple else [value]) for item in (param.opts[0], str(v))]
+    return args

@@ -54,12 +54,17 @@ class BatchNormalization(Op):
     def flops(self, p, inputs, outputs):
         return 2 * outputs[0].sample_size
 
+    @staticmethod
+    def _constants(p, inputs) -> tuple[bool, float, float]:
+        """(fused, PyTorch momentum, epsilon): 4-D inputs follow TF's fused kernel."""
+        fused = inputs[0].rank == 4
+        return fused, 1.0 - p.momentum, max(p.epsilon, 1.001e-5) if fused else p.epsilon
+
     def build(self, p, inputs):
         import torch
         import torch.nn.functional as F
 
-        fused = inputs[0].rank == 4
-        momentum, eps = 1.0 - p.momentum, max(p.epsilon, 1.001e-5) if fused else p.epsilon
+        fused, momentum, eps = self._constants(p, inputs)
 
         def batch_normalization(xs, v, training):
             x, mean, var = xs[0], v["moving_mean"], v["moving_variance"]
@@ -69,8 +74,50 @@ class BatchNormalization(Op):
             axes = [0] + list(range(2, x.dim()))
             with torch.no_grad():
                 batch_var, batch_mean = torch.var_mean(x.detach(), dim=axes, correction=0)
-                mean.lerp_(batch_mean, momentum)
-                var.lerp_(batch_var, momentum)
+                mean.lerp_(batch_mean.to(mean.dtype), momentum)
+                var.lerp_(batch_var.to(var.dtype), momentum)
             return F.batch_norm(x, None, None, v.get("gamma"), v.get("beta"), True, 0.0, eps)
 
         return batch_normalization
+
+    def build_synchronized(self, p, inputs, all_reduce):
+        """The training kernel with the statistics of the batch across all replicas (SyncBatchNorm).
+
+        `all_reduce(t)` sums a tensor over the replicas and is differentiable
+        (torch.distributed.nn.functional.all_reduce), so the gradients are
+        those of batch normalization over the whole global batch. The moving
+        statistics follow the same rules as :meth:`build` with the global
+        count. Evaluation is the ordinary kernel: no communication.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        fused, momentum, eps = self._constants(p, inputs)
+
+        def synchronized_batch_normalization(xs, v, training):
+            x, mean, var = xs[0], v["moving_mean"], v["moving_variance"]
+            if not training:
+                return F.batch_norm(x, mean, var, v.get("gamma"), v.get("beta"), False, momentum, eps)
+            axes = [0] + list(range(2, x.dim()))
+            shape = [1, -1] + [1] * (x.dim() - 2)
+            # statistics of the global batch in at least float32, also under autocast
+            xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+            local_count = xf.new_full((1,), x.numel() / x.shape[1])
+            # two passes (mean, then squared deviations): no cancellation as in E[x^2] - E[x]^2
+            sums = all_reduce(torch.cat([xf.sum(axes), local_count]))
+            count = sums[-1]
+            batch_mean = sums[:-1] / count
+            centered = xf - batch_mean.reshape(shape)
+            batch_var = all_reduce(centered.square().sum(axes)) / count
+            with torch.no_grad():
+                mean.lerp_(batch_mean.detach().to(mean.dtype), momentum)
+                unbiased = count / (count - 1).clamp(min=1) if fused else 1.0
+                var.lerp_((batch_var.detach() * unbiased).to(var.dtype), momentum)
+            y = centered * torch.rsqrt(batch_var + eps).reshape(shape)
+            if "gamma" in v:
+                y = y * v["gamma"].reshape(shape)
+            if "beta" in v:
+                y = y + v["beta"].reshape(shape)
+            return y.to(x.dtype)
+
+        return synchronized_batch_normalization

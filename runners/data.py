@@ -13,6 +13,12 @@ Order: the training order of an epoch is a pure function of (seed, epoch), and
 step k of an epoch is the k-th slice of it, so `train_batches(epoch,
 start_step=k)` resumes exactly. Augmentation draws from (seed, epoch, step).
 
+Several processes (DistributedDataParallel): `shard=(rank, count)` gives each
+process every count-th sample of each global batch, starting at its rank:
+DistributedSampler's rule applied to the epoch's order, batch by batch. The
+spec's batch_size is the global batch, so the steps of an epoch and the
+samples of step k are those of a single-process run.
+
 Two ways to batch, by source:
 - in memory (arrays): the split lives on the device as tensors; a batch is an
   index into them, with no per-sample Python;
@@ -263,10 +269,23 @@ def _check_classes(graph: Graph, source: Source, source_name: str, where: _Where
 class DataPipeline:
     """A spec's data source bound to a graph: batches of the fields the graph's inputs need, on `device`."""
 
-    def __init__(self, spec: schema.DataBase, graph: Graph, *, seed: int = 0, device: torch.device | str = "cpu", doc: Document | None = None):
-        """`doc`, the spec's parsed document, lets binding errors point at the line of the spec they concern."""
+    def __init__(
+        self,
+        spec: schema.DataBase,
+        graph: Graph,
+        *,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        doc: Document | None = None,
+        shard: tuple[int, int] = (0, 1),
+    ):
+        """`doc`, the spec's parsed document, lets binding errors point at the line of the spec they concern.
+
+        `shard` (rank, count): this process trains on its share of each batch (see the module's docstring).
+        """
         self.spec = spec
         self.seed = seed
+        self.shard = shard
         self.device = torch.device(device)
         self.source: Source = load_source(spec)
         self.fed = bind(graph, self.source, spec.source, doc)
@@ -308,9 +327,10 @@ class DataPipeline:
         batch = self.batch_size
         bounds = [(s * batch, min((s + 1) * batch, len(order))) for s in range(start_step, self.steps_per_epoch)]
         augment = self.spec.augment
-        for step, feeds in enumerate(self._batches("train", order, bounds), start=start_step):
+        rank, count = self.shard
+        for step, feeds in enumerate(self._batches("train", order, bounds, self.shard), start=start_step):
             if augment is not None and augment.field in feeds:
-                rng = _rng(self.seed, epoch, step, 1)
+                rng = _rng(self.seed, epoch, step, 1) if count == 1 else _rng(self.seed, epoch, step, 1, rank)
                 feeds[augment.field] = augment_images(feeds[augment.field], rng, augment.crop_padding, augment.horizontal_flip)
             yield feeds
 
@@ -331,6 +351,18 @@ class DataPipeline:
             raise DataError(
                 f"data: error: batch_size {self.batch_size} with drop_remainder leaves no batch of the {self.size('train')} training samples"
             )
+        count = self.shard[1]
+        if count > 1:
+            if self.batch_size % count:
+                raise DataError(
+                    f"data.batch_size: error: {self.batch_size} is the global batch of the {count} processes, so it must be a multiple of {count}"
+                )
+            last = self.size("train") % self.batch_size
+            if last and not self.spec.drop_remainder and last < count:
+                raise DataError(
+                    f"data: error: the last batch of each epoch has {last} of the {self.size('train')} training samples, "
+                    f"fewer than the {count} processes; set drop_remainder: true"
+                )
         augment = self.spec.augment
         if augment is not None:
             types = self.source.field_types()
@@ -341,8 +373,12 @@ class DataPipeline:
                     f"data.augment.field: error: augmentation needs float images [C, H, W]; field {augment.field!r} is {types[augment.field].dtype} {list(types[augment.field].shape)}"
                 )
 
-    def _batches(self, split: str, order: np.ndarray | None, bounds: list[tuple[int, int]]) -> Iterator[dict[str, torch.Tensor]]:
-        """Batch i holds the samples order[begin:end] of bounds[i] (source order when `order` is None)."""
+    def _batches(
+        self, split: str, order: np.ndarray | None, bounds: list[tuple[int, int]], shard: tuple[int, int] = (0, 1)
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Batch i holds the samples order[begin:end] of bounds[i] (source order when `order` is None),
+        of which this process takes every count-th from its rank on (`shard`; only with an order)."""
+        rank, count = shard
         if isinstance(self.source, ArraySource):
             tensors = self._tensors[split]
             if order is None:  # views, no gather
@@ -351,11 +387,11 @@ class DataPipeline:
                 return
             on_device = torch.from_numpy(order).to(self.device)  # one copy per epoch, not one per step
             for begin, end in bounds:
-                index = on_device[begin:end]
+                index = on_device[begin:end] if count == 1 else on_device[begin + rank : end : count]
                 yield {name: t.index_select(0, index) for name, t in tensors.items()}
         else:
             rows = order if order is not None else np.arange(self.size(split))
-            yield from self._stream(split, [rows[begin:end] for begin, end in bounds])
+            yield from self._stream(split, [rows[begin + rank : end : count] for begin, end in bounds])
 
     def _stream(self, split: str, slices: list[np.ndarray]) -> Iterator[dict[str, torch.Tensor]]:
         spec = self.source.spec

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import random
 import signal
@@ -32,10 +33,12 @@ import yaml
 
 from tfn.runners import checkpoint as ckpt
 from tfn.runners.data import DataPipeline
+from tfn.runners.distributed import Replicas, muted
 from tfn.runners.files import atomic_write, new_run_dir, prepare_out_dir, write_json
 from tfn.runners.metrics import Metrics, better, default_metrics, scalars
 from tfn.runners.module import GraphModule
 from tfn.runners.optimizers import clip_gradients, make_optimizer, unmatched_multiplier_patterns
+from tfn.runners.precision import Precision
 from tfn.runners.schedules import Scheduler
 from tfn.runners.summaries import Summaries
 from tfn.specs import LoadedSpec, load
@@ -77,12 +80,14 @@ class Loss:
         # TF's factor * l2_loss(w) = factor * sum(w^2) / 2
         self.regularized = [(params[v.name], 0.5 * v.regularizer) for v in graph.variables if v.regularizer > 0 and v.trainable]
         self.model = model
+        #: what runs the model: the model itself, or DistributedDataParallel around it (Trainer)
+        self.forward = model
 
     def data_loss(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum(w * out[node].mean() for node, w in self.weights)
 
     def __call__(self, feeds) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = self.model(feeds, self.fetches)
+        out = self.forward(feeds, self.fetches)
         total = self.data_loss(out)
         for param, factor in self.regularized:
             total = total + factor * param.square().sum()
@@ -288,17 +293,22 @@ class _Stop:
 
 
 class Trainer:
-    def __init__(self, loaded: LoadedSpec, run_dir: Path, device: torch.device, *, quiet: bool, resuming: bool):
+    def __init__(
+        self, loaded: LoadedSpec, run_dir: Path, device: torch.device, *, quiet: bool, resuming: bool, replicas: Replicas | None = None
+    ):
         self.loaded, self.spec, self.graph = loaded, loaded.spec, loaded.graph
         self.settings = self.spec.train
-        self.run_dir, self.device, self.quiet = run_dir, device, quiet
-        self.data = DataPipeline(self.spec.data, self.graph, seed=self.settings.seed, device=device, doc=loaded.doc)
+        # one process, or one rank of a distributed job (runners/distributed.py): only rank 0 writes
+        self.replicas = replicas or Replicas(device)
+        self.run_dir, self.device, self.quiet = run_dir, device, quiet or not self.replicas.is_writer
+        self.data = DataPipeline(self.spec.data, self.graph, seed=self.settings.seed, device=device, doc=loaded.doc, shard=self.replicas.shard)
         self.has_validation = self.data.size("validation") > 0
 
         torch.manual_seed(self.settings.seed)
         random.seed(self.settings.seed)
         np.random.seed(self.settings.seed % 2**32)
         self.model = GraphModule(self.graph, torch.Generator().manual_seed(self.settings.seed)).place(device)
+        self.replicas.reseed(self.settings.seed)
         named = list(self.model.trainable_variables().items())
         unmatched = unmatched_multiplier_patterns(self.spec.optimizer, (n for n, _ in named))
         if unmatched:
@@ -310,6 +320,8 @@ class Trainer:
         self.optimizer = make_optimizer(self.spec.optimizer, named)
         self.scheduler = Scheduler(self.optimizer, self.spec.optimizer)
         self.loss_fn = Loss(self.model)
+        self.loss_fn.forward = self.replicas.wrap(self.model, self.loss_fn.fetches, sync_batchnorm=self.settings.sync_batchnorm)
+        self.precision = Precision(self.settings.precision, device)
         self.targets = targets(self.spec, self.graph)
         self.monitors = self._monitors()
         cs = self.settings.checkpoints
@@ -321,7 +333,7 @@ class Trainer:
         self.last_saved_step: int | None = None
         if resuming:
             self._restore()
-        self.summaries = Summaries(run_dir, self.graph, purge_step=self.position.step if resuming else None)
+        self.summaries = Summaries(run_dir, self.graph, purge_step=self.position.step if resuming else None) if self.replicas.is_writer else muted()
 
     def _monitors(self) -> dict[str, Monitor]:
         s = self.settings
@@ -357,12 +369,13 @@ class Trainer:
 
     def _resume_state(self) -> tuple[dict, dict]:
         opt_tensors, opt_header = optimizer_state(self.optimizer)
-        rng_tensors, rng_header = rng_state()
+        rng_tensors, rng_header = self.replicas.gather_rng(*rng_state())
         header = {
             "step": self.position.step,
             "epoch": self.position.epoch,
             "batch": self.position.batch,
             "scheduler": self.scheduler.state_dict(),
+            "loss_scale": self.precision.state_dict(),
             "optimizer": opt_header,
             "rng": rng_header,
             "monitors": {k: m.state() for k, m in self.monitors.items()},
@@ -377,9 +390,10 @@ class Trainer:
             return
         self._check_finite(loss)
         tensors, header = self._resume_state()
-        self.checkpoints.save(
-            self.model.variables(), tensors, header, step=self.position.step, epoch=self.position.epoch, graph_hash=self.graph.hash
-        )
+        if self.replicas.is_writer:
+            self.checkpoints.save(
+                self.model.variables(), tensors, header, step=self.position.step, epoch=self.position.epoch, graph_hash=self.graph.hash
+            )
         self.last_saved_step = self.position.step
 
     def _check_finite(self, loss: torch.Tensor | None) -> None:
@@ -405,7 +419,8 @@ class Trainer:
         self.position = Position(header["step"], header["epoch"], header["batch"])
         self.last_validation = header.get("last_validation", {})
         self.last_saved_step = self.position.step
-        set_rng_state(tensors, header["rng"])
+        self.precision.load_state_dict(header.get("loss_scale", {}))
+        set_rng_state(*self.replicas.own_rng(tensors, header["rng"]))
 
     # --- the loop ------------------------------------------------------------------
 
@@ -431,19 +446,21 @@ class Trainer:
                 while pos.step < total_steps and stop is None:
                     # the pipeline's order is a pure function of (seed, epoch, step): resuming mid-epoch is exact
                     for feeds in self.data.train_batches(pos.epoch, pos.batch):
-                        loss, out = self.loss_fn(feeds)
+                        with self.precision.autocast():
+                            loss, out = self.loss_fn(feeds)
                         self.optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
+                        self.precision.backward(loss)
+                        self.precision.unscale(self.optimizer)
                         clip_gradients(self.parameters, self.spec.optimizer)
                         pos.step += 1
                         if histogram_every and pos.step % histogram_every == 0:
                             self.summaries.histograms(pos.step, self.model)
-                        self.optimizer.step()
+                        self.precision.step(self.optimizer)
                         self.scheduler.step()
                         pos.batch += 1
-                        seen += len(next(iter(feeds.values())))
+                        seen += len(next(iter(feeds.values()))) * self.replicas.world_size
                         if pos.step % s.log_every == 0 or pos.step == total_steps:
-                            value = float(loss.detach())  # the host reads the loss only on the logging cadence
+                            value = float(self.replicas.mean(loss.detach()))  # the host reads the loss only on the logging cadence
                             if not math.isfinite(value):
                                 self._check_finite(loss)
                             now = time.perf_counter()
@@ -465,8 +482,9 @@ class Trainer:
                             stop = self.validate(log, loss, bar, pos.epoch - 1 if epoch_ended else pos.epoch)
                         elif s.checkpoints.every_steps and pos.step % s.checkpoints.every_steps == 0:
                             self.save_checkpoint(loss)
-                        if signals.reason:
-                            stop = signals.reason
+                        reason = self.replicas.agree(signals.reason)  # every rank stops at the same step
+                        if reason:
+                            stop = reason
                         if stop or pos.step >= total_steps:
                             break
                 self.save_checkpoint(loss)
@@ -487,7 +505,7 @@ class Trainer:
         self.save_checkpoint(loss)
         if result is None:
             return None
-        if s.checkpoints.best is not None:
+        if s.checkpoints.best is not None and self.replicas.is_writer:
             self.checkpoints.consider_best(s.checkpoints.best, result[s.checkpoints.best], better(s.checkpoints.best, s.checkpoints.best_mode))
         plateau = self.monitors.get("reduce_on_plateau")
         if plateau is not None and plateau.update(result[plateau.metric]):
@@ -516,19 +534,21 @@ def train(
 ) -> TrainResult:
     """Train a spec into a new run directory."""
     spec = loaded.spec
-    dev = pick_device(device or spec.train.device)
-    run_dir = prepare_out_dir(out) if out else new_run_dir(runs_root, spec.name)
+    replicas = Replicas.join(pick_device(device or spec.train.device))
+    dev = replicas.device
+    run_dir = replicas.run_dir(lambda: prepare_out_dir(out) if out else new_run_dir(runs_root, spec.name))
     numbered = out is None
     try:
-        atomic_write(run_dir / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False))
-        atomic_write(run_dir / "graph.json", loaded.graph.to_json())
-        trainer = Trainer(loaded, run_dir, dev, quiet=quiet, resuming=False)
+        if replicas.is_writer:
+            atomic_write(run_dir / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False))
+            atomic_write(run_dir / "graph.json", loaded.graph.to_json())
+        trainer = Trainer(loaded, run_dir, dev, quiet=quiet, resuming=False, replicas=replicas)
         if init_from is not None:
             report = ckpt.init_from(trainer.model, init_from, strict=strict)
             if not quiet or report.problems():
                 print(report.describe(), file=sys.stderr, flush=True)
     except BaseException:
-        if numbered:  # a run that failed before its first step leaves no numbered directory behind
+        if numbered and replicas.is_writer:  # a run that failed before its first step leaves no numbered directory behind
             import shutil
 
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -537,6 +557,7 @@ def train(
         "versions": _versions(),
         "threads": torch.get_num_threads(),
         "device": str(dev),
+        "processes": replicas.world_size,
         "seed": spec.train.seed,
         "command": command if command is not None else sys.argv,
         "started": _now(),
@@ -567,10 +588,14 @@ def resume(
     for key, value in now.items():
         if previous.get(key) != value:
             _warn(f"the run used {key} {previous.get(key)}, this process has {value}: the resumed run will not be bit-identical")
-    dev = pick_device(device or previous.get("device") or loaded.spec.train.device)
-    trainer = Trainer(loaded, run_dir, dev, quiet=quiet, resuming=True)
-    _trim_metrics(run_dir / "metrics.jsonl", trainer.position.step)
-    run = {**previous, **now, "device": str(dev)}
+    replicas = Replicas.join(pick_device(device or previous.get("device") or loaded.spec.train.device))
+    dev = replicas.device
+    if previous.get("processes", 1) != replicas.world_size and replicas.is_writer:
+        _warn(f"the run used {previous.get('processes', 1)} processes, this one {replicas.world_size}: the resumed run will not be identical")
+    trainer = Trainer(loaded, run_dir, dev, quiet=quiet, resuming=True, replicas=replicas)
+    if replicas.is_writer:
+        _trim_metrics(run_dir / "metrics.jsonl", trainer.position.step)
+    run = {**previous, **now, "device": str(dev), "processes": replicas.world_size}
     run["resumed"] = [*previous.get("resumed", []), {"at": _now(), "step": trainer.position.step, "command": command or sys.argv}]
     return _run(trainer, run, epochs or previous.get("epochs"), steps or previous.get("max_steps"))
 
@@ -581,13 +606,16 @@ def _run(trainer: Trainer, run: dict, epochs: int | None, steps: int | None) -> 
     steps = steps or settings.steps
     total = steps or epochs * trainer.data.steps_per_epoch
     run.update(epochs=epochs, max_steps=steps)
-    write_json(trainer.run_dir / "run.json", {**run, "status": "running"})
-    metrics_file = open(trainer.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+    # rank 0 of several processes (or the only one) writes run.json and metrics.jsonl
+    writer = trainer.replicas.is_writer
+    write_run = write_json if writer else _discard
+    write_run(trainer.run_dir / "run.json", {**run, "status": "running"})
+    metrics_file = open(trainer.run_dir / "metrics.jsonl" if writer else os.devnull, "a", encoding="utf-8")
     try:
         try:
             stopped = trainer.run(total, metrics_file)
         except BaseException as exc:  # diverged, bad data met mid-run, a crashed worker: run.json says so
-            write_json(
+            write_run(
                 trainer.run_dir / "run.json",
                 {**run, "status": "failed", "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, TrainingFailed) else str(exc), "ended": _now(), "steps": trainer.position.step},
             )
@@ -606,8 +634,12 @@ def _run(trainer: Trainer, run: dict, epochs: int | None, steps: int | None) -> 
         trainer.summaries.close()
         trainer.data.close()
     status = "interrupted" if interrupted else "completed"
-    write_json(trainer.run_dir / "run.json", {**run, "status": status, "stopped": stopped, "ended": _now(), "steps": trainer.position.step, "metrics": metrics})
+    write_run(trainer.run_dir / "run.json", {**run, "status": status, "stopped": stopped, "ended": _now(), "steps": trainer.position.step, "metrics": metrics})
     return TrainResult(trainer.run_dir, trainer.position.step, metrics, stopped)
+
+
+def _discard(*args) -> None:
+    pass
 
 
 def _trim_metrics(path: Path, step: int) -> None:

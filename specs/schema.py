@@ -628,6 +628,12 @@ class Train(Strict):
     reduce_on_plateau: ReduceOnPlateau | None = None
     checkpoints: CheckpointSettings = CheckpointSettings()
     summaries: SummarySettings = SummarySettings()
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        default="fp32", description="autocast precision of the training step; weights and checkpoints stay float32 (fp16: CUDA only)"
+    )
+    sync_batchnorm: bool = Field(
+        default=False, description="with several processes, batch normalization uses the statistics of the whole global batch"
+    )
 
 
 class Spec(Strict):
