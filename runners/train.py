@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import random
+import re
 import signal
 import sys
 import time
@@ -61,6 +62,8 @@ class TrainResult:
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise UserError(f"--device {name}: error: expected auto, cpu, cuda or cuda:N")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: error: CUDA is not available on this machine; use --device cpu")

@@ -279,3 +279,15 @@ def test_help_does_not_import_torch(command):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stderr.strip().endswith("False")
     assert "Usage: tfn " + command in result.stdout
+
+
+def test_cuda_device_on_a_machine_without_one_is_a_user_error(tmp_path, tfn_cli, minimal_spec):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, _, err = tfn_cli("train", str(minimal_spec), "--device", "gpu", "--out", str(tmp_path / "r"))
+    assert code == 2 and "--device gpu: error: expected auto, cpu, cuda or cuda:N" in err
+    code, _, err = tfn_cli("train", str(minimal_spec), "--device", "cuda:0", "--out", str(tmp_path / "r"))
+    assert code == 2 and "--device cuda:0: error: CUDA is not available on this machine; use --device cpu" in err
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
