@@ -37,7 +37,7 @@ from tfn.runners.data import DataPipeline
 from tfn.runners.distributed import Replicas, muted
 from tfn.runners.files import atomic_write, new_run_dir, prepare_out_dir, write_json
 from tfn.runners.metrics import Metrics, better, default_metrics, scalars
-from tfn.runners.module import GraphModule
+from tfn.runners.module import GraphModule, wants_channels_last
 from tfn.runners.optimizers import clip_gradients, make_optimizer, unmatched_multiplier_patterns
 from tfn.runners.precision import Precision
 from tfn.runners.schedules import Scheduler
@@ -311,6 +311,8 @@ class Trainer:
         random.seed(self.settings.seed)
         np.random.seed(self.settings.seed % 2**32)
         self.model = GraphModule(self.graph, torch.Generator().manual_seed(self.settings.seed)).place(device)
+        if wants_channels_last(self.graph, self.settings.memory_format):
+            self.model.use_channels_last()
         self.replicas.reseed(self.settings.seed)
         named = list(self.model.trainable_variables().items())
         unmatched = unmatched_multiplier_patterns(self.spec.optimizer, (n for n, _ in named))

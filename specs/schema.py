@@ -628,6 +628,10 @@ class Train(Strict):
     reduce_on_plateau: ReduceOnPlateau | None = None
     checkpoints: CheckpointSettings = CheckpointSettings()
     summaries: SummarySettings = SummarySettings()
+    memory_format: Literal["auto", "channels_first", "channels_last"] = Field(
+        default="auto",
+        description="physical layout of 4-D tensors in training (the logical layout stays N, C, H, W); auto: channels_last for image models",
+    )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         default="fp32", description="autocast precision of the training step; weights and checkpoints stay float32 (fp16: CUDA only)"
     )
