@@ -138,7 +138,8 @@ class GraphModule(nn.Module):
     # --- running ---------------------------------------------------------------
 
     def forward(self, feeds: Mapping[str, torch.Tensor], fetches: Sequence[str]) -> dict[str, torch.Tensor]:
-        if self._channels_last:
+        channels_last = self._channels_last
+        if channels_last:
             feeds = {k: _channels_last(t) for k, t in feeds.items()}
         values: dict[Ref, torch.Tensor] = {split_ref(ref): tensor for ref, tensor in feeds.items()}
         state = {**self._parameters, **self._buffers}
@@ -153,6 +154,9 @@ class GraphModule(nn.Module):
                 v = {role: t if t.device == step.device else t.to(step.device) for role, t in v.items()}
             out = step.kernel(xs, v, training)
             for index, tensor in enumerate(out if isinstance(out, tuple) else (out,)):
+                if channels_last:
+                    # a kernel fed an ambiguous layout (one channel) answers channels-first
+                    tensor = _channels_last(tensor)
                 values.setdefault((step.name, index), tensor)  # a fed output stays as fed
         return {f: values[split_ref(f)] for f in fetches}
 
@@ -166,7 +170,7 @@ class GraphModule(nn.Module):
         for holder in (self._parameters, self._buffers):
             for name, tensor in holder.items():
                 if tensor is not None and tensor.dim() == 4:
-                    tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+                    tensor.data = _channels_last(tensor.data)
         self._channels_last = True
         return self
 
@@ -198,10 +202,21 @@ class GraphModule(nn.Module):
         return self
 
 
+_CL = torch.channels_last
+
+
 def _channels_last(tensor: torch.Tensor) -> torch.Tensor:
-    if tensor.dim() == 4 and tensor.is_floating_point():
-        return tensor.contiguous(memory_format=torch.channels_last)
-    return tensor
+    """`tensor` with channels_last strides, unambiguously.
+
+    With one channel, `contiguous(memory_format=channels_last)` keeps the
+    channels-first strides (both layouts fit), and a convolution fed those
+    answers channels-first; an explicit channels_last copy avoids that.
+    """
+    if tensor.dim() != 4 or not tensor.is_floating_point():
+        return tensor
+    if tensor.shape[1] == 1 and tensor.stride(1) != 1:
+        return torch.empty_like(tensor, memory_format=_CL).copy_(tensor)
+    return tensor.contiguous(memory_format=_CL)
 
 
 def wants_channels_last(graph: Graph, memory_format: str) -> bool:
