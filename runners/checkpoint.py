@@ -18,6 +18,7 @@ pairs; files it no longer names are deleted last.
 from __future__ import annotations
 
 import json
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,6 @@ from tfn.specs.errors import UserError
 
 CHECKPOINT_FORMAT = "tfn.checkpoint"
 STATE_FILE = "checkpoint.json"
-_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
 class CheckpointError(UserError):
@@ -81,7 +81,7 @@ def read_info(target: str | Path) -> CheckpointInfo:
     from safetensors import SafetensorError, safe_open
 
     path = resolve(target)
-    _refuse_foreign(path)
+    check_safetensors(path)
     try:
         with safe_open(path, framework="numpy") as f:
             metadata = f.metadata() or {}
@@ -94,15 +94,44 @@ def read_info(target: str | Path) -> CheckpointInfo:
     return CheckpointInfo(path, metadata, dict(sorted(variables.items())))
 
 
-def _refuse_foreign(path: Path) -> None:
+# first bytes of files people mistake for checkpoints -> what they are
+_FOREIGN_MAGIC = {
+    b"PK\x03\x04": "a zip archive (PyTorch's torch.save format, a pickle inside)",
+    b"\x80": "a pickle (an old PyTorch .pt/.pth file)",
+    b"\x89HDF": "an HDF5 file (a Keras .h5 model?)",
+    b"\x93NUMPY": "a NumPy .npy array",
+    b"\x1f\x8b": "a gzip file",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"\x08\x01\x12": "a protobuf (a TensorFlow .pb/.index file?)",
+}
+# safetensors' own limit: a larger header is refused
+_MAX_HEADER = 100_000_000
+
+
+def check_safetensors(path: Path) -> None:
+    """CheckpointError unless `path` starts like a safetensors file whose header fits inside it.
+
+    Reads at most 9 bytes: the header's length and its first character. A file
+    that is not safetensors is named for what it looks like (pickle, HDF5, ...).
+    """
+    size = path.stat().st_size
     with open(path, "rb") as f:
-        head = f.read(8)
-    if head.startswith(_PICKLE_MAGIC):
-        raise CheckpointError(
-            f"{path}: error: this is a pickle (PyTorch .pt/.pth) file; tfn reads only safetensors, which cannot run code"
-        )
-    if len(head) < 8:
-        raise CheckpointError(f"{path}: error: truncated: {len(head)} bytes, too short for a safetensors header")
+        head = f.read(9)
+    length = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else None
+    if length is not None and length <= _MAX_HEADER and head[8:9] == b"{":
+        if 8 + length > size:
+            raise CheckpointError(f"{path}: error: truncated: the header announces {length} bytes, the file holds {size - 8} after the length")
+        return
+    # only now the first bytes may be another format's magic: a header length can begin with the same bytes
+    for magic, what in _FOREIGN_MAGIC.items():
+        if head.startswith(magic):
+            hint = "; tfn reads only safetensors, which cannot run code" if "pickle" in what else ""
+            raise CheckpointError(f"{path}: error: this is {what}, not a safetensors checkpoint{hint}")
+    if size < 9:
+        raise CheckpointError(f"{path}: error: truncated: {size} bytes, too short for a safetensors header")
+    raise CheckpointError(f"{path}: error: not a safetensors checkpoint (it does not start with a header length and a JSON header)")
+
 
 
 def load(target: str | Path) -> tuple[dict, CheckpointInfo]:

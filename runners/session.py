@@ -61,7 +61,7 @@ def load_model(target: str | Path, checkpoint: str | Path | None = None, *, devi
     if checkpoint is None and is_run_dir(target):
         checkpoint = target
     if checkpoint is not None:
-        from tfn.runners.inspect import check_safetensors
+        from tfn.runners.checkpoint import check_safetensors
 
         check_safetensors(resolve(checkpoint))
         restore(model, checkpoint)

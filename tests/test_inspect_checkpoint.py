@@ -265,3 +265,22 @@ def test_no_inspect_command_imports_torch(ckpt, minimal_spec):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stderr.strip() == "False"
+
+
+def test_safetensors_whose_header_length_starts_like_a_pickle_is_read(tmp_path):
+    # a header of 640..1408 bytes makes the file start with b"\x80\x02".."\x80\x05", pickle's magic
+    import struct
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from tfn.runners.checkpoint import read_info
+
+    for width in range(1, 1200):
+        path = tmp_path / "ckpt.safetensors"
+        save_file({"v" * width: np.zeros(1, np.float32)}, str(path))
+        length = struct.unpack("<Q", path.read_bytes()[:8])[0]
+        if 0x280 <= length < 0x300:
+            break
+    assert path.read_bytes()[:2] == b"\x80\x02"
+    assert list(read_info(path).variables) == ["v" * width]
