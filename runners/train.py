@@ -326,6 +326,8 @@ class Trainer:
         self.scheduler = Scheduler(self.optimizer, self.spec.optimizer)
         self.loss_fn = Loss(self.model)
         self.loss_fn.forward = self.replicas.wrap(self.model, self.loss_fn.fetches, sync_batchnorm=self.settings.sync_batchnorm)
+        if self.settings.compile:
+            self.loss_fn.forward = torch.compile(self.loss_fn.forward)
         self.precision = Precision(self.settings.precision, device)
         self.targets = targets(self.spec, self.graph)
         self.monitors = self._monitors()

@@ -638,6 +638,10 @@ class Train(Strict):
     sync_batchnorm: bool = Field(
         default=False, description="with several processes, batch normalization uses the statistics of the whole global batch"
     )
+    compile: bool = Field(
+        default=False,
+        description="compile the training step's forward with torch.compile (slower than eager on small CPU models: measure first)",
+    )
 
 
 class Spec(Strict):
