@@ -36,13 +36,14 @@ from tfn.specs.summary import summarize  # noqa: E402
 
 
 def tfn_rates(spec_path: Path, overrides: list[str]) -> list[float]:
-    loaded = specs.load(spec_path, overrides)
+    """samples/s that `tfn train` logs, one record per epoch, after the warm-up epoch."""
+    data = specs.load(spec_path, overrides).spec.data
+    per_epoch = -(-data.samples.train // data.batch_size)
+    loaded = specs.load(spec_path, [*overrides, f"train.log_every={per_epoch}"])
     with tempfile.TemporaryDirectory() as tmp:
         train(loaded, out=Path(tmp) / "run", quiet=True)
         records = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
-    per_epoch = loaded.spec.data.samples.train // loaded.spec.data.batch_size
-    rates = [r["samples_per_second"] for r in records if r["split"] == "train" and r["step"] > per_epoch]
-    return rates
+    return [r["samples_per_second"] for r in records if r["split"] == "train" and r["step"] > per_epoch]
 
 
 def baseline_rates(images, labels, batch_size: int, epochs: int) -> list[float]:
@@ -104,6 +105,9 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, default=HERE / "specs" / "reference_cnn.yaml")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="spec override for A, e.g. train.epochs=4")
+    parser.add_argument(
+        "--also", action="append", default=[], metavar="SPEC", help="more specs to measure with tfn alone (e.g. resnet_small): samples/s and fraction of peak"
+    )
     args = parser.parse_args()
 
     loaded = specs.load(args.spec, args.overrides)
@@ -131,6 +135,12 @@ def main() -> None:
     print(f"\nratio tfn train / tutorial loop: {statistics.median(results['tfn train']) / base:.2f}")
     if keras:
         print(f"ratio keras fit / tutorial loop: {statistics.median(keras) / base:.2f}")
+    for extra in args.also:
+        other = specs.load(extra)
+        rates = tfn_rates(other.path, ["train.epochs=3"])
+        flops = 3 * summarize(other.graph).flops_per_sample
+        median = statistics.median(rates)
+        print(f"{other.spec.name}: tfn train {median:.0f} samples/s (batch {other.spec.data.batch_size}), {median * flops / peak:.1%} of peak")
 
 
 if __name__ == "__main__":
