@@ -266,6 +266,20 @@ class Replicas:
         prefix = f"rank{self.rank}/"
         return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, json.loads(saved)
 
+    def leave(self) -> None:
+        """After a run that ended well on every rank: wait for the others, then close the process group.
+
+        Closing it before the interpreter shuts down matters: gloo's threads
+        torn down during finalization abort the process (SIGABRT).
+        """
+        if not self.distributed:
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier(group=self._control)
+            dist.destroy_process_group()
+
     # --- collectives on bytes (no pickle) ------------------------------------------
 
     def _broadcast_bytes(self, data: bytes) -> bytes:

@@ -642,6 +642,8 @@ def _run(trainer: Trainer, run: dict, epochs: int | None, steps: int | None) -> 
         trainer.data.close()
     status = "interrupted" if interrupted else "completed"
     write_run(trainer.run_dir / "run.json", {**run, "status": status, "stopped": stopped, "ended": _now(), "steps": trainer.position.step, "metrics": metrics})
+    trainer.loss_fn.forward = trainer.model  # the DistributedDataParallel wrapper goes before its process group
+    trainer.replicas.leave()
     return TrainResult(trainer.run_dir, trainer.position.step, metrics, stopped)
 
 
