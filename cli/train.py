@@ -85,7 +85,7 @@ def command(target, overrides, out, runs_root, device, epochs, steps, seed, resu
     reporter = rank() == 0  # one line for the whole job
     if result.stopped in ("SIGTERM", "SIGINT"):
         if reporter:
-            click.echo(f"{result.run_dir}: stopped by {result.stopped} at step {result.steps}; checkpoint written; continue with: tfn train --resume {result.run_dir}", err=True)
+            click.echo(f"{result.run_dir}: stopped by {result.stopped} at step {result.steps}; checkpoint written; continue with: tfn train --resume {result.run_dir}{_nproc_option()}", err=True)
         sys.exit(128 + getattr(signal, result.stopped))
     if not reporter:
         return
@@ -107,7 +107,8 @@ def _launch(nproc: int, target, resume_dir, overrides) -> None:
     try:
         launch(nproc, [sys.executable, "-m", "tfn.cli.main", *args])
     except LaunchFailed as exc:
-        click.echo(f"error: {exc}", err=True)
+        if str(exc):
+            click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_status)
 
 
@@ -125,3 +126,11 @@ def _given_options(ctx: click.Context) -> list[str]:
         else:
             args += [item for v in (value if param.multiple else [value]) for item in (param.opts[0], str(v))]
     return args
+
+
+def _nproc_option() -> str:
+    """` --nproc N` when this process is one of N ranks on this machine (how to resume the same job)."""
+    import os
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return f" --nproc {local}" if local > 1 else ""

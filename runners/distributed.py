@@ -83,7 +83,7 @@ def launch(nproc: int, command: list[str]) -> None:
     try:
         elastic_launch(config, command[0])(*command[1:])
     except SignalException as exc:  # the launcher passed the signal on; each rank wrote its checkpoint and stopped
-        raise LaunchFailed(f"stopped by {exc.sigval.name}", 128 + int(exc.sigval)) from None
+        raise LaunchFailed("", 128 + int(exc.sigval)) from None  # rank 0 has said where it stopped
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
         if failure.exitcode < 0:
@@ -133,7 +133,7 @@ class Replicas:
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
-            atexit.register(dist.destroy_process_group)
+            atexit.register(_close_process_group)  # after a failure: Replicas.leave() closes it after a good run
         control = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
         _autotune(device)
         return cls(device, rank, world, local, control)
@@ -303,6 +303,13 @@ class Replicas:
         gathered = [torch.empty(longest, dtype=torch.uint8) for _ in range(self.world_size)]
         dist.all_gather(gathered, padded, group=self._control)
         return [g[: int(s)].numpy().tobytes() for g, s in zip(gathered, sizes)]
+
+
+def _close_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class _AllReduceSum(torch.autograd.Function):
