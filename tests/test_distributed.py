@@ -7,6 +7,7 @@ weights written out, a rank that fails on purpose).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -113,6 +114,36 @@ def test_each_rank_takes_every_nth_sample_of_the_global_batch(write_spec):
                 assert torch.equal(second[field], batch[field][1::2]), (epoch, step, field)
     # resuming mid-epoch takes the same shard
     assert torch.equal(next(ranks[1].train_batches(2, start_step=5))["label"], list(whole.train_batches(2))[5]["label"][1::2])
+
+
+def test_streamed_sources_are_sharded_the_same_way(tmp_path, write_spec):
+    from PIL import Image
+
+    for label, name in enumerate(("a", "b", "c")):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(6):  # every image its own grey level: the batches show which images they hold
+            Image.fromarray(np.full((4, 4), 10 * (label * 6 + i), dtype=np.uint8), mode="L").save(tmp_path / "images" / name / f"{i}.png")
+    spec = write_spec(
+        f"""
+        version: 1
+        name: folder
+        model:
+          inputs: {{image: {{shape: [1, 4, 4]}}}}
+          layers: [{{op: flatten}}, {{name: logits, op: dense, units: 3}}]
+        loss: {{op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}}
+        data: {{source: image_folder, directory: {tmp_path / "images"}, size: [4, 4], color: grayscale, batch_size: 4, drop_remainder: true, split: {{validation: 0.25, test: 0}}}}
+        """
+    )
+    loaded = load(spec)
+    whole = DataPipeline(loaded.spec.data, loaded.graph, seed=1)
+    ranks = [DataPipeline(loaded.spec.data, loaded.graph, seed=1, shard=(r, 2)) for r in range(2)]
+    try:
+        for batch, first, second in zip(whole.train_batches(1), *(r.train_batches(1) for r in ranks)):
+            assert torch.equal(first["image"], batch["image"][0::2]) and torch.equal(second["image"], batch["image"][1::2])
+            assert torch.equal(first["label"], batch["label"][0::2]) and torch.equal(second["label"], batch["label"][1::2])
+    finally:
+        for pipeline in (whole, *ranks):
+            pipeline.close()
 
 
 def test_the_global_batch_must_split_evenly(write_spec):
@@ -239,13 +270,11 @@ def test_two_ranks_hold_the_same_weights_equal_to_one_process_with_the_same_glob
     one_losses = [r["loss"] for r in _records(one.run_dir) if r["split"] == "train"]
     assert len(two_losses) == 3
     np.testing.assert_allclose(two_losses, one_losses, rtol=1e-5)
-    run = __import__("json").loads((tmp_path / "two" / "run.json").read_text())
+    run = json.loads((tmp_path / "two" / "run.json").read_text())
     assert run["processes"] == 2 and run["status"] == "completed"
 
 
 def _records(run_dir: Path) -> list[dict]:
-    import json
-
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
