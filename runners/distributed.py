@@ -85,7 +85,10 @@ def launch(nproc: int, command: list[str]) -> None:
     except SignalException as exc:  # the launcher passed the signal on; each rank wrote its checkpoint and stopped
         raise LaunchFailed("", 128 + int(exc.sigval)) from None  # rank 0 has said where it stopped
     except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
+        # the first rank that reported an error of its own; a rank stopped by a signal only if none did
+        reported = {r: f for r, f in exc.failures.items() if f.exitcode > 0}
+        rank = min(reported or exc.failures, key=lambda r: exc.failures[r].timestamp)
+        failure = exc.failures[rank]
         if failure.exitcode < 0:
             how = f"was killed by {signal.Signals(-failure.exitcode).name}"
         else:
@@ -306,9 +309,12 @@ class Replicas:
 
 
 def _close_process_group() -> None:
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_initialized():
+        gc.collect()  # the DDP reducer and tensors of unfinished work go first
         dist.destroy_process_group()
 
 
