@@ -15,6 +15,11 @@ CUDA, one GPU per process: cuda:LOCAL_RANK) and trains one replica:
 - rank 0 writes the run directory (spec, graph, checkpoints, metrics,
   TensorBoard); each checkpoint's resume state also holds every rank's RNG
   state, so a resumed run continues each rank where it stopped;
+- validation and test run on every rank over the whole split (the weights
+  are the same, so are the results); rank 0 reports them;
+- a last batch of an epoch that does not split evenly gives some ranks one
+  sample more: DDP's mean of the ranks' means then weights its samples
+  slightly unlike one process would (a multiple of N avoids it);
 - a signal to any rank stops all of them at the same step, with a checkpoint;
   a rank that fails ends the job: the launcher stops the others and `tfn`
   exits with the failed rank's status.
