@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         if _is(exc, "tfn.specs.errors", "UserError"):
             click.echo(str(exc), err=True)
             sys.exit(2)
-        if _is(exc, "tfn.runners.train", "TrainingFailed"):
+        if _is(exc, "tfn.runners.train", "TrainingFailed") or _is(exc, "tfn.runners.data", "DataLoaderFailed"):
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
         click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)

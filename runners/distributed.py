@@ -209,7 +209,7 @@ class Replicas:
                 op = layers.get(node.op)
                 if hasattr(op, "build_synchronized"):
                     kernel = op.build_synchronized(node.params, [graph.type_of(r) for r in node.inputs], all_reduce_sum)
-                    model._steps[node.name].kernel = kernel
+                    model.replace_kernel(node.name, kernel)
         used = {var for step in model.plan(fetches) for _, var in step.variables}
         unused = set(model.trainable_variables()) - used
         # torch 2.13 renamed broadcast_buffers; 2.11 knows only the old name

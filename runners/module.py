@@ -160,6 +160,10 @@ class GraphModule(nn.Module):
                 values.setdefault((step.name, index), tensor)  # a fed output stays as fed
         return {f: values[split_ref(f)] for f in fetches}
 
+    def replace_kernel(self, node: str, kernel: Callable) -> None:
+        """Run `node` through another kernel of the same contract (e.g. a synchronised batch norm)."""
+        self._steps[node].kernel = kernel
+
     def use_channels_last(self) -> GraphModule:
         """Keep 4-D variables and 4-D float feeds in channels_last memory format.
 

@@ -42,3 +42,17 @@ def test_typo_in_spec_gives_positioned_error_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"{spec}:{line}:{col}: error: model.layers[0].kernal_size: unknown attribute 'kernal_size' (did you mean 'kernel_size'?)" in result.stderr
+
+
+def test_a_failed_data_loader_exits_1_with_its_error(tfn_cli, monkeypatch):
+    import tfn.runners.train
+    from tfn.runners.data import DataLoaderFailed
+
+    def failing(*args, **kwargs):
+        raise DataLoaderFailed("the data loader failed: DataLoader worker (pid 42) exited unexpectedly")
+
+    monkeypatch.setattr(tfn.runners.train, "train", failing)
+    code, out, err = tfn_cli("train", "digits_cnn", "--quiet")
+    assert code == 1
+    assert "error: the data loader failed: DataLoader worker (pid 42) exited unexpectedly" in err
+    assert "internal error" not in err and "Traceback" not in err
