@@ -269,6 +269,11 @@ class Position:
     epoch: int = 1
     batch: int = 0
 
+    @property
+    def last_epoch(self) -> int:
+        """The epoch of the last update: at an epoch boundary, the one just finished."""
+        return self.epoch - 1 if self.batch == 0 and self.step > 0 else self.epoch
+
 
 @dataclass
 class _Stop:
@@ -399,7 +404,7 @@ class Trainer:
         tensors, header = self._resume_state()
         if self.replicas.is_writer:
             self.checkpoints.save(
-                self.model.variables(), tensors, header, step=self.position.step, epoch=self.position.epoch, graph_hash=self.graph.hash
+                self.model.variables(), tensors, header, step=self.position.step, epoch=self.position.last_epoch, graph_hash=self.graph.hash
             )
         self.last_saved_step = self.position.step
 

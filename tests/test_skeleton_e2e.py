@@ -71,6 +71,8 @@ def test_checkpoint_keys_and_shapes_match_graph_variables(run_dir):
     assert not any("num_batches_tracked" in k for k in shapes)
     assert metadata["graph_hash"] == graph.hash
     assert metadata["format"] == "tfn.checkpoint"
+    # the last checkpoint of a 2-epoch run of 37 steps an epoch: step 74, in epoch 2
+    assert (metadata["step"], metadata["epoch"]) == ("74", "2")
 
 
 def test_run_json_and_metrics(run_dir):
