@@ -108,7 +108,8 @@ class SigmoidCrossEntropyWithLogits(SameShapeLoss):
 
     max(x, 0) - x * z + log(1 + exp(-|x|)) for logits x and labels z in
     [0, 1]: stable for any logit. Each element is an independent binary
-    problem (multi-label classification).
+    problem (multi-label classification). `label_smoothing` is
+    tf.losses.sigmoid_cross_entropy's: z becomes z * (1 - label_smoothing) + label_smoothing / 2.
 
     Example (the loss section):
         {op: sigmoid_cross_entropy_with_logits, logits: logits, labels: targets}
@@ -118,12 +119,18 @@ class SigmoidCrossEntropyWithLogits(SameShapeLoss):
 
     name = "sigmoid_cross_entropy_with_logits"
 
+    class Params(Params):
+        label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="pulls each target towards 1/2 by this fraction")
+
     def build(self, p, inputs):
         import torch.nn.functional as F
 
+        keep, shift = 1.0 - p.label_smoothing, 0.5 * p.label_smoothing
+
         def sigmoid_cross_entropy_with_logits(xs, v, training):
             logits, labels = xs
-            return F.binary_cross_entropy_with_logits(logits, labels.detach(), reduction="none")
+            targets = labels.detach() if shift == 0.0 else labels.detach() * keep + shift
+            return F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
 
         return sigmoid_cross_entropy_with_logits
 
@@ -199,6 +206,9 @@ class SoftmaxCrossEntropyWithLogits(Op):
 
     class Params(Params):
         axis: int = 1
+        label_smoothing: float = Field(
+            0.0, ge=0.0, lt=1.0, description="tf.losses.softmax_cross_entropy's: labels * (1 - s) + s / classes"
+        )
 
     def label_type(self, p, logits):
         return logits
@@ -216,9 +226,11 @@ class SoftmaxCrossEntropyWithLogits(Op):
     def build(self, p, inputs):
         function = _softmax_xent_function()
         axis = resolve_axis(p.axis, inputs[0].rank)
+        keep, shift = 1.0 - p.label_smoothing, p.label_smoothing / inputs[0].shape[axis]
 
         def softmax_cross_entropy_with_logits(xs, v, training):
             logits, labels = xs
-            return function.apply(logits, labels.detach(), axis)
+            targets = labels.detach() if shift == 0.0 else labels.detach() * keep + shift
+            return function.apply(logits, targets, axis)
 
         return softmax_cross_entropy_with_logits

@@ -96,3 +96,23 @@ def test_label_type_mismatches_are_op_errors():
     op = layers.get("sparse_softmax_cross_entropy_with_logits")
     with pytest.raises(OpError, match="integer labels"):
         op.infer(op.Params(), [TensorType((None, 4)), TensorType((None, 4))])
+
+
+def test_sigmoid_cross_entropy_label_smoothing_pulls_targets_to_one_half():
+    rng = np.random.default_rng(1)
+    x, z = rng.normal(scale=3, size=(5, 4)), rng.integers(0, 2, size=(5, 4)).astype(np.float64)
+    smoothed = z * (1 - 0.2) + 0.5 * 0.2  # tf.losses.sigmoid_cross_entropy
+    reference = np.maximum(x, 0) - x * smoothed + np.log1p(np.exp(-np.abs(x)))
+    out = loss("sigmoid_cross_entropy_with_logits", x, z, {"label_smoothing": 0.2})
+    np.testing.assert_allclose(out.numpy(), reference, rtol=1e-12)
+
+
+def test_softmax_cross_entropy_label_smoothing_mixes_in_the_uniform_distribution():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3, 4, 2))  # class axis 1, as channels-first
+    labels = np.eye(4)[rng.integers(0, 4, size=(3, 2))].transpose(0, 2, 1)
+    smoothed = labels * (1 - 0.1) + 0.1 / 4  # tf.losses.softmax_cross_entropy
+    log_softmax = x - x.max(1, keepdims=True) - np.log(np.exp(x - x.max(1, keepdims=True)).sum(1, keepdims=True))
+    reference = -(smoothed * log_softmax).sum(1)
+    out = loss("softmax_cross_entropy_with_logits", x, labels, {"label_smoothing": 0.1})
+    np.testing.assert_allclose(out.numpy(), reference, rtol=1e-12)
