@@ -44,6 +44,7 @@ from tfn.runners.schedules import Scheduler
 from tfn.runners.summaries import Summaries
 from tfn.specs import LoadedSpec, load
 from tfn.specs.errors import UserError
+from tfn.specs.schema import with_absolute_paths
 
 
 class TrainingFailed(Exception):
@@ -552,7 +553,8 @@ def train(
     numbered = out is None
     try:
         if replicas.is_writer:
-            atomic_write(run_dir / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False))
+            resolved = spec.model_copy(update={"data": with_absolute_paths(spec.data, Path.cwd())})
+            atomic_write(run_dir / "spec.yaml", yaml.safe_dump(resolved.model_dump(mode="json", exclude_none=True), sort_keys=False))
             atomic_write(run_dir / "graph.json", loaded.graph.to_json())
         trainer = Trainer(loaded, run_dir, dev, quiet=quiet, resuming=False, replicas=replicas)
         if init_from is not None:

@@ -8,6 +8,9 @@ lists op names.
 
 from __future__ import annotations
 
+import typing
+from pathlib import Path
+
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -36,6 +39,14 @@ class Strict(BaseModel):
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")]
 Device = Annotated[str, StringConstraints(pattern=r"^(cpu|cuda|cuda:\d+)$")]
+
+
+class _PathMarker:
+    """Metadata of a string field that names a file or directory (relative to the working directory)."""
+
+
+PATH = _PathMarker()
+FilePath = Annotated[str, PATH]
 DType = Literal["float32", "float64", "int64", "int32"]
 
 
@@ -453,7 +464,7 @@ class MnistData(DataBase):
     """
 
     source: Literal["mnist"]
-    directory: str | None = None
+    directory: FilePath | None = None
     download: bool = True
     url: str | None = None
     validation: NonNegativeInt = 5000
@@ -474,10 +485,10 @@ class IdxData(SplitByFraction):
     """
 
     source: Literal["idx"]
-    images: str
-    labels: str
-    test_images: str | None = None
-    test_labels: str | None = None
+    images: FilePath
+    labels: FilePath
+    test_images: FilePath | None = None
+    test_labels: FilePath | None = None
 
     @model_validator(mode="after")
     def _test_pair(self):
@@ -496,7 +507,7 @@ class NpzData(SplitByFraction):
     """
 
     source: Literal["npz"]
-    path: str
+    path: FilePath
     fields: dict[Name, str] = Field(min_length=1, description="field name -> array name in the file")
     validation_fields: dict[Name, str] | None = None
     test_fields: dict[Name, str] | None = None
@@ -506,9 +517,9 @@ class NpyData(SplitByFraction):
     """.npy files mapped to named fields: `fields: {image: x.npy, label: y.npy}`; otherwise as `npz`."""
 
     source: Literal["npy"]
-    fields: dict[Name, str] = Field(min_length=1, description="field name -> .npy file")
-    validation_fields: dict[Name, str] | None = None
-    test_fields: dict[Name, str] | None = None
+    fields: dict[Name, FilePath] = Field(min_length=1, description="field name -> .npy file")
+    validation_fields: dict[Name, FilePath] | None = None
+    test_fields: dict[Name, FilePath] | None = None
 
 
 class CsvData(SplitByFraction):
@@ -525,12 +536,12 @@ class CsvData(SplitByFraction):
     """
 
     source: Literal["csv"]
-    path: str
+    path: FilePath
     fields: dict[Name, str | list[str]] = Field(min_length=1)
     classes: list[str] | None = Field(default=None, description="class names in index order, for a label column of names")
     delimiter: str = Field(default=",", min_length=1, max_length=1)
-    validation_path: str | None = None
-    test_path: str | None = None
+    validation_path: FilePath | None = None
+    test_path: FilePath | None = None
 
 
 class ImageFolderData(SplitByFraction):
@@ -544,9 +555,9 @@ class ImageFolderData(SplitByFraction):
     """
 
     source: Literal["image_folder"]
-    directory: str
-    validation_directory: str | None = None
-    test_directory: str | None = None
+    directory: FilePath
+    validation_directory: FilePath | None = None
+    test_directory: FilePath | None = None
     size: Size2 = Field(description="[height, width] every image is resized to")
     color: Literal["grayscale", "rgb"] = "rgb"
     mean: list[float] | None = None
@@ -654,6 +665,30 @@ class Spec(Strict):
     optimizer: Optimizer = Adam(type="adam")
     data: Data
     train: Train = Train()
+
+
+def _names_paths(annotation) -> bool:
+    if typing.get_origin(annotation) is Annotated:
+        return PATH in typing.get_args(annotation)[1:] or _names_paths(typing.get_args(annotation)[0])
+    return any(_names_paths(arg) for arg in typing.get_args(annotation))
+
+
+def with_absolute_paths(model: BaseModel, base: Path) -> BaseModel:
+    """A copy of `model` whose file and directory fields are absolute, resolved against `base`.
+
+    A run's resolved spec.yaml carries these, so `--resume` and `tfn eval`
+    find the data from any working directory.
+    """
+    updates: dict[str, Any] = {}
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if value is None or not (PATH in field.metadata or _names_paths(field.annotation)):
+            continue
+        if isinstance(value, str):
+            updates[name] = str(base / value)
+        elif isinstance(value, dict):
+            updates[name] = {key: str(base / path) for key, path in value.items()}
+    return model.model_copy(update=updates)
 
 
 def json_schema() -> dict:
