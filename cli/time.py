@@ -13,9 +13,15 @@ from tfn.cli.table import table
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0), help="Untimed iterations first.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Default: the spec's data.batch_size.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N (CUDA timings are synchronised).")
+@click.option(
+    "--memory-format",
+    type=click.Choice(["auto", "channels_first", "channels_last"]),
+    default=None,
+    help="Layout of 4-D tensors, as train.memory_format (default: the spec's, or auto).",
+)
 @click.option("--sort", "order", type=click.Choice(["time", "graph"]), default="time", show_default=True, help="Slowest first, or graph order.")
 @as_json
-def command(target, overrides, iterations, warmup, batch_size, device, order, as_json) -> None:
+def command(target, overrides, iterations, warmup, batch_size, device, memory_format, order, as_json) -> None:
     """Time every node of SPEC forward and backward, as caffe time: the median
     over N iterations after warm-up, its share of the total, its parameters and
     FLOPs; the totals line times whole training steps for samples/s. Inputs are
@@ -34,11 +40,18 @@ def command(target, overrides, iterations, warmup, batch_size, device, order, as
     if Path(target).is_dir() or Path(target).suffix == ".json":
         if overrides:
             raise click.UsageError("--set applies to a spec, not to a graph.json or run directory")
-        graph, default_batch = load_graph(target), 32
+        graph, default_batch, default_format = load_graph(target), 32, "auto"
     else:
         loaded = load(target, overrides)
-        graph, default_batch = loaded.graph, loaded.spec.data.batch_size
-    timing = time_graph(graph, batch_size=batch_size or default_batch, iterations=iterations, warmup=warmup, device=device)
+        graph, default_batch, default_format = loaded.graph, loaded.spec.data.batch_size, loaded.spec.train.memory_format
+    timing = time_graph(
+        graph,
+        batch_size=batch_size or default_batch,
+        iterations=iterations,
+        warmup=warmup,
+        device=device,
+        memory_format=memory_format or default_format,
+    )
     if as_json:
         click.echo(json.dumps(timing.to_dict(), indent=2))
         return

@@ -140,7 +140,7 @@ class GraphModule(nn.Module):
     def forward(self, feeds: Mapping[str, torch.Tensor], fetches: Sequence[str]) -> dict[str, torch.Tensor]:
         channels_last = self._channels_last
         if channels_last:
-            feeds = {k: _channels_last(t) for k, t in feeds.items()}
+            feeds = {k: to_channels_last(t) for k, t in feeds.items()}
         values: dict[Ref, torch.Tensor] = {split_ref(ref): tensor for ref, tensor in feeds.items()}
         state = {**self._parameters, **self._buffers}
         training = self.training
@@ -156,7 +156,7 @@ class GraphModule(nn.Module):
             for index, tensor in enumerate(out if isinstance(out, tuple) else (out,)):
                 if channels_last:
                     # a kernel fed an ambiguous layout (one channel) answers channels-first
-                    tensor = _channels_last(tensor)
+                    tensor = to_channels_last(tensor)
                 values.setdefault((step.name, index), tensor)  # a fed output stays as fed
         return {f: values[split_ref(f)] for f in fetches}
 
@@ -174,7 +174,7 @@ class GraphModule(nn.Module):
         for holder in (self._parameters, self._buffers):
             for name, tensor in holder.items():
                 if tensor is not None and tensor.dim() == 4:
-                    tensor.data = _channels_last(tensor.data)
+                    tensor.data = to_channels_last(tensor.data)
         self._channels_last = True
         return self
 
@@ -209,7 +209,7 @@ class GraphModule(nn.Module):
 _CL = torch.channels_last
 
 
-def _channels_last(tensor: torch.Tensor) -> torch.Tensor:
+def to_channels_last(tensor: torch.Tensor) -> torch.Tensor:
     """`tensor` with channels_last strides, unambiguously.
 
     With one channel, `contiguous(memory_format=channels_last)` keeps the

@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from tfn.runners.module import GraphModule
+from tfn.runners.module import GraphModule, to_channels_last, wants_channels_last
 from tfn.specs.graph import Graph, split_ref
 from tfn.specs.summary import summarize
 
@@ -103,11 +103,18 @@ def time_graph(
     warmup: int = 2,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    memory_format: str = "auto",
 ) -> Timing:
-    """Time every node of `graph` forward and backward in training mode, and the whole step."""
+    """Time every node of `graph` forward and backward in training mode, and the whole step.
+
+    4-D tensors take the layout training gives them (`memory_format`, as train.memory_format).
+    """
     dev = torch.device(device)
     model = GraphModule(graph, torch.Generator().manual_seed(seed)).place(dev).train()
     feeds = synthetic_feeds(graph, batch_size, dev, torch.Generator().manual_seed(seed))
+    if wants_channels_last(graph, memory_format):
+        model.use_channels_last()
+        feeds = {name: to_channels_last(tensor) for name, tensor in feeds.items()}
     fetches = list(dict.fromkeys(list(graph.outputs) + [loss.node for loss in graph.losses]))
     steps = model.plan(fetches, feeds)
     sync = _synchroniser(dev)

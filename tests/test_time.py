@@ -76,3 +76,19 @@ def test_bad_device_exits_2(write_spec, tfn_cli):
     code, _, err = tfn_cli("time", str(write_spec(SPEC)), "--device", "cuda:7")
     assert code == 2
     assert "cuda" in err and "Traceback" not in err
+
+
+def test_time_takes_the_training_layout(monkeypatch):
+    from tfn import specs
+    from tfn.runners import timing
+    from tfn.runners.module import GraphModule
+
+    calls = []
+    original = GraphModule.use_channels_last
+    monkeypatch.setattr(GraphModule, "use_channels_last", lambda self: calls.append(1) or original(self))
+    graph = specs.load("digits_cnn").graph
+    for memory_format, expected in (("auto", 1), ("channels_first", 0), ("channels_last", 1)):
+        calls.clear()
+        result = timing.time_graph(graph, batch_size=4, iterations=1, warmup=0, memory_format=memory_format)
+        assert len(calls) == expected, memory_format
+        assert [n.name for n in result.nodes] == [n.name for n in graph.nodes]
