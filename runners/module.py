@@ -155,7 +155,7 @@ class GraphModule(nn.Module):
             out = step.kernel(xs, v, training)
             for index, tensor in enumerate(out if isinstance(out, tuple) else (out,)):
                 if channels_last:
-                    # a kernel fed an ambiguous layout (one channel) answers channels-first
+                    # some kernels (reshape, pad, concat, a one-channel output) answer channels-first
                     tensor = to_channels_last(tensor)
                 values.setdefault((step.name, index), tensor)  # a fed output stays as fed
         return {f: values[split_ref(f)] for f in fetches}
