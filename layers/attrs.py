@@ -7,6 +7,8 @@ VALID in any case. See tf_semantics.md §0.2 for the padding rule.
 
 from __future__ import annotations
 
+import re
+
 from typing import Annotated, Literal, Union
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
@@ -76,8 +78,19 @@ def _upper(value):
 
 
 def Choice(*values: str):
-    """One of the upper-case `values`, accepted in any case (`padding: same`)."""
-    return Annotated[Literal[values], BeforeValidator(_upper)]  # type: ignore[valid-type]
+    """One of the upper-case `values`, accepted in any case (`padding: same`).
+
+    The published JSON Schema says so with a case-blind pattern (JSON Schema
+    regexes have no flags), so editors accept what the validator accepts.
+    """
+    any_case = "|".join("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in v) for v in values)
+    schema = {
+        "type": "string",
+        "pattern": f"^({any_case})$",
+        "description": f"one of {', '.join(values)}, in any case",
+        "x-choices": list(values),
+    }
+    return Annotated[Literal[values], BeforeValidator(_upper), WithJsonSchema(schema)]  # type: ignore[valid-type]
 
 
 Padding = Choice("SAME", "VALID")

@@ -65,8 +65,8 @@ def type_text(schema: dict, defs: dict | None = None) -> str:
         return type_text(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
     if "anyOf" in schema:
         return " | ".join(type_text(s, defs) for s in schema["anyOf"])
-    if "enum" in schema:
-        return "|".join(str(v) for v in schema["enum"])
+    if "enum" in schema or "x-choices" in schema:
+        return "|".join(str(v) for v in schema.get("enum", schema.get("x-choices")))
     if "const" in schema:
         return str(schema["const"])
     kind = schema.get("type")

@@ -97,3 +97,10 @@ def test_the_published_schema_rejects_what_check_rejects(spec_schema):
     validator = jsonschema.Draft202012Validator(spec_schema)
     data["model"]["layers"][0]["kernal_size"] = data["model"]["layers"][0].pop("kernel_size")
     assert not validator.is_valid(data)
+
+
+@pytest.mark.parametrize("padding, valid", [("same", True), ("Valid", True), ("SAME", True), ("sam", False), ("SAMEX", False)])
+def test_the_published_schema_accepts_padding_in_any_case_as_check_does(spec_schema, padding, valid):
+    data = read_document(EXAMPLES / "digits_cnn.yaml").data
+    data["model"]["layers"][0]["padding"] = padding
+    assert jsonschema.Draft202012Validator(spec_schema).is_valid(data) is valid
