@@ -51,7 +51,6 @@ class SparseSoftmaxCrossEntropyWithLogits(Op):
         return 4 * inputs[0].sample_size
 
     def build(self, p, inputs):
-        import torch
         import torch.nn.functional as F
 
         classes = inputs[0].shape[1]

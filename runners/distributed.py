@@ -91,9 +91,10 @@ def launch(nproc: int, command: list[str]) -> None:
         raise LaunchFailed("", 128 + int(exc.sigval)) from None  # rank 0 has said where it stopped
     except ChildFailedError as exc:
         # the first rank that reported an error of its own; a rank stopped by a signal only if none did
-        reported = {r: f for r, f in exc.failures.items() if f.exitcode > 0}
-        rank = min(reported or exc.failures, key=lambda r: exc.failures[r].timestamp)
-        failure = exc.failures[rank]
+        failures = exc.failures
+        reported = {r: f for r, f in failures.items() if f.exitcode > 0}
+        rank = min(reported or failures, key=lambda r: failures[r].timestamp)
+        failure = failures[rank]
         if failure.exitcode < 0:
             how = f"was killed by {signal.Signals(-failure.exitcode).name}"
         else:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfn.runners.checkpoint import CheckpointError, CheckpointInfo, read_info, resolve
+from tfn.runners.checkpoint import CheckpointError, CheckpointInfo, read_info
 from tfn.specs.graph import Graph
 
 def read_header(target: str | Path) -> CheckpointInfo:

@@ -12,7 +12,6 @@ from tfn.runners.module import GraphModule
 from tfn.runners.precision import Precision
 from tfn.runners.train import Loss, train
 from tfn.specs import load
-from tfn.specs.errors import UserError
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -149,7 +149,7 @@ def test_error_text_and_position(case, tmp_path, monkeypatch, tfn_cli):
     assert out == ""
     assert "Traceback" not in err
     lines = err.splitlines()
-    assert len(lines) == max(1, len(positions)), result.stderr
+    assert len(lines) == max(1, len(positions)), err
     for line, (row, col) in zip(lines, positions):
         assert line.startswith(f"{name}:{row}:{col}: error: "), line
     if not positions:
