@@ -12,6 +12,8 @@ multiplier * schedule(step).
 
 from __future__ import annotations
 
+import abc
+
 import fnmatch
 import functools
 from functools import singledispatch
@@ -125,8 +127,11 @@ def _with_grads(group: dict) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return params, [p.grad for p in params]
 
 
-class _ForeachOptimizer(torch.optim.Optimizer):
-    """An optimizer whose update is written once over lists of tensors (torch._foreach_*)."""
+class _ForeachOptimizer(torch.optim.Optimizer, metaclass=abc.ABCMeta):
+    """An optimizer whose update is written once over lists of tensors (torch._foreach_*).
+
+    A subclass gives each variable's initial slots and the update of one group.
+    """
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -141,11 +146,13 @@ class _ForeachOptimizer(torch.optim.Optimizer):
             self.update(group, params, grads, [self.state[p] for p in params])
         return loss
 
+    @abc.abstractmethod
     def initial_state(self, p: torch.Tensor, group: dict) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The slots of variable `p` before its first update."""
 
+    @abc.abstractmethod
     def update(self, group: dict, params: list, grads: list, states: list[dict]) -> None:
-        raise NotImplementedError
+        """Apply one step to `params` in place, from `grads` and their slots."""
 
 
 class TFRMSProp(_ForeachOptimizer):
