@@ -9,7 +9,7 @@ and regenerate tests/golden/op_names.txt. The contract battery
 no edit elsewhere.
 """
 
-from tfn.layers import activations, convolution, core, fractional, losses, normalization, pooling, structure  # noqa: F401  (registers)
-from tfn.layers.base import Op, OpError, Params, TensorType, UnknownOpError, VariableDef, all_ops, get, register, suggest
+from tfn.layers import activations, convolution, core, fractional, indexing, losses, math_ops, normalization, pooling, resizing, structure  # noqa: F401  (registers)
+from tfn.layers.base import IndexRangeError, Op, OpError, Params, TensorType, UnknownOpError, VariableDef, all_ops, get, register, suggest
 
-__all__ = ["Op", "OpError", "Params", "TensorType", "UnknownOpError", "VariableDef", "all_ops", "get", "register", "suggest"]
+__all__ = ["IndexRangeError", "Op", "OpError", "Params", "TensorType", "UnknownOpError", "VariableDef", "all_ops", "get", "register", "suggest"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from pydantic import Field
+
 from tfn.layers.attrs import Initializer, resolve_axis
 from tfn.layers.base import Op, OpError, Params, TensorType, VariableDef, register
 
@@ -305,3 +307,238 @@ class LogSoftmax(Normalize):
 
     name = "log_softmax"
     tf_notes = "tf.nn.log_softmax(logits, axis); tfn's default axis is 1, the channel axis (TF: -1)."
+
+
+@register
+class LeakyRelu(Elementwise):
+    """Leaky ReLU, as tf.nn.leaky_relu: x where x > 0, else alpha * x.
+
+    TF computes where(x > 0, x, alpha * x), which differs from
+    max(x, alpha * x) when alpha > 1. The gradient at 0 is alpha, as in TF.
+    The default alpha 0.2 is tf.nn.leaky_relu's (Keras's LeakyReLU layer
+    defaults to 0.3).
+
+    Example:
+        {op: leaky_relu, alpha: 0.1}
+
+    Input any shape; output the same shape.
+    """
+
+    name = "leaky_relu"
+    cost = 2
+    tf_notes = "tf.nn.leaky_relu(features, alpha=0.2); tf.keras.layers.LeakyReLU's default alpha is 0.3: give it explicitly."
+
+    class Params(Params):
+        alpha: float = 0.2
+
+    def build(self, p, inputs):
+        import torch.nn.functional as F
+
+        alpha = p.alpha
+
+        def leaky_relu(xs, v, training):
+            # PyTorch's kernel is TF's where(x > 0, x, alpha * x), its gradient alpha at 0 included
+            return F.leaky_relu(xs[0], alpha)
+
+        return leaky_relu
+
+
+@register
+class Gelu(Elementwise):
+    """Gaussian error linear unit, as tf.nn.gelu: x * P(X <= x) for a standard normal X.
+
+    Exact (the default, as tf.nn.gelu and tf.keras 2): 0.5 x (1 + erf(x /
+    sqrt(2))). `approximate: true` is the tanh form 0.5 x (1 + tanh(sqrt(2 /
+    pi) (x + 0.044715 x^3))), Keras 3's default.
+
+    Example:
+        {op: gelu, approximate: true}
+
+    Input any shape; output the same shape.
+    """
+
+    name = "gelu"
+    cost = 8
+    tf_notes = "tf.nn.gelu(features, approximate=False); Keras 3's activations.gelu defaults to approximate=True."
+
+    class Params(Params):
+        approximate: bool = False
+
+    def build(self, p, inputs):
+        import torch.nn.functional as F
+
+        approximate = "tanh" if p.approximate else "none"
+
+        def gelu(xs, v, training):
+            return F.gelu(xs[0], approximate=approximate)
+
+        return gelu
+
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@register
+class Selu(Elementwise):
+    """Scaled exponential linear unit, as tf.nn.selu: scale * (x if x > 0 else alpha * (exp(x) - 1)).
+
+    alpha = 1.6732632 and scale = 1.0507010 (Klambauer et al.). The gradient
+    at exactly 0 is scale, as TF's (PyTorch's selu gives scale * alpha).
+
+    Example:
+        {op: selu}
+
+    Input any shape; output the same shape.
+    """
+
+    name = "selu"
+    cost = 4
+    tf_notes = "tf.nn.selu; TF's gradient at 0 (scale, not scale * alpha as torch.selu)."
+
+    def build(self, p, inputs):
+        import torch
+
+        def selu(xs, v, training):
+            x = xs[0]
+            # TF's kernel tests x < 0, so 0 takes the linear branch and its gradient; the
+            # clamp keeps exp of a large x (the branch not taken) from turning 0 * inf into NaN
+            return SELU_SCALE * torch.where(x < 0, SELU_ALPHA * torch.expm1(x.clamp(max=0)), x)
+
+        return selu
+
+
+@register
+class Swish(Elementwise):
+    """Swish, as tf.nn.swish: x * sigmoid(beta * x).
+
+    With beta 1 (the default) it is SiLU (`silu` is the same op under
+    Keras 3's and PyTorch's name).
+
+    Example:
+        {op: swish, beta: 1.5}
+
+    Input any shape; output the same shape.
+    """
+
+    name = "swish"
+    cost = 5
+    tf_notes = "tf.nn.swish(features, beta=1.0) (also tf.nn.silu); PyTorch's F.silu has no beta."
+
+    class Params(Params):
+        beta: float = 1.0
+
+    def build(self, p, inputs):
+        import torch
+
+        beta = p.beta
+
+        def swish(xs, v, training):
+            x = xs[0]
+            return x * torch.sigmoid(beta * x)
+
+        swish.__name__ = self.name
+        return swish
+
+
+@register
+class Silu(Swish):
+    """SiLU, as tf.nn.silu: x * sigmoid(beta * x); the same op as `swish`.
+
+    Example:
+        {op: silu}
+
+    Input any shape; output the same shape.
+    """
+
+    name = "silu"
+    tf_notes = "tf.nn.silu(features, beta=1.0), an alias of tf.nn.swish; Keras's activations.silu."
+
+
+@register
+class HardSigmoid(Elementwise):
+    """Piecewise-linear sigmoid: clip(slope * x + 0.5, 0, 1), as tf.keras 2's hard_sigmoid.
+
+    The default slope 0.2 is tf.keras 2's (and TF 1.x Keras's); Keras 3
+    changed it to 1/6 (relu6(x + 3) / 6): give `slope: 0.16666666666666666`
+    for that. The gradient is slope on the closed interval where the output
+    lies in [0, 1] (TF's clip_by_value passes it at the corners); Keras 3's
+    relu6 form gives 0 at the two corners.
+
+    Example:
+        {op: hard_sigmoid}
+
+    Input any shape; output the same shape, in [0, 1].
+    """
+
+    name = "hard_sigmoid"
+    cost = 3
+    tf_notes = "tf.keras.activations.hard_sigmoid (tf.keras 2: slope 0.2); Keras 3's hard_sigmoid is slope 1/6."
+
+    class Params(Params):
+        slope: float = Field(0.2, gt=0.0)
+
+    def build(self, p, inputs):
+        import torch
+
+        slope = p.slope
+
+        def hard_sigmoid(xs, v, training):
+            return torch.clamp(slope * xs[0] + 0.5, 0.0, 1.0)
+
+        return hard_sigmoid
+
+
+@register
+class Prelu(Op):
+    """Parametric ReLU, as tf.keras.layers.PReLU: relu(x) - alpha * relu(-x), alpha learned.
+
+    By default alpha is one value per channel (axis 1), shared over the
+    other axes. `shared_axes` (Keras's attribute) lists the axes that share
+    one alpha, counted channels-first with the batch as 0; `shared_axes: []`
+    learns one alpha per element (Keras's default). The variable `alpha`
+    has one sample's shape with the shared axes set to 1, as Keras stores it.
+
+    Example:
+        {op: prelu, alpha_initializer: {constant: 0.25}}
+
+    Input [N, C, ...]; output the same shape. Variable alpha [C, 1, ...] (shared axes 1).
+    """
+
+    name = "prelu"
+    family = "activation"
+    tf_notes = (
+        "tf.keras.layers.PReLU(alpha_initializer='zeros', shared_axes=None); tfn's default shares alpha over every axis "
+        "but the channel axis 1 (Keras: shared_axes=[1, 2] in NHWC); alpha's layout is channels-first."
+    )
+    example_inputs = ((2, 3, 4, 5),)
+
+    class Params(Params):
+        alpha_initializer: Initializer = "zeros"
+        shared_axes: list[int] | None = None
+
+    def alpha_shape(self, p, x: TensorType) -> tuple[int, ...]:
+        if x.rank < 2:
+            raise OpError(f"expects an input [N, C, ...], got {x}")
+        shared = range(2, x.rank) if p.shared_axes is None else [resolve_axis(a, x.rank, "shared_axes") for a in p.shared_axes]
+        return tuple(1 if axis in shared else n for axis, n in enumerate(x.shape[1:], 1))
+
+    def infer(self, p, inputs):
+        self.alpha_shape(p, inputs[0])
+        return [inputs[0]]
+
+    def variables(self, p, inputs):
+        return [VariableDef("alpha", self.alpha_shape(p, inputs[0]), p.alpha_initializer)]
+
+    def flops(self, p, inputs, outputs):
+        return 4 * outputs[0].sample_size
+
+    def build(self, p, inputs):
+        import torch
+
+        def prelu(xs, v, training):
+            x = xs[0]
+            # Keras's form: the gradient at 0 is 0 for x and for alpha, as TF's relu gives
+            return torch.relu(x) - v["alpha"] * torch.relu(-x)
+
+        return prelu

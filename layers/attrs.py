@@ -47,6 +47,32 @@ def Sizes(n: int | None, minimum: int = 1):
 
 
 Size1, Size2, Size3 = Sizes(1), Sizes(2), Sizes(3)
+
+
+def _edge_pairs(given):
+    is_pair = isinstance(given, list) and len(given) == 2
+    if _is_int(given):
+        value = [[given, given], [given, given]]
+    elif is_pair and all(_is_int(v) for v in given):
+        value = [[given[0], given[0]], [given[1], given[1]]]
+    elif is_pair and all(isinstance(v, list) and len(v) == 2 and all(_is_int(w) for w in v) for v in given):
+        value = [list(v) for v in given]
+    else:
+        raise ValueError(f"expected an int, [rows, columns] or [[top, bottom], [left, right]], got {given!r}")
+    if any(w < 0 for pair in value for w in pair):
+        raise ValueError(f"every entry must be >= 0, got {given!r}")
+    return value
+
+
+_count = {"type": "integer", "minimum": 0}
+_pair = {"type": "array", "items": _count, "minItems": 2, "maxItems": 2}
+#: Keras's 2-D edge sizes (Cropping2D, ZeroPadding2D): an int (every edge), [rows, columns]
+#: (both edges of an axis) or [[top, bottom], [left, right]]; stored as the last form.
+EdgePairs2D = Annotated[
+    list[list[int]],
+    BeforeValidator(_edge_pairs),
+    WithJsonSchema({"anyOf": [_count, _pair, {"type": "array", "items": _pair, "minItems": 2, "maxItems": 2}]}),
+]
 SizeN = Sizes(None)
 
 
@@ -94,6 +120,9 @@ def Choice(*values: str):
 
 
 Padding = Choice("SAME", "VALID")
+
+#: the dtypes a tensor of the graph may have (model inputs, cast)
+DType = Literal["float32", "float64", "int64", "int32"]
 
 
 def _known_initializer(value):

@@ -76,6 +76,10 @@ class OpError(ValueError):
         self.field = field
 
 
+class IndexRangeError(ValueError):
+    """A tensor of indices holds a value outside the range the op accepts (raised when the graph runs)."""
+
+
 class Params(BaseModel):
     """Base of every op's parameter class: unknown attributes are errors; no silent coercion."""
 
@@ -114,6 +118,8 @@ class Op:
     #: input shapes, batch first, that the docstring example runs on: the
     #: contract battery (tests/test_op_contract.py) drives every op with them
     example_inputs: ClassVar[tuple[tuple[int, ...], ...]]
+    #: the dtypes of example_inputs, one per input; empty: every input is float32
+    example_dtypes: ClassVar[tuple[str, ...]] = ()
 
     def infer(self, p: Params, inputs: Sequence[TensorType]) -> list[TensorType]:
         """The output types, or OpError when the attributes do not fit the inputs."""
@@ -128,6 +134,12 @@ class Op:
 
     def build(self, p: Params, inputs: Sequence[TensorType]) -> Kernel:
         raise NotImplementedError(f"op {self.name} has no PyTorch builder")
+
+    def integer_input_range(self, p: Params, inputs: Sequence[TensorType], index: int) -> tuple[int, int] | None:
+        """The values an integer input must hold, [low, high), where the op indexes with it
+        (gather's indices); None where any integer goes. Tools that make up inputs
+        (`tfn time`, the contract battery) draw valid ones from it."""
+        return None
 
     def label_type(self, p: Params, logits: TensorType) -> TensorType:
         """For a loss op: the type of the labels that go with these logits."""

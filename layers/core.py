@@ -10,19 +10,27 @@ from tfn.layers.attrs import Initializer, Regularizer
 
 @register
 class Dense(Op):
-    """Fully connected layer on the last axis, as tf.layers.dense: x @ kernel.T + bias.
+    """Fully connected layer on the feature axis 1, as tf.layers.dense: x @ kernel.T + bias.
 
-    The kernel is [units, in] (PyTorch's layout; TF's is [in, units]).
+    On [N, in] it is the usual layer. On a rank > 2 input [N, in, ...] it
+    maps the features (axis 1) at every position of the other axes with the
+    same kernel: what Keras's Dense does to an NHWC or [N, T, F] tensor's
+    last axis, in tfn's channels-first layout (a 1x1 convolution). The
+    kernel is [units, in] (PyTorch's layout; TF's is [in, units]).
 
     Example:
         {op: dense, units: 10}
 
-    Input [N, ..., in]; output [N, ..., units].
+    Input [N, in, ...]; output [N, units, ...].
     """
 
     name = "dense"
     example_inputs = ((2, 6),)
     family = "core"
+    tf_notes = (
+        "tf.layers.dense / tf.keras.layers.Dense; on a rank > 2 input it acts on axis 1, the feature axis of tfn's layout "
+        "(Keras: the last axis of NHWC / [N, T, F]); kernel [units, in] (TF: [in, units])."
+    )
 
     class Params(Params):
         units: PositiveInt
@@ -33,26 +41,33 @@ class Dense(Op):
 
     def infer(self, p, inputs):
         (x,) = inputs
-        if x.rank < 2 or x.shape[-1] is None:
-            raise OpError(f"expects an input [N, ..., features], got {x}; put a flatten before it")
-        return [TensorType((*x.shape[:-1], p.units), x.dtype)]
+        if x.rank < 2:
+            raise OpError(f"expects an input [N, features, ...], got {x}")
+        return [TensorType((x.shape[0], p.units, *x.shape[2:]), x.dtype)]
 
     def variables(self, p, inputs):
-        features = inputs[0].shape[-1]
+        features = inputs[0].shape[1]
         kernel = VariableDef("kernel", (p.units, features), p.kernel_initializer, regularizer=p.kernel_regularizer)
         return [kernel] + ([VariableDef("bias", (p.units,), p.bias_initializer)] if p.use_bias else [])
 
     def flops(self, p, inputs, outputs):
-        rows = inputs[0].sample_size // inputs[0].shape[-1]
-        return rows * (2 * inputs[0].shape[-1] * p.units + (p.units if p.use_bias else 0))
+        positions = inputs[0].sample_size // inputs[0].shape[1]
+        return positions * (2 * inputs[0].shape[1] * p.units + (p.units if p.use_bias else 0))
 
     def build(self, p, inputs):
         import torch.nn.functional as F
 
-        def dense(xs, v, training):
-            return F.linear(xs[0], v["kernel"], v.get("bias"))
+        if inputs[0].rank == 2:
 
-        return dense
+            def dense(xs, v, training):
+                return F.linear(xs[0], v["kernel"], v.get("bias"))
+
+            return dense
+
+        def dense_on_axis_1(xs, v, training):
+            return F.linear(xs[0].movedim(1, -1), v["kernel"], v.get("bias")).movedim(-1, 1)
+
+        return dense_on_axis_1
 
 
 @register

@@ -1,10 +1,11 @@
-"""Batch normalization with TF's conventions (tf_semantics.md §5)."""
+"""Normalization: batch normalization with TF's conventions (tf_semantics.md §5), local response and layer normalization."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from tfn.layers.base import Op, OpError, Params, VariableDef, register
+from tfn.layers.attrs import Initializer, resolve_axis
+from tfn.layers.base import Op, OpError, Params, TensorType, VariableDef, register
 
 
 @register
@@ -121,3 +122,134 @@ class BatchNormalization(Op):
             return y.to(x.dtype)
 
         return synchronized_batch_normalization
+
+
+@register
+class LocalResponseNormalization(Op):
+    """Local response normalization across channels, as tf.nn.local_response_normalization (AlexNet, GoogLeNet).
+
+    out = x / (bias + alpha * sqr_sum) ** beta, where sqr_sum at channel c
+    is the sum of x**2 over channels c - depth_radius .. c + depth_radius
+    (clipped at the edges). alpha multiplies the plain sum: it is not
+    divided by the window size 2 * depth_radius + 1, as PyTorch's
+    LocalResponseNorm and Caffe's LRN divide it. Defaults are TF's.
+
+    Example:
+        {op: local_response_normalization, depth_radius: 2, bias: 2.0, alpha: 1.0e-4, beta: 0.75}
+
+    Input [N, C, ...]; output the same shape.
+    """
+
+    name = "local_response_normalization"
+    family = "normalization"
+    example_inputs = ((2, 6, 3, 4),)
+    tf_notes = (
+        "tf.nn.local_response_normalization / tf.nn.lrn on the channel axis 1 (TF: the last axis of NHWC); alpha is TF's "
+        "(torch.nn.LocalResponseNorm's alpha is alpha * (2 * depth_radius + 1), Caffe's alpha likewise)."
+    )
+
+    class Params(Params):
+        depth_radius: int = Field(5, ge=0)
+        bias: float = 1.0
+        alpha: float = 1.0
+        beta: float = 0.5
+
+    def infer(self, p, inputs):
+        (x,) = inputs
+        if x.rank < 3:
+            raise OpError(f"expects an input [N, C, ...] with at least one axis after the channels, got {x}")
+        return [x]
+
+    def flops(self, p, inputs, outputs):
+        return (2 * p.depth_radius + 1 + 4) * outputs[0].sample_size
+
+    def build(self, p, inputs):
+        import torch.nn.functional as F
+
+        window = 2 * p.depth_radius + 1
+        bias, beta = p.bias, p.beta
+        # PyTorch divides alpha by the window: hand it TF's alpha times the window
+        alpha = p.alpha * window
+
+        def local_response_normalization(xs, v, training):
+            return F.local_response_norm(xs[0], window, alpha, beta, bias)
+
+        return local_response_normalization
+
+
+@register
+class LayerNormalization(Op):
+    """Layer normalization, as tf.keras.layers.LayerNormalization: each sample normalized over `axis`.
+
+    out = (x - mean) / sqrt(var + epsilon) * gamma + beta, with the mean and
+    the (biased) variance taken over the axes in `axis` for each sample and
+    every position of the other axes. The default axis 1 normalizes the
+    features (channels) at each position, as Keras's default axis -1 does in
+    NHWC; `axis: [1, 2, 3]` normalizes whole [C, H, W] samples. gamma and
+    beta have the shape of the normalized axes. epsilon 1e-3 is Keras's
+    (PyTorch's LayerNorm uses 1e-5).
+
+    Example:
+        {op: layer_normalization, axis: [1, 2]}
+
+    Input [N, ...]; output the same shape. Variables gamma (ones) and beta (zeros), shaped as the normalized axes.
+    """
+
+    name = "layer_normalization"
+    family = "normalization"
+    example_inputs = ((3, 4, 5),)
+    tf_notes = (
+        "tf.keras.layers.LayerNormalization(axis=-1, epsilon=1e-3); axis counts channels-first with the batch as 0, "
+        "so Keras's -1 in NHWC is tfn's 1; tf.contrib.layers.layer_norm normalizes every axis but the batch: axis [1, 2, ...]."
+    )
+
+    class Params(Params):
+        axis: int | list[int] = 1
+        epsilon: float = Field(1e-3, gt=0.0)
+        center: bool = True
+        scale: bool = True
+        beta_initializer: Initializer = "zeros"
+        gamma_initializer: Initializer = "ones"
+
+    def axes(self, p, x: TensorType) -> list[int]:
+        listed = [p.axis] if isinstance(p.axis, int) else p.axis
+        if not listed:
+            raise OpError("needs at least one axis to normalize over", "axis")
+        axes = [resolve_axis(a, x.rank) for a in listed]
+        if len(set(axes)) != len(axes):
+            raise OpError(f"lists an axis twice: {listed} for a rank-{x.rank} input", "axis")
+        return sorted(axes)
+
+    def infer(self, p, inputs):
+        self.axes(p, inputs[0])
+        return [inputs[0]]
+
+    def variables(self, p, inputs):
+        x = inputs[0]
+        shape = tuple(x.shape[a] for a in self.axes(p, x))
+        return ([VariableDef("gamma", shape, p.gamma_initializer)] if p.scale else []) + (
+            [VariableDef("beta", shape, p.beta_initializer)] if p.center else []
+        )
+
+    def flops(self, p, inputs, outputs):
+        return 6 * outputs[0].sample_size
+
+    def build(self, p, inputs):
+        import torch
+
+        x = inputs[0]
+        axes = self.axes(p, x)
+        # gamma and beta broadcast along the axes that are not normalized
+        shape = [x.shape[a] if a in axes else 1 for a in range(1, x.rank)]
+        eps = p.epsilon
+
+        def layer_normalization(xs, v, training):
+            var, mean = torch.var_mean(xs[0], dim=axes, correction=0, keepdim=True)
+            y = (xs[0] - mean) * torch.rsqrt(var + eps)
+            if "gamma" in v:
+                y = y * v["gamma"].reshape(shape)
+            if "beta" in v:
+                y = y + v["beta"].reshape(shape)
+            return y
+
+        return layer_normalization

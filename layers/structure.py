@@ -7,11 +7,12 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
-from tfn.layers.attrs import Choice, resolve_axis
+from tfn.layers.attrs import Choice, EdgePairs2D, resolve_axis
 from tfn.layers.base import Op, OpError, Params, TensorType, register
 
 
-def _same_types(op: Op, inputs) -> TensorType:
+def same_types(inputs) -> TensorType:
+    """The one type of every input, or OpError naming the first that differs."""
     first = inputs[0]
     for i, other in enumerate(inputs[1:], 1):
         if other.shape[1:] != first.shape[1:] or other.dtype != first.dtype:
@@ -26,7 +27,7 @@ class Combine(Op):
     arity = (2, None)
 
     def infer(self, p, inputs):
-        return [_same_types(self, inputs)]
+        return [same_types(inputs)]
 
     def flops(self, p, inputs, outputs):
         return (len(inputs) - 1) * outputs[0].sample_size
@@ -290,3 +291,96 @@ def _mirror(i: int, n: int, symmetric: bool) -> int:
     if i >= n:
         return 2 * n - 1 - i if symmetric else 2 * (n - 1) - i
     return i
+
+
+class Edges2D(Op):
+    """Shared rules of Keras's 2-D cropping and zero padding: [[top, bottom], [left, right]] on [N, C, H, W]."""
+
+    family = "structure"
+    pure_data_movement = True
+    example_inputs = ((2, 3, 6, 7),)
+    #: +1 pads the edges, -1 crops them
+    direction: int
+    #: the attribute that holds the edges
+    field: str
+
+    def edges(self, p) -> list[list[int]]:
+        raise NotImplementedError
+
+    def infer(self, p, inputs):
+        (x,) = inputs
+        if x.rank != 4:
+            raise OpError(f"expects a 4-D input [N, C, H, W], got {x}")
+        (top, bottom), (left, right) = self.edges(p)
+        height, width = x.shape[2] + self.direction * (top + bottom), x.shape[3] + self.direction * (left + right)
+        if height < 1 or width < 1:
+            raise OpError(f"cropping {self.edges(p)} leaves nothing of {x}: each axis must keep at least one row or column", self.field)
+        return [TensorType((*x.shape[:2], height, width), x.dtype)]
+
+
+@register
+class Cropping2D(Edges2D):
+    """Crops rows and columns off the edges of an image, as tf.keras.layers.Cropping2D.
+
+    `cropping` is an int (every edge), [rows, columns] (both edges of each
+    axis) or [[top, bottom], [left, right]], as Keras takes it.
+
+    Example:
+        {op: cropping2d, cropping: [[1, 0], [2, 2]]}
+
+    Input [N, C, H, W]; output [N, C, H - top - bottom, W - left - right].
+    """
+
+    name = "cropping2d"
+    direction, field = -1, "cropping"
+    tf_notes = "tf.keras.layers.Cropping2D(cropping) with data_format channels_first."
+
+    class Params(Params):
+        cropping: EdgePairs2D = [[0, 0], [0, 0]]
+
+    def edges(self, p):
+        return p.cropping
+
+    def build(self, p, inputs):
+        (top, bottom), (left, right) = p.cropping
+        _, _, height, width = inputs[0].shape
+        rows, columns = slice(top, height - bottom), slice(left, width - right)
+
+        def cropping2d(xs, v, training):
+            return xs[0][:, :, rows, columns]
+
+        return cropping2d
+
+
+@register
+class ZeroPadding2D(Edges2D):
+    """Pads an image with rows and columns of zeros, as tf.keras.layers.ZeroPadding2D.
+
+    `padding` is an int (every edge), [rows, columns] (both edges of each
+    axis) or [[top, bottom], [left, right]], as Keras takes it.
+
+    Example:
+        {op: zero_padding2d, padding: [[1, 0], [1, 0]]}
+
+    Input [N, C, H, W]; output [N, C, H + top + bottom, W + left + right].
+    """
+
+    name = "zero_padding2d"
+    direction, field = 1, "padding"
+    tf_notes = "tf.keras.layers.ZeroPadding2D(padding) with data_format channels_first; `pad` is tf.pad for any rank and mode."
+
+    class Params(Params):
+        padding: EdgePairs2D = [[1, 1], [1, 1]]
+
+    def edges(self, p):
+        return p.padding
+
+    def build(self, p, inputs):
+        import torch.nn.functional as F
+
+        (top, bottom), (left, right) = p.padding
+
+        def zero_padding2d(xs, v, training):
+            return F.pad(xs[0], (left, right, top, bottom))
+
+        return zero_padding2d

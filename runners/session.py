@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from tfn.layers import TensorType, suggest
+from tfn.layers import IndexRangeError, TensorType, suggest
 from tfn.runners.checkpoint import restore, resolve
 from tfn.runners.files import atomic_write
 from tfn.runners.module import GraphModule
@@ -260,7 +260,10 @@ def run(model: GraphModule, feeds: Mapping[str, np.ndarray | torch.Tensor], fetc
     model.check_fetches(fetches, tensors)
     plan = model.plan(fetches, tensors)
     with torch.no_grad():
-        out = model(tensors, fetches)
+        try:
+            out = model(tensors, fetches)
+        except IndexRangeError as exc:  # fed indices that index nothing: the feed is wrong
+            raise FeedError(f"feeds: error: {exc}") from None
     return RunResult({f: out[f].detach().cpu().numpy() for f in fetches}, tuple(step.name for step in plan))
 
 

@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch
 
+from tfn import layers
 from tfn.runners.module import GraphModule, to_channels_last, wants_channels_last
 from tfn.specs.graph import Graph, split_ref
 from tfn.specs.summary import summarize
@@ -77,12 +78,9 @@ class Timing:
 
 
 def synthetic_feeds(graph: Graph, batch_size: int, device: torch.device, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random inputs of the graph's shapes: normal floats; integer labels within the classes their loss expects."""
-    classes: dict[str, int] = {}
-    for loss in graph.losses:
-        node = graph.node(loss.node)
-        if len(node.inputs) > 1:
-            classes[node.inputs[1]] = graph.type_of(node.inputs[0]).shape[-1] or 1
+    """Random inputs of the graph's shapes: normal floats; integers valid wherever they are used
+    (labels within their loss's classes, indices within what the op indexes)."""
+    ranges = integer_input_ranges(graph)
     feeds = {}
     for inp in graph.inputs:
         shape = (batch_size, *inp.type.shape[1:])
@@ -90,9 +88,32 @@ def synthetic_feeds(graph: Graph, batch_size: int, device: torch.device, generat
         if dtype.is_floating_point:
             value = torch.randn(shape, generator=generator, dtype=dtype)
         else:
-            value = torch.randint(0, classes.get(inp.name, 2), shape, generator=generator, dtype=dtype)
+            value = torch.randint(*ranges.get(inp.name, (0, 2)), shape, generator=generator, dtype=dtype)
         feeds[inp.name] = value.to(device)
     return feeds
+
+
+def integer_input_ranges(graph: Graph) -> dict[str, tuple[int, int]]:
+    """For each model input that labels a loss or indexes into something: the [low, high) every user of it accepts."""
+    ranges: dict[str, tuple[int, int]] = {}
+
+    def narrow(name: str, low: int, high: int) -> None:
+        if name in ranges:
+            low, high = max(low, ranges[name][0]), min(high, ranges[name][1])
+        ranges[name] = (low, max(high, low + 1))  # demands that cannot all be met still give a draw
+
+    for loss in graph.losses:
+        node = graph.node(loss.node)
+        if len(node.inputs) > 1:
+            narrow(node.inputs[1], 0, graph.type_of(node.inputs[0]).shape[1] or 1)
+    for node in graph.nodes:
+        op = layers.get(node.op)
+        types = [graph.type_of(r) for r in node.inputs]
+        for index, ref in enumerate(node.inputs):
+            known = op.integer_input_range(node.params, types, index) if types[index].dtype.startswith("int") else None
+            if known is not None:
+                narrow(ref, *known)
+    return ranges
 
 
 def time_graph(

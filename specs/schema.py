@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from tfn import layers
+from tfn.layers.attrs import DType
 
 SPEC_VERSION = 1
 
@@ -47,7 +48,6 @@ class _PathMarker:
 
 PATH = _PathMarker()
 FilePath = Annotated[str, PATH]
-DType = Literal["float32", "float64", "int64", "int32"]
 
 
 class InputSpec(Strict):

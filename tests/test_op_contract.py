@@ -33,10 +33,24 @@ def example_params(op):
 
 def example_types(op, p):
     shapes = op.example_inputs
-    types = [TensorType((None, *s[1:])) for s in shapes]
+    dtypes = op.example_dtypes or ("float32",) * len(shapes)
+    types = [TensorType((None, *s[1:]), dtype) for s, dtype in zip(shapes, dtypes)]
     if op.is_loss:
         types = [types[0], op.label_type(p, types[0])]
     return types
+
+
+def integer_input(op, p, types, index, shape, gen):
+    """Valid integers for input `index` of the op: within the range the op indexes with
+    (integer_input_range), a loss's classes for its labels, else small values of both signs."""
+    known = op.integer_input_range(p, types, index)
+    if known is not None:
+        low, high = known
+    elif op.is_loss:
+        low, high = 0, types[0].shape[1]
+    else:
+        low, high = -3, 4
+    return torch.randint(low, high, shape, generator=gen, dtype=getattr(torch, types[index].dtype))
 
 
 def example_tensors(op, p, dtype=torch.float64, seed=0):
@@ -48,7 +62,7 @@ def example_tensors(op, p, dtype=torch.float64, seed=0):
     for i, t in enumerate(types):
         shape = (batch, *t.shape[1:])
         if t.dtype.startswith("int"):
-            xs.append(torch.randint(0, types[0].shape[1], shape, generator=gen))
+            xs.append(integer_input(op, p, types, i, shape, gen))
         elif op.is_loss and i == 1:  # soft labels: a distribution over the class axis
             xs.append(torch.randn(shape, generator=gen, dtype=dtype).softmax(1))
         else:
@@ -110,7 +124,7 @@ def test_inferred_types_match_a_run(name, training):
             batched = want.shape[0] is None  # an output without a batch axis (a pooling sequence) has a fixed shape
             assert tuple(got.shape) == ((xs[0].shape[0], *want.shape[1:]) if batched else want.shape)
             assert got.device == xs[0].device
-            if want.dtype.startswith("float"):
+            if want.dtype.startswith("float") and any(x.is_floating_point() for x in xs):
                 assert got.dtype == dtype, "floating outputs keep the input's dtype"
             else:
                 assert str(got.dtype) == f"torch.{want.dtype}"
@@ -265,8 +279,9 @@ def test_example_compiles_runs_and_round_trips_through_graph_json(name, write_sp
 
     op = OPS[name]
     node = {k: v for k, v in parse_yaml(op.example(), "example").data.items() if k not in NODE_FIELDS}
+    types = example_types(op, op.Params.model_validate(node))
     shapes = op.example_inputs[:1] if op.is_loss else op.example_inputs
-    inputs = {f"x{i}": {"shape": list(s[1:])} for i, s in enumerate(shapes)}
+    inputs = {f"x{i}": {"shape": list(s[1:]), "dtype": t.dtype} for i, (s, t) in enumerate(zip(shapes, types))}
     if op.is_loss:
         layer = {"name": "node", "op": "identity", "inputs": ["x0"]}
         loss = {"op": name, **node, "logits": "node", "labels": "target"}
@@ -284,13 +299,15 @@ def test_example_compiles_runs_and_round_trips_through_graph_json(name, write_sp
     module = GraphModule(graph, torch.Generator().manual_seed(0)).eval()
     gen = torch.Generator().manual_seed(0)
     batch = op.example_inputs[0][0]
-    classes = graph.type_of("node").shape[1]
-    feeds = {
-        i.name: torch.randint(0, classes, (batch, *i.type.shape[1:]), generator=gen)
-        if i.type.dtype.startswith("int")
-        else torch.randn((batch, *i.type.shape[1:]), generator=gen, dtype=DTYPES[i.type.dtype])
-        for i in graph.inputs
-    }
+    node_types = [graph.type_of(r) for r in graph.node("loss" if op.is_loss else "node").inputs]
+    feeds = {}
+    for index, i in enumerate(graph.inputs):
+        shape = (batch, *i.type.shape[1:])
+        if i.type.dtype.startswith("int"):
+            # the model inputs feed the node's inputs in order (a loss's labels come last)
+            feeds[i.name] = integer_input(op, graph.node("loss" if op.is_loss else "node").params, node_types, index, shape, gen)
+        else:
+            feeds[i.name] = torch.randn(shape, generator=gen, dtype=DTYPES[i.type.dtype])
     target = graph.node("loss") if op.is_loss else graph.node("node")
     fetches = [target.name] + [f"{target.name}:{k}" for k in range(1, len(target.outputs))]
     with torch.no_grad():

@@ -1,0 +1,489 @@
+"""Tensor plumbing: transpose, slice, split, gather, squeeze, expand_dims, tile, stack, cast.
+
+TF's ops with the batch axis kept where it is (tf_semantics.md §10): axis
+attributes count channels-first with the batch as 0, and axis 0 is never
+moved, sliced, split, squeezed or tiled. Attributes that list every axis
+(transpose's perm, slice's begin/size, tile's multiples) list the batch axis
+first, as TF's arguments do, and fix its entry.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+from pydantic import Field, PositiveInt, field_validator
+
+from tfn.layers.attrs import DType, resolve_axis
+from tfn.layers.base import IndexRangeError, Op, OpError, Params, TensorType, register
+from tfn.layers.structure import same_types
+
+
+def _per_axis(values: list[int], x: TensorType, field: str) -> None:
+    if len(values) != x.rank:
+        raise OpError(f"has {len(values)} entries {values} for a rank-{x.rank} input {x}; give one per axis, the batch axis first", field)
+
+
+def _new_axis(axis: int, rank: int) -> int:
+    """Where a new axis goes in a rank-`rank` tensor (TF's expand_dims/stack rule: -1 appends); never before the batch."""
+    if not -rank - 1 <= axis <= rank:
+        raise OpError(f"axis {axis} is out of range for a new axis of a rank-{rank} input (valid: 1 to {rank}, or -{rank} to -1)", "axis")
+    axis = axis + rank + 1 if axis < 0 else axis
+    if axis == 0:
+        raise OpError("a new axis cannot go before the batch axis 0; use 1 or more", "axis")
+    return axis
+
+
+@register
+class Transpose(Op):
+    """Permutes the axes, as tf.transpose; the batch axis stays first.
+
+    `perm` lists every axis, the batch axis included, as TF's argument does:
+    output axis i is input axis perm[i], and perm[0] must be 0. Omitted, the
+    axes after the batch are reversed ([0, 2, 1] for [N, F, T]); TF's
+    default reverses the batch axis too.
+
+    Example:
+        {op: transpose, perm: [0, 2, 1]}
+
+    Input [N, d1, ..., dk]; output [N, d_perm[1], ..., d_perm[k]].
+    """
+
+    name = "transpose"
+    family = "structure"
+    pure_data_movement = True
+    tf_notes = "tf.transpose(a, perm) with perm[0] = 0 (the batch); TF's NHWC perm [0, 3, 1, 2] has no use here: tensors are channels-first already."
+    example_inputs = ((2, 3, 4),)
+
+    class Params(Params):
+        perm: list[int] | None = None
+
+    def permutation(self, p, x: TensorType) -> list[int]:
+        if p.perm is None:
+            return [0, *range(x.rank - 1, 0, -1)]
+        _per_axis(p.perm, x, "perm")
+        if sorted(p.perm) != list(range(x.rank)):
+            raise OpError(f"{p.perm} is not a permutation of the axes 0 to {x.rank - 1}", "perm")
+        if p.perm[0] != 0:
+            raise OpError(f"{p.perm} moves the batch axis; perm[0] must be 0", "perm")
+        return p.perm
+
+    def infer(self, p, inputs):
+        (x,) = inputs
+        return [TensorType(tuple(x.shape[a] for a in self.permutation(p, x)), x.dtype)]
+
+    def build(self, p, inputs):
+        perm = tuple(self.permutation(p, inputs[0]))
+
+        def transpose(xs, v, training):
+            return xs[0].permute(perm)
+
+        return transpose
+
+
+@register
+class Slice(Op):
+    """Extracts a block, as tf.slice: `size` entries from `begin` along each axis.
+
+    `begin` and `size` list every axis, the batch axis first (begin 0, size
+    -1: the whole batch). A size of -1 takes everything from begin to the
+    end of the axis.
+
+    Example:
+        {op: slice, begin: [0, 1, 0], size: [-1, 2, -1]}
+
+    Input [N, d1, ..., dk]; output [N, size1, ..., sizek] (-1: d - begin).
+    """
+
+    name = "slice"
+    family = "structure"
+    pure_data_movement = True
+    tf_notes = "tf.slice(input_, begin, size) in channels-first order; the batch entries must be begin 0, size -1."
+    example_inputs = ((2, 4, 5),)
+
+    class Params(Params):
+        begin: list[Annotated[int, Field(ge=0)]] = Field(min_length=2)
+        size: list[int] = Field(min_length=2)
+
+        @field_validator("size")
+        @classmethod
+        def _sizes(cls, size):
+            if any(s == 0 or s < -1 for s in size):
+                raise ValueError(f"every entry must be positive, or -1 (to the end), got {size}")
+            return size
+
+    def extents(self, p, x: TensorType) -> list[tuple[int, int]]:
+        """(begin, size) for each axis after the batch."""
+        _per_axis(p.begin, x, "begin")
+        _per_axis(p.size, x, "size")
+        if p.begin[0] != 0 or p.size[0] != -1:
+            raise OpError(f"the batch axis cannot be sliced: begin[0] must be 0 and size[0] -1, got {p.begin[0]} and {p.size[0]}", "begin")
+        out = []
+        for axis, (b, s, n) in enumerate(zip(p.begin[1:], p.size[1:], x.shape[1:]), 1):
+            size = n - b if s == -1 else s
+            if b >= n or size < 1 or b + size > n:
+                raise OpError(f"axis {axis} has size {n}: begin {b} with size {s} does not fit in it", "size" if b < n else "begin")
+            out.append((b, size))
+        return out
+
+    def infer(self, p, inputs):
+        (x,) = inputs
+        return [TensorType((x.shape[0], *(size for _, size in self.extents(p, x))), x.dtype)]
+
+    def build(self, p, inputs):
+        index = (slice(None), *(slice(b, b + size) for b, size in self.extents(p, inputs[0])))
+
+        def slice_(xs, v, training):
+            return xs[0][index]
+
+        slice_.__name__ = "slice"
+        return slice_
+
+
+@register
+class Split(Op):
+    """Splits a tensor along `axis` into several outputs, as tf.split.
+
+    `num_or_size_splits` is an int (that many equal pieces; the axis size
+    must divide evenly, as in TF) or a list of piece sizes summing to the
+    axis size, one of which may be -1 (the rest). Output k is `node:k`
+    (`node` is the first piece).
+
+    Example:
+        {op: split, num_or_size_splits: [1, -1, 2]}
+
+    Input [N, ..., d, ...]; outputs [N, ..., d_k, ...], one per piece.
+    """
+
+    name = "split"
+    family = "structure"
+    pure_data_movement = True
+    tf_notes = "tf.split(value, num_or_size_splits, axis); the default axis is 1 (TF: 0, the batch axis here, which cannot be split)."
+    example_inputs = ((2, 6, 3),)
+
+    class Params(Params):
+        num_or_size_splits: PositiveInt | Annotated[list[int], Field(min_length=1)]
+        axis: int = 1
+
+        @field_validator("num_or_size_splits")
+        @classmethod
+        def _sizes(cls, value):
+            if isinstance(value, list):
+                if any(s == 0 or s < -1 for s in value):
+                    raise ValueError(f"every size must be positive, or -1 once (the rest), got {value}")
+                if value.count(-1) > 1:
+                    raise ValueError(f"only one size may be -1, got {value}")
+            return value
+
+    def sizes(self, p, x: TensorType) -> tuple[int, list[int]]:
+        axis = resolve_axis(p.axis, x.rank)
+        n = x.shape[axis]
+        if isinstance(p.num_or_size_splits, int):
+            k = p.num_or_size_splits
+            if n % k:
+                raise OpError(f"axis {axis} has size {n}, which does not split into {k} equal pieces; give a list of sizes", "num_or_size_splits")
+            return axis, [n // k] * k
+        sizes = p.num_or_size_splits
+        known = sum(s for s in sizes if s != -1)
+        if -1 in sizes:
+            if known >= n:
+                raise OpError(f"the sizes {sizes} leave nothing for -1 on axis {axis} of size {n}", "num_or_size_splits")
+            return axis, [n - known if s == -1 else s for s in sizes]
+        if known != n:
+            raise OpError(f"the sizes {sizes} sum to {known}, but axis {axis} has size {n}", "num_or_size_splits")
+        return axis, list(sizes)
+
+    def infer(self, p, inputs):
+        (x,) = inputs
+        axis, sizes = self.sizes(p, x)
+        return [TensorType(tuple(s if a == axis else d for a, d in enumerate(x.shape)), x.dtype) for s in sizes]
+
+    def build(self, p, inputs):
+        import torch
+
+        axis, sizes = self.sizes(p, inputs[0])
+
+        def split(xs, v, training):
+            return tuple(torch.split(xs[0], sizes, axis))
+
+        return split
+
+
+@register
+class Gather(Op):
+    """Gathers slices of each sample along `axis` by index, as tf.gather with batch_dims=1.
+
+    The second input holds integer indices, from a data field (an integer
+    model input) or a node; each sample's indices pick from that sample:
+    out[n, a..., i..., b...] = params[n, a..., indices[n, i...], b...]. An
+    index below 0 or at least the size of `axis` is an error when the graph
+    runs, as in TF on CPU (never a wrapped-around or garbage read). The
+    gradient of repeated indices adds up, as TF's.
+
+    Example:
+        {op: gather, inputs: [table, ids], axis: 2}
+
+    Inputs params [N, ..., d, ...] and indices [N, i1, ...] int; output [N, ..., i1, ..., ...] (axis replaced by the indices' axes).
+    """
+
+    name = "gather"
+    family = "structure"
+    arity = (2, 2)
+    pure_data_movement = True
+    tf_notes = (
+        "tf.gather(params, indices, axis, batch_dims=1): both inputs have the batch axis and each sample gathers from itself; "
+        "negative indices are errors, as in TF 1.x (TF 2 also refuses them on CPU)."
+    )
+    example_inputs = ((2, 3, 5), (2, 4))
+    example_dtypes = ("float32", "int64")
+
+    class Params(Params):
+        axis: int = 1
+
+    def infer(self, p, inputs):
+        params, indices = inputs
+        axis = resolve_axis(p.axis, params.rank)
+        if not indices.dtype.startswith("int"):
+            raise OpError(f"indices (input 1) must be integers, got {indices}; use an int64 or int32 model input, or cast", "inputs")
+        shape = (params.shape[0], *params.shape[1:axis], *indices.shape[1:], *params.shape[axis + 1 :])
+        return [TensorType(shape, params.dtype)]
+
+    def integer_input_range(self, p, inputs, index):
+        params = inputs[0]
+        return (0, params.shape[resolve_axis(p.axis, params.rank)]) if index == 1 else None
+
+    def build(self, p, inputs):
+        import torch
+
+        params, indices = inputs
+        axis = resolve_axis(p.axis, params.rank)
+        size = params.shape[axis]
+        before, after = math.prod(params.shape[1:axis]), math.prod(params.shape[axis + 1 :])
+        out_shape = self.infer(p, inputs)[0].shape[1:]
+
+        def gather(xs, v, training):
+            x, ids = xs
+            check_indices(ids, size, "gather")
+            n = x.shape[0]
+            flat = ids.long().reshape(n, 1, -1, 1).expand(n, before, -1, after)
+            picked = torch.gather(x.reshape(n, before, size, after), 2, flat)
+            return picked.reshape(n, *out_shape)
+
+        return gather
+
+
+def check_indices(indices, size: int, op: str) -> None:
+    """IndexRangeError naming the first index outside [0, size), as TF's kernels refuse them.
+
+    On an accelerator the check is a device-side assertion (no host sync);
+    while torch.export traces the graph (ONNX export) it is left out: a
+    traced graph cannot raise.
+    """
+    import torch
+
+    if torch.compiler.is_compiling():
+        return
+    if indices.device.type != "cpu":
+        torch._assert_async(((indices >= 0) & (indices < size)).all(), f"{op}: index outside [0, {size})")
+        return
+    bad = (indices < 0) | (indices >= size)
+    if bad.any():
+        value = int(indices[bad][0])
+        raise IndexRangeError(f"{op}: index {value} is outside [0, {size}) (the size of the gathered axis)")
+
+
+@register
+class Squeeze(Op):
+    """Removes axes of size 1, as tf.squeeze.
+
+    `axis` (an int or a list) names the axes to remove; each must have size
+    1, or it is an error (as in TF). Omitted, every size-1 axis after the
+    batch is removed; the batch axis never is, even for a batch of one.
+
+    Example:
+        {op: squeeze, axis: [2, 3]}
+
+    Input [N, ...]; output [N, ...] without the squeezed axes.
+    """
+
+    name = "squeeze"
+    family = "structure"
+    pure_data_movement = True
+    tf_notes = "tf.squeeze(input, axis); TF's axis=None would also squeeze a batch of one, tfn's never touches the batch axis."
+    example_inputs = ((2, 3, 1, 1),)
+
+    class Params(Params):
+        axis: int | list[int] | None = None
+
+    def infer(self, p, inputs):
+        (x,) = inputs
+        if p.axis is None:
+            axes = {a for a in range(1, x.rank) if x.shape[a] == 1}
+        else:
+            axes = set()
+            for a in [p.axis] if isinstance(p.axis, int) else p.axis:
+                axis = resolve_axis(a, x.rank)
+                if x.shape[axis] != 1:
+                    raise OpError(f"cannot squeeze axis {axis} of {x}: its size is {x.shape[axis]}, not 1", "axis")
+                axes.add(axis)
+        return [TensorType(tuple(n for a, n in enumerate(x.shape) if a not in axes), x.dtype)]
+
+    def build(self, p, inputs):
+        shape = self.infer(p, inputs)[0].shape[1:]
+
+        def squeeze(xs, v, training):
+            return xs[0].reshape(xs[0].shape[0], *shape)
+
+        return squeeze
+
+
+@register
+class ExpandDims(Op):
+    """Inserts an axis of size 1 at `axis`, as tf.expand_dims.
+
+    `axis` counts in the output with the batch as 0: 1 puts the new axis
+    right after the batch; -1 appends it at the end, as in TF. It cannot go
+    before the batch axis.
+
+    Example:
+        {op: expand_dims, axis: -1}
+
+    Input [N, d1, ..., dk]; output with a size-1 axis at `axis` (rank k + 2).
+    """
+
+    name = "expand_dims"
+    family = "structure"
+    pure_data_movement = True
+    tf_notes = "tf.expand_dims(input, axis); axis 0 (before the batch) is refused."
+    example_inputs = ((2, 3, 4),)
+
+    class Params(Params):
+        axis: int
+
+    def infer(self, p, inputs):
+        (x,) = inputs
+        axis = _new_axis(p.axis, x.rank)
+        return [TensorType((*x.shape[:axis], 1, *x.shape[axis:]), x.dtype)]
+
+    def build(self, p, inputs):
+        axis = _new_axis(p.axis, inputs[0].rank)
+
+        def expand_dims(xs, v, training):
+            return xs[0].unsqueeze(axis)
+
+        return expand_dims
+
+
+@register
+class Tile(Op):
+    """Repeats a tensor along each axis, as tf.tile.
+
+    `multiples` lists every axis, the batch axis first, as TF's argument
+    does; the batch entry must be 1.
+
+    Example:
+        {op: tile, multiples: [1, 2, 3]}
+
+    Input [N, d1, ..., dk]; output [N, d1 * m1, ..., dk * mk].
+    """
+
+    name = "tile"
+    family = "structure"
+    pure_data_movement = True
+    tf_notes = "tf.tile(input, multiples) in channels-first order; multiples[0] (the batch) must be 1."
+    example_inputs = ((2, 3, 2),)
+
+    class Params(Params):
+        multiples: list[PositiveInt] = Field(min_length=2)
+
+    def infer(self, p, inputs):
+        (x,) = inputs
+        _per_axis(p.multiples, x, "multiples")
+        if p.multiples[0] != 1:
+            raise OpError(f"the batch axis cannot be tiled: multiples[0] must be 1, got {p.multiples[0]}", "multiples")
+        return [TensorType((x.shape[0], *(n * m for n, m in zip(x.shape[1:], p.multiples[1:]))), x.dtype)]
+
+    def build(self, p, inputs):
+        multiples = tuple(p.multiples)
+
+        def tile(xs, v, training):
+            return xs[0].repeat(multiples)
+
+        return tile
+
+
+@register
+class Stack(Op):
+    """Stacks tensors of one shape along a new axis, as tf.stack.
+
+    `axis` counts in the output with the batch as 0; the default 1 puts the
+    new axis right after the batch (TF's default 0 would be the batch axis).
+
+    Example:
+        {op: stack, inputs: [a, b], axis: -1}
+
+    Inputs [N, d1, ..., dk] each, all the same shape; output with a new axis of size len(inputs) at `axis`.
+    """
+
+    name = "stack"
+    family = "structure"
+    arity = (1, None)
+    pure_data_movement = True
+    tf_notes = "tf.stack(values, axis); the default axis is 1 (TF: 0, the batch axis here)."
+    example_inputs = ((2, 3, 4), (2, 3, 4))
+
+    class Params(Params):
+        axis: int = 1
+
+    def infer(self, p, inputs):
+        x = same_types(inputs)
+        axis = _new_axis(p.axis, x.rank)
+        return [TensorType((*x.shape[:axis], len(inputs), *x.shape[axis:]), x.dtype)]
+
+    def build(self, p, inputs):
+        import torch
+
+        axis = _new_axis(p.axis, inputs[0].rank)
+
+        def stack(xs, v, training):
+            return torch.stack(list(xs), axis)
+
+        return stack
+
+
+@register
+class Cast(Op):
+    """Converts a tensor to another dtype, as tf.cast.
+
+    Float to integer truncates toward zero, as TF (C's conversion) does.
+    The gradient passes through a float-to-float cast and stops at an
+    integer one, as in TF.
+
+    Example:
+        {op: cast, dtype: float32}
+
+    Input any shape; output the same shape in `dtype`.
+    """
+
+    name = "cast"
+    family = "structure"
+    pure_data_movement = True
+    tf_notes = "tf.cast(x, dtype) for float32, float64, int32, int64."
+    example_inputs = ((2, 3, 4),)
+    example_dtypes = ("int64",)
+
+    class Params(Params):
+        dtype: DType
+
+    def infer(self, p, inputs):
+        return [TensorType(inputs[0].shape, p.dtype)]
+
+    def build(self, p, inputs):
+        import torch
+
+        dtype = getattr(torch, p.dtype)
+
+        def cast(xs, v, training):
+            return xs[0].to(dtype)
+
+        return cast

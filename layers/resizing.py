@@ -1,0 +1,285 @@
+"""Image resizing exactly as TF 1.x's kernels (tf.compat.v1.image.resize_*; tf_semantics.md §10).
+
+Every method is separable: along each of H and W, output position i reads a
+few input positions ("taps") with fixed weights. :func:`resize_taps` computes
+them as TF's CPU kernels do, in float32 arithmetic, so the index choices at
+the boundaries of `floor` and `round` are TF's; the op then gathers the taps
+and sums them with their weights, one axis after the other. The gradient is
+the exact adjoint of that linear map (TF's ResizeBilinearGrad and friends are
+the same adjoint; TF defines no gradient for area resizing).
+
+The coordinate rules (TF's names):
+- default (align_corners and half_pixel_centers false): output i reads input
+  i * in / out, TF 1.x's default and no mode of F.interpolate;
+- align_corners: i * (in - 1) / (out - 1), the corner pixels' centres align;
+- half_pixel_centers: (i + 0.5) * in / out - 0.5 (nearest: floor((i + 0.5) * in / out)),
+  TF 2's tf.image.resize and PyTorch's align_corners=False.
+Bicubic reads TF's 1025-entry coefficient table (a = -0.75; a = -0.5 with
+half_pixel_centers, whose out-of-image taps get weight 0 and the rest are
+renormalised); area averages the input cells each output cell covers.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from tfn.layers.attrs import Choice, Size2
+from tfn.layers.base import Op, OpError, Params, TensorType, register
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_TABLE_SIZE = 1024
+
+
+def _scale(n_in: int, n_out: int, align_corners: bool) -> np.float32:
+    """TF's CalculateResizeScale, in float32."""
+    import numpy as np
+
+    if align_corners and n_out > 1:
+        return np.float32(n_in - 1) / np.float32(n_out - 1)
+    return np.float32(n_in) / np.float32(n_out)
+
+
+def _source(i: int, scale: np.float32, half_pixel_centers: bool) -> np.float32:
+    """TF's HalfPixelScaler / LegacyScaler: where output i samples the input."""
+    import numpy as np
+
+    if half_pixel_centers:
+        return (np.float32(i) + np.float32(0.5)) * scale - np.float32(0.5)
+    return np.float32(i) * scale
+
+
+@functools.cache
+def _cubic_table(a: float) -> np.ndarray:
+    """TF's InitCoeffsTable: [k, 0] is the weight at distance k / 1024, [k, 1] at 1 + k / 1024 (float32)."""
+    import numpy as np
+
+    table = np.empty((_TABLE_SIZE + 1, 2), dtype=np.float32)
+    for k in range(_TABLE_SIZE + 1):
+        x = float(np.float32(k * 1.0 / _TABLE_SIZE))
+        table[k, 0] = ((a + 2) * x - (a + 3)) * x * x + 1
+        x = float(np.float32(x + 1.0))
+        table[k, 1] = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return table
+
+
+def _bound(i: int, n: int) -> int:
+    return min(n - 1, max(0, i))
+
+
+def resize_taps(method: str, n_in: int, n_out: int, align_corners: bool, half_pixel_centers: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, weights), each [n_out, taps]: output i is sum_k weights[i, k] * input[indices[i, k]].
+
+    `method` is NEAREST, BILINEAR, BICUBIC or AREA; the rules are those of
+    TF's resize_*_op.cc CPU kernels, computed in float32 as they are.
+    """
+    import numpy as np
+
+    scale = _scale(n_in, n_out, align_corners)
+    rows: list[list[tuple[int, float]]] = []
+    if method == "NEAREST":
+        for i in range(n_out):
+            source = (np.float32(i) + np.float32(0.5)) * scale if half_pixel_centers else np.float32(i) * scale
+            # roundf rounds halves away from zero; the source is never negative
+            index = math.floor(float(source) + 0.5) if align_corners else math.floor(source)
+            index = min(index, n_in - 1)
+            rows.append([(max(index, 0) if half_pixel_centers else index, 1.0)])
+    elif method == "BILINEAR":
+        for i in range(n_out):
+            source = _source(i, scale, half_pixel_centers)
+            low = np.float32(math.floor(source))
+            lerp = float(source - low)
+            rows.append([(max(int(low), 0), 1.0 - lerp), (min(math.ceil(source), n_in - 1), lerp)])
+    elif method == "BICUBIC":
+        table = _cubic_table(-0.5 if half_pixel_centers else -0.75)
+        for i in range(n_out):
+            source = _source(i, scale, half_pixel_centers)
+            base = math.floor(source)
+            offset = int(np.rint(np.float32(source - np.float32(base)) * np.float32(_TABLE_SIZE)))  # lrintf: halves to even
+            weights = [table[offset, 1], table[offset, 0], table[_TABLE_SIZE - offset, 0], table[_TABLE_SIZE - offset, 1]]
+            taps = [base - 1, base, base + 1, base + 2]
+            if half_pixel_centers:
+                # Keys' kernel: taps outside the image weigh 0 and the rest are renormalised
+                weights = [w if 0 <= t < n_in else np.float32(0) for w, t in zip(weights, taps)]
+                total = np.float32(weights[0] + weights[1] + weights[2] + weights[3])
+                if abs(total) >= 1000 * np.finfo(np.float32).tiny:
+                    weights = [w * (np.float32(1) / total) for w in weights]
+            rows.append([(_bound(t, n_in), float(w)) for t, w in zip(taps, weights)])
+    elif method == "AREA":
+        for i in range(n_out):
+            start, end = np.float32(i) * scale, np.float32(i + 1) * scale
+            taps = []
+            for k in range(math.floor(start), math.ceil(end)):
+                if k < start:
+                    covered = scale if k + 1 > end else np.float32(k + 1) - start
+                else:
+                    covered = end - np.float32(k) if k + 1 > end else np.float32(1)
+                taps.append((_bound(k, n_in), float(covered) / float(scale)))
+            rows.append(taps)
+    else:
+        raise ValueError(f"unknown resize method {method!r}")
+    width = max(len(r) for r in rows)
+    # pad short rows with weight-0 taps of their own first index (an in-range read)
+    indices = np.array([[t for t, _ in r] + [r[0][0]] * (width - len(r)) for r in rows], dtype=np.int64)
+    weights = np.array([[w for _, w in r] + [0.0] * (width - len(r)) for r in rows], dtype=np.float64)
+    return indices, weights
+
+
+def separable_resampler(method: str, in_size, out_size, align_corners: bool, half_pixel_centers: bool):
+    """A function x [N, C, H, W] -> [N, C, H', W'] that applies :func:`resize_taps` along H, then W."""
+    import torch
+
+    axes = []
+    for axis, (n_in, n_out) in enumerate(zip(in_size, out_size), 2):
+        if n_in == n_out:
+            continue  # every method and corner rule maps an axis that keeps its size onto itself
+        indices, weights = resize_taps(method, n_in, n_out, align_corners, half_pixel_centers)
+        axes.append((axis, n_out, torch.from_numpy(indices), None if method == "NEAREST" else torch.from_numpy(weights)))
+    cache: dict = {}
+
+    def on(tensor, like):
+        key = (id(tensor), like.dtype, like.device)
+        if key not in cache:
+            cache[key] = tensor.to(device=like.device, dtype=like.dtype if tensor.is_floating_point() else tensor.dtype)
+        return cache[key]
+
+    def resample(x):
+        for axis, n_out, indices, weights in axes:
+            taps = indices.shape[1]
+            picked = x.index_select(axis, on(indices, x).flatten())
+            if weights is None:
+                x = picked
+                continue
+            picked = picked.unflatten(axis, (n_out, taps))
+            shape = [1] * picked.dim()
+            shape[axis], shape[axis + 1] = n_out, taps
+            x = (picked * on(weights, x).view(shape)).sum(axis + 1)
+        return x
+
+    return resample
+
+
+class ResizeParams(Params):
+    size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] | None = None
+    scale: PositiveFloat | Annotated[list[PositiveFloat], Field(min_length=2, max_length=2)] | None = None
+    method: Choice("NEAREST", "BILINEAR", "BICUBIC", "AREA") = "BILINEAR"
+    align_corners: bool = False
+    half_pixel_centers: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if (self.size is None) == (self.scale is None):
+            raise ValueError("give size ([height, width]) or scale (a factor, or [height factor, width factor]), one of them")
+        if self.align_corners and self.half_pixel_centers:
+            raise ValueError("align_corners and half_pixel_centers cannot both be true (as in TF)")
+        if self.method == "AREA" and self.half_pixel_centers:
+            raise ValueError("AREA has no half_pixel_centers (tf.compat.v1.image.resize_area takes align_corners only)")
+        return self
+
+
+class Resampling(Op):
+    """Shared rules of the resizing ops: [N, C, H, W] -> [N, C, H', W'] through :func:`separable_resampler`."""
+
+    family = "resizing"
+    example_inputs = ((2, 3, 4, 5),)
+
+    def geometry(self, p, x: TensorType) -> tuple[tuple[int, int], str, bool, bool]:
+        """((H', W'), method, align_corners, half_pixel_centers)."""
+        raise NotImplementedError
+
+    def infer(self, p, inputs):
+        (x,) = inputs
+        if x.rank != 4:
+            raise OpError(f"expects a 4-D input [N, C, H, W], got {x}")
+        (height, width), method, _, _ = self.geometry(p, x)
+        if method != "NEAREST" and not x.dtype.startswith("float"):
+            raise OpError(f"{method} resizing needs a float input, got {x}; cast it first", "method")
+        return [TensorType((*x.shape[:2], height, width), x.dtype)]
+
+    def flops(self, p, inputs, outputs):
+        x = inputs[0]
+        size, method, align, half = self.geometry(p, x)
+        if method == "NEAREST":
+            return 0
+        taps = [resize_taps(method, n, m, align, half)[0].shape[1] for n, m in zip(x.shape[2:], size)]
+        # a multiply-add per tap: along H on the input's width, then along W on the output
+        return 2 * x.shape[1] * size[0] * (taps[0] * x.shape[3] + taps[1] * size[1])
+
+    def build(self, p, inputs):
+        x = inputs[0]
+        size, method, align, half = self.geometry(p, x)
+        resample = separable_resampler(method, x.shape[2:], size, align, half)
+
+        def resize(xs, v, training):
+            return resample(xs[0])
+
+        resize.__name__ = self.name
+        return resize
+
+
+@register
+class Resize(Resampling):
+    """Resizes images, exactly as TF 1.x's tf.compat.v1.image.resize_images / resize_bilinear / resize_nearest_neighbor / resize_bicubic / resize_area.
+
+    Give `size: [height, width]` or `scale` (a factor or [height factor,
+    width factor]; the output is floor(size * factor)). `method` is
+    NEAREST, BILINEAR (the default, as TF's), BICUBIC or AREA.
+    `align_corners` and `half_pixel_centers` are TF's flags: both false (TF
+    1.x's default) samples input i * in / out, which no mode of PyTorch's
+    interpolate does; half_pixel_centers is TF 2's tf.image.resize (and
+    PyTorch's align_corners=False); both true is an error, as in TF. Bicubic
+    uses TF's coefficient table (a = -0.75, or -0.5 with half-pixel
+    centres); AREA averages the covered input cells (no half_pixel_centers).
+
+    Example:
+        {op: resize, size: [7, 9], method: BICUBIC, align_corners: true}
+
+    Input [N, C, H, W]; output [N, C, height, width]. Float input, except NEAREST (any dtype).
+    """
+
+    name = "resize"
+    tf_notes = (
+        "tf.compat.v1.image.resize_images(images, size, method, align_corners) and the resize_* ops with half_pixel_centers; "
+        "TF 2's tf.image.resize(antialias=False) is half_pixel_centers: true (BICUBIC there uses Keys' kernel without TF 1.x's table)."
+    )
+    Params = ResizeParams
+
+    def geometry(self, p, x):
+        if p.size is not None:
+            size = tuple(p.size)
+        else:
+            factors = p.scale if isinstance(p.scale, list) else [p.scale, p.scale]
+            size = tuple(math.floor(n * f) for n, f in zip(x.shape[2:], factors))
+            if min(size) < 1:
+                raise OpError(f"scale {p.scale} leaves no pixel of {x}: the output would be {list(size)}", "scale")
+        return size, p.method, p.align_corners, p.half_pixel_centers
+
+
+@register
+class Upsampling2D(Resampling):
+    """Upsamples images by integer factors, as tf.keras.layers.UpSampling2D.
+
+    `size` is the factor for rows and columns (an int or [rows, columns]).
+    `interpolation` NEAREST repeats each pixel; BILINEAR interpolates with
+    half-pixel centres, as Keras's (tf.image.resize) does.
+
+    Example:
+        {op: upsampling2d, size: 2, interpolation: bilinear}
+
+    Input [N, C, H, W]; output [N, C, H * rows, W * columns].
+    """
+
+    name = "upsampling2d"
+    tf_notes = "tf.keras.layers.UpSampling2D(size, interpolation) with data_format channels_first; TF 1.x's resize with other corner rules is `resize`."
+
+    class Params(Params):
+        size: Size2 = [2, 2]
+        interpolation: Choice("NEAREST", "BILINEAR") = "NEAREST"
+
+    def geometry(self, p, x):
+        return (x.shape[2] * p.size[0], x.shape[3] * p.size[1]), p.interpolation, False, True
