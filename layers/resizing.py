@@ -143,9 +143,13 @@ def separable_resampler(method: str, in_size, out_size, align_corners: bool, hal
     cache: dict = {}
 
     def on(tensor, like):
-        key = (id(tensor), like.dtype, like.device)
+        """The taps on `like`'s device (weights in its dtype), moved once per device and dtype."""
+        dtype = like.dtype if tensor.is_floating_point() else tensor.dtype
+        if torch.compiler.is_compiling():  # a trace (export, compile) sees fake tensors: cache none of them
+            return tensor.to(device=like.device, dtype=dtype)
+        key = (id(tensor), dtype, like.device)
         if key not in cache:
-            cache[key] = tensor.to(device=like.device, dtype=like.dtype if tensor.is_floating_point() else tensor.dtype)
+            cache[key] = tensor.to(device=like.device, dtype=dtype)
         return cache[key]
 
     def resample(x):
