@@ -3,8 +3,9 @@
 To add an op: write its class in the module of its family (or a new module
 listed below), decorate it with @register, give it a docstring with a
 one-line summary, an `Example:` node and an `Input ...` shape paragraph, and
-`example_inputs` (the shapes its example runs on); then write its oracle test
-and regenerate tests/golden/op_names.txt. The contract battery
+`example_inputs` (the shapes its example runs on; `example_dtypes` when an
+input is not float32, `integer_input_range` when an integer input indexes
+something); then write its oracle test and regenerate tests/golden/op_names.txt. The contract battery
 (tests/test_op_contract.py), `tfn layers` and the spec schema pick it up with
 no edit elsewhere.
 """

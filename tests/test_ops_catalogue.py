@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tfn import layers
-from tfn.layers.catalogue import describe, type_text
+from tfn.layers.catalogue import describe, families, type_text
 
 
 def test_listing_shows_every_op_under_its_family(tfn_cli):
@@ -71,3 +73,18 @@ def test_type_text():
     assert type_text({"type": "number", "minimum": 0.0, "exclusiveMaximum": 1.0}) == "float in [0.0, 1.0)"
     assert type_text({"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2}) == "[int] x2"
     assert type_text({"anyOf": [{"enum": ["A", "B"]}, {"type": "null"}]}) == "A|B | null"
+
+
+def test_the_docs_op_table_and_family_list_match_the_registry():
+    """docs/ops.md's table names every registered op under its family, and no other; its `tfn layers` line lists the families."""
+    text = (Path(__file__).parents[1] / "docs" / "ops.md").read_text(encoding="utf-8")
+    table = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 2 and cells[0] != "family":
+            # notes in backticks and parentheses are not op names; "a / b" lists two ops
+            names = re.sub(r"\([^()]*\)", "", re.sub(r"`[^`]*`", "", cells[1]))
+            table[cells[0]] = {name.strip() for name in re.split(r"[,/]", names) if name.strip()}
+    assert table == {family: {name for name, _ in ops} for family, ops in families().items()}
+    listed = re.search(r"^tfn layers +# (.*)$", text, re.MULTILINE).group(1)
+    assert listed.split(", ") == list(families())
