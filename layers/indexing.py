@@ -275,9 +275,11 @@ class Gather(Op):
 def check_indices(indices, size: int, op: str) -> None:
     """IndexRangeError naming the first index outside [0, size), as TF's kernels refuse them.
 
-    On an accelerator the check is a device-side assertion (no host sync);
-    while torch.export traces the graph (ONNX export) it is left out: a
-    traced graph cannot raise.
+    On an accelerator the check is a device-side assertion (no host sync).
+    While torch traces the graph (ONNX export, train.compile) it is left
+    out: a traced graph cannot raise. torch.gather still refuses an index
+    out of range there, without naming the op; an exported ONNX model
+    follows ONNX's Gather, which wraps negative indices around.
     """
     import torch
 

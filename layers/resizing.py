@@ -228,7 +228,7 @@ class Resampling(Op):
 
 @register
 class Resize(Resampling):
-    """Resizes images, exactly as TF 1.x's tf.compat.v1.image.resize_images / resize_bilinear / resize_nearest_neighbor / resize_bicubic / resize_area.
+    """Resizes images exactly as TF 1.x's tf.compat.v1.image.resize_* ops do, corner rules included.
 
     Give `size: [height, width]` or `scale` (a factor or [height factor,
     width factor]; the output is floor(size * factor)). `method` is

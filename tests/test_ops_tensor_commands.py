@@ -97,6 +97,15 @@ def test_check(spec, tfn_cli):
     assert rows["scores"]["flops"] == 2 * 48 * 2 * 48 and rows["up"]["flops"] > 0 and rows["near"]["flops"] == 0
 
 
+def test_check_imports_no_torch(spec):
+    import subprocess
+    import sys
+
+    code = f"import sys\nfrom tfn.cli.main import main\ntry:\n main(['check', {str(spec)!r}])\nexcept SystemExit: pass\nprint('torch' in sys.modules, file=sys.stderr)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "picked" in result.stdout and result.stderr.strip().endswith("False")
+
+
 def test_time(spec, tfn_cli):
     code, out, err = tfn_cli("time", str(spec), "--batch-size", "2", "-n", "1", "--json")
     assert code == 0, err
