@@ -37,7 +37,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from tfn.layers import suggest
+from tfn.layers import is_integer, suggest
 from tfn.runners.data_files import DataError
 from tfn.runners.data_sources import SPLITS, ArraySource, FieldType, ImageFileSource, Source, load_source
 from tfn.runners.module import DTYPES
@@ -168,7 +168,7 @@ def augment_images(images: torch.Tensor, rng: np.random.Generator, crop_padding:
 
 
 def _kind(dtype: str) -> str:
-    return "float" if dtype.startswith("float") else "integer"
+    return "integer" if is_integer(dtype) else "float"
 
 
 class _Where:

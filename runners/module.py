@@ -26,7 +26,7 @@ from tfn.layers.initializers import initialize
 from tfn.specs.errors import UserError
 from tfn.specs.graph import Graph, split_ref
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64, "int32": torch.int32}
+DTYPES = {name: getattr(torch, name) for name in ("float32", "float64", "int64", "int32", "int16", "int8", "uint8")}
 
 Ref = tuple[str, int]  # (node or input name, output index)
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from tfn.layers import TensorType, suggest
+from tfn.layers.losses import LabelError
 from tfn.runners.checkpoint import restore, resolve
 from tfn.runners.files import atomic_write
 from tfn.runners.module import GraphModule
@@ -259,8 +260,14 @@ def run(model: GraphModule, feeds: Mapping[str, np.ndarray | torch.Tensor], fetc
         raise FeedError("feeds: error: the feeds' batch sizes differ: " + ", ".join(f"{r} {n}" for r, n in sizes.items()))
     model.check_fetches(fetches, tensors)
     plan = model.plan(fetches, tensors)
-    with torch.no_grad():
-        out = model(tensors, fetches)
+    try:
+        with torch.no_grad():
+            out = model(tensors, fetches)
+    except LabelError as exc:
+        computed = {step.name for step in plan}
+        labels = [graph.node(loss.node).inputs[1] for loss in graph.losses if loss.node in computed]
+        fed = [ref for ref in labels if ref in tensors] or labels
+        raise FeedError(f"feed {', '.join(map(repr, fed))}: error: {exc}") from None
     return RunResult({f: out[f].detach().cpu().numpy() for f in fetches}, tuple(step.name for step in plan))
 
 
