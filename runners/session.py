@@ -175,8 +175,10 @@ def _literal(name: str, value: str) -> np.ndarray:
 def conform(name: str, array: np.ndarray, expected: TensorType) -> np.ndarray:
     """`array` as a batch of the expected shape and dtype; a single sample gains a batch axis.
 
-    Casts only when no value changes: ints feed float inputs, integral floats
-    feed int inputs; a fractional value for an int input is an error.
+    Casts as TF's feed_dict does where no value changes: any number feeds a
+    float input (float64 is rounded to float32), whole floats feed an integer
+    input. Refused: fractions and NaN for an integer input, values outside the
+    input dtype's range, booleans.
     """
     sample = expected.sample_shape
     if _fits(array.shape, sample):
@@ -189,17 +191,25 @@ def conform(name: str, array: np.ndarray, expected: TensorType) -> np.ndarray:
     want = np.dtype(expected.dtype)
     if array.dtype.kind not in "biuf":
         raise FeedError(f"feed {name!r}: error: dtype {array.dtype} cannot feed a {want} input")
+    if array.dtype.kind == "b":
+        raise FeedError(f"feed {name!r}: error: booleans cannot feed a {want} input; give {'numbers' if want.kind == 'f' else 'integers'}")
     if want.kind == "f":
-        if array.dtype.kind == "b":
-            raise FeedError(f"feed {name!r}: error: booleans cannot feed a {want} input; give numbers")
-        return array.astype(want, copy=False)
+        with np.errstate(over="ignore"):  # found and refused just below
+            cast = array.astype(want, copy=False)
+        overflow = np.isfinite(array) & ~np.isfinite(cast)
+        if overflow.any():
+            raise FeedError(f"feed {name!r}: error: {array[overflow].flat[0]} is beyond the range of the {want} input")
+        return cast
     if array.dtype.kind == "f":
         fractional = array[np.isfinite(array) & (array != np.round(array))] if array.size else array
         if fractional.size or not np.isfinite(array).all():
             bad = fractional.flat[0] if fractional.size else array[~np.isfinite(array)].flat[0]
             raise FeedError(f"feed {name!r}: error: the input is {want}, but the value holds {float(bad)}, which is not an integer")
-    if array.dtype.kind == "b":
-        raise FeedError(f"feed {name!r}: error: booleans cannot feed a {want} input; give integers")
+    if array.size:
+        info = np.iinfo(want)
+        for value in (array.min(), array.max()):
+            if not info.min <= int(value) <= info.max:
+                raise FeedError(f"feed {name!r}: error: {int(value)} is outside the range of the {want} input ({info.min} to {info.max})")
     return array.astype(want)
 
 
