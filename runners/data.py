@@ -256,11 +256,12 @@ def _check_classes(graph: Graph, source: Source, source_name: str, where: _Where
             bad = np.flatnonzero((labels < 0) | (labels >= classes))
             if bad.size:
                 sample = int(bad[0]) // max(1, labels[0].size)  # labels may be maps [N, H, W]
-                raise where.error(
-                    ("data",),
-                    f"field {label_ref!r} ({split} split) holds the label {int(labels.flat[bad[0]])} at sample {sample}; "
-                    f"the logits {logits_ref!r} give {classes} classes, so labels must lie in 0..{classes - 1}",
-                )
+                value = int(labels.flat[bad[0]])
+                rule = f"the logits {logits_ref!r} give {classes} classes, so labels must lie in 0..{classes - 1}"
+                found = source.where(split, label_ref, sample) if isinstance(source, ArraySource) else None
+                if found is not None:
+                    raise DataError(f"{found} the label {value} of field {label_ref!r} is out of range: {rule}")
+                raise where.error(("data",), f"field {label_ref!r} holds the label {value} at sample {sample} of the {split} split; {rule}")
 
 
 # --- the pipeline --------------------------------------------------------------------

@@ -110,12 +110,14 @@ def read_npz(path: str | Path, names: list[str]) -> dict[str, np.ndarray]:
 # --- CSV ---------------------------------------------------------------------------
 
 
-def read_csv(path: str | Path, fields: dict[str, str | list[str]], classes: list[str] | None, delimiter: str) -> tuple[dict[str, np.ndarray], list[str] | None]:
+def read_csv(
+    path: str | Path, fields: dict[str, str | list[str]], classes: list[str] | None, delimiter: str
+) -> tuple[dict[str, np.ndarray], list[str] | None, list[int]]:
     """Fields from a CSV file with a header: a list of columns -> float32 [N, k]; one column -> int64 [N].
 
     A single column holds integers, or class names mapped to their index in
     `classes` (default: the sorted distinct names, which are then returned).
-    Any bad row is an error naming its line.
+    Any bad row is an error naming its line. Also returns each row's line in the file.
     """
     path = require_file(path, "CSV file")
     try:
@@ -126,7 +128,9 @@ def read_csv(path: str | Path, fields: dict[str, str | list[str]], classes: list
         raise DataError(f"{path}: error: not readable as CSV: {exc}") from None
 
 
-def _read_csv(path: Path, fields: dict[str, str | list[str]], classes: list[str] | None, delimiter: str) -> tuple[dict[str, np.ndarray], list[str] | None]:
+def _read_csv(
+    path: Path, fields: dict[str, str | list[str]], classes: list[str] | None, delimiter: str
+) -> tuple[dict[str, np.ndarray], list[str] | None, list[int]]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=delimiter)
         header = next(reader, None)
@@ -172,7 +176,7 @@ def _read_csv(path: Path, fields: dict[str, str | list[str]], classes: list[str]
     for field, cells in labels.items():
         out[field], names = _class_indices(path, fields[field], cells, lines, classes)
         names_out = names_out or names
-    return out, names_out
+    return out, names_out, lines
 
 
 def _class_indices(path: Path, col: str, cells: list[str], lines: list[int], classes: list[str] | None) -> tuple[np.ndarray, list[str] | None]:
