@@ -10,6 +10,20 @@ no edit elsewhere.
 """
 
 from tfn.layers import activations, convolution, core, fractional, losses, normalization, pooling, structure  # noqa: F401  (registers)
-from tfn.layers.base import Op, OpError, Params, TensorType, UnknownOpError, UserError, VariableDef, all_ops, get, is_integer, register, suggest
+from tfn.layers.base import (
+    PREDICTIONS,
+    Op,
+    OpError,
+    Params,
+    TensorType,
+    UnknownOpError,
+    UserError,
+    VariableDef,
+    all_ops,
+    get,
+    is_integer,
+    register,
+    suggest,
+)
 
-__all__ = ["Op", "OpError", "Params", "TensorType", "UnknownOpError", "UserError", "VariableDef", "all_ops", "get", "is_integer", "register", "suggest"]
+__all__ = ["PREDICTIONS", "Op", "OpError", "Params", "TensorType", "UnknownOpError", "UserError", "VariableDef", "all_ops", "get", "is_integer", "register", "suggest"]

@@ -100,6 +100,8 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+PREDICTIONS = ("softmax", "sigmoid", "values")
+
 # A kernel is what an op's builder returns: called with the node's input
 # tensors, its variables by role, and whether the model is training.
 Kernel = Callable[[Sequence["torch.Tensor"], dict, bool], "torch.Tensor | tuple[torch.Tensor, ...]"]
@@ -123,6 +125,10 @@ class Op:
     #: a loss op takes (logits, labels) and gives the unreduced loss (per example
     #: or per element, as TF's op does); the runner averages it
     is_loss: ClassVar[bool] = False
+    #: a loss op: how `tfn predict` reads its logits, one of PREDICTIONS: "softmax" (class axis 1:
+    #: class and probability, top-k), "sigmoid" (a probability per label; one unit: the positive
+    #: class's probability and a threshold), "values" (the raw values: regression)
+    prediction: ClassVar[str | None] = None
     #: an op whose output depends on a random draw in training (dropout)
     is_random: ClassVar[bool] = False
     #: notes for users coming from TensorFlow, shown by `tfn layers NAME`

@@ -31,6 +31,7 @@ class SparseSoftmaxCrossEntropyWithLogits(Op):
     family = "loss"
     arity = (2, 2)
     is_loss = True
+    prediction = "softmax"
 
     class Params(Params):
         label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="weight of the uniform distribution mixed into the one-hot target")
@@ -118,6 +119,7 @@ class SigmoidCrossEntropyWithLogits(SameShapeLoss):
     """
 
     name = "sigmoid_cross_entropy_with_logits"
+    prediction = "sigmoid"
 
     class Params(Params):
         label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="pulls each target towards 1/2 by this fraction")
@@ -147,6 +149,7 @@ class MeanSquaredError(SameShapeLoss):
     """
 
     name = "mean_squared_error"
+    prediction = "values"
     tf_notes = "tf.losses.mean_squared_error(labels, predictions); `logits:` names the predictions node."
 
     def flops(self, p, inputs, outputs):
@@ -201,6 +204,7 @@ class SoftmaxCrossEntropyWithLogits(Op):
     family = "loss"
     arity = (2, 2)
     is_loss = True
+    prediction = "softmax"
     tf_notes = "TF's dim/axis=-1 is tfn's axis 1; labels get no gradient, as in v1 (v2 differentiates them)."
     example_inputs = ((4, 5),)
 

@@ -41,6 +41,7 @@ from tfn.layers import is_integer, suggest
 from tfn.runners.data_files import DataError
 from tfn.runners.data_sources import SPLITS, ArraySource, FieldType, ImageFileSource, Source, load_source
 from tfn.runners.module import DTYPES
+from tfn.runners.preprocessing import Preprocessing, record_for
 from tfn.specs import schema
 from tfn.specs.documents import Document
 from tfn.specs.errors import format_path
@@ -279,16 +280,21 @@ class DataPipeline:
         device: torch.device | str = "cpu",
         doc: Document | None = None,
         shard: tuple[int, int] = (0, 1),
+        preprocessing: Preprocessing | None = None,
     ):
         """`doc`, the spec's parsed document, lets binding errors point at the line of the spec they concern.
 
         `shard` (rank, count): this process trains on its share of each batch (see the module's docstring).
+        `preprocessing`: a model directory's record (tfn eval); default: what the data section implies.
         """
         self.spec = spec
         self.seed = seed
         self.shard = shard
         self.device = torch.device(device)
         self.source: Source = load_source(spec)
+        self.preprocessing = record_for(spec) if preprocessing is None else preprocessing
+        if isinstance(self.source, ImageFileSource):
+            self.source.preprocessing = self.preprocessing
         self.fed = bind(graph, self.source, spec.source, doc)
         self._check_batching()
         self._loaders: dict[str, tuple[torch.utils.data.DataLoader, _PassBatches]] = {}

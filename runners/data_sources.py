@@ -27,6 +27,7 @@ from tfn.runners.data_files import (
     require_directory,
     resolve,
 )
+from tfn.runners.preprocessing import Preprocessing, record_for
 from tfn.specs import schema
 
 SPLITS = ("train", "validation", "test")
@@ -92,16 +93,23 @@ class ArraySource:
 
 @dataclass
 class ImageFileSource:
-    """Images streamed from files: paths[split] and their class indices labels[split]."""
+    """Images streamed from files: paths[split] and their class indices labels[split].
+
+    `preprocessing` makes a file into the `image` field: the spec's (size,
+    colour, scale, mean/std), or a model directory's record (tfn eval).
+    """
 
     paths: dict[str, list[Path]]
     labels_by_split: dict[str, np.ndarray]
     class_names: list[str]
     spec: schema.ImageFolderData
+    preprocessing: Preprocessing | None = None
     channels: int = field(init=False)
 
     def __post_init__(self):
         self.channels = 1 if self.spec.color == "grayscale" else 3
+        if self.preprocessing is None:
+            self.preprocessing = record_for(self.spec)
 
     def size(self, split: str) -> int:
         return len(self.paths[split])
@@ -114,24 +122,8 @@ class ImageFileSource:
         return self.labels_by_split[split]
 
     def decode(self, path: Path) -> np.ndarray:
-        """One image as float32 [C, H, W]: converted, resized, scaled to [0, 1], normalised; DataError naming the file."""
-        from PIL import Image
-
-        height, width = self.spec.size
-        try:
-            with Image.open(path) as image:
-                image = image.convert("L" if self.channels == 1 else "RGB")
-                if image.size != (width, height):
-                    image = image.resize((width, height), Image.Resampling.BILINEAR)
-                pixels = np.asarray(image, dtype=np.float32) / 255.0
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # PIL reports bad data as any of these
-            raise DataError(f"{path}: error: cannot decode the image: {exc}") from None
-        pixels = pixels.reshape(height, width, self.channels).transpose(2, 0, 1)
-        if self.spec.mean is not None:
-            pixels = pixels - np.asarray(self.spec.mean, dtype=np.float32)[:, None, None]
-        if self.spec.std is not None:
-            pixels = pixels / np.asarray(self.spec.std, dtype=np.float32)[:, None, None]
-        return np.ascontiguousarray(pixels)
+        """One image as float32 [C, H, W] through the `image` field's preprocessing; DataError naming the file."""
+        return self.preprocessing.read_file("image", path)
 
 
 Source = ArraySource | ImageFileSource

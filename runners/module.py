@@ -23,6 +23,7 @@ from torch import nn
 
 from tfn import layers
 from tfn.layers.initializers import initialize
+from tfn.runners.preprocessing import Preprocessing
 from tfn.specs.errors import UserError
 from tfn.specs.graph import Graph, split_ref
 
@@ -88,6 +89,8 @@ class GraphModule(nn.Module):
             self._steps[node.name] = _Step(node.name, kernel, tuple(split_ref(r) for r in node.inputs), tuple(node.variables.items()), node.device)
         self._plans: dict[tuple, list[_Step]] = {}
         self._channels_last = False
+        #: how files become the inputs (a model directory's record; tfn.runners.session.load_model sets it)
+        self.preprocessing = Preprocessing()
 
     # --- pruning ---------------------------------------------------------------
 

@@ -3,6 +3,7 @@
     runs/<name>/<N>/
       spec.yaml        the spec as run, every default filled in
       graph.json       the graph definition (structure only)
+      preprocessing.json   how each data field was made from raw files (runners/preprocessing.py)
       checkpoints/     weights + resume state (safetensors) and checkpoint.json
       train/ validation/   TensorBoard event files
       metrics.jsonl    one JSON object per logged step or evaluation
@@ -40,6 +41,7 @@ from tfn.runners.metrics import Metrics, better, default_metrics, scalars
 from tfn.runners.module import GraphModule, wants_channels_last
 from tfn.runners.optimizers import clip_gradients, make_optimizer, unmatched_multiplier_patterns
 from tfn.runners.precision import Precision
+from tfn.runners.preprocessing import for_model
 from tfn.runners.schedules import Scheduler
 from tfn.runners.summaries import Summaries
 from tfn.specs import LoadedSpec, load
@@ -588,6 +590,8 @@ def train(
             atomic_write(run_dir / "spec.yaml", yaml.safe_dump(resolved.model_dump(mode="json", exclude_none=True), sort_keys=False))
             atomic_write(run_dir / "graph.json", loaded.graph.to_json())
         trainer = Trainer(loaded, run_dir, dev, quiet=quiet, resuming=False, replicas=replicas)
+        if replicas.is_writer:
+            trainer.data.preprocessing.write(run_dir)
         if init_from is not None:
             report = ckpt.init_from(trainer.model, init_from, strict=strict)
             if not quiet or report.problems():
@@ -766,7 +770,8 @@ def evaluate_checkpoint(
     dev = pick_device(device or loaded.spec.train.device)
     model = GraphModule(loaded.graph).place(dev)
     info = ckpt.restore(model, checkpoint)
-    data = DataPipeline(loaded.spec.data, loaded.graph, seed=loaded.spec.train.seed, device=dev, doc=loaded.doc)
+    preprocessing = for_model(path) if is_run else None  # a run's own record; a spec's data section otherwise
+    data = DataPipeline(loaded.spec.data, loaded.graph, seed=loaded.spec.train.seed, device=dev, doc=loaded.doc, preprocessing=preprocessing)
     if data.size(split) == 0:
         raise UserError(f"--split {split}: error: the data of {target} has no {split} samples")
     try:

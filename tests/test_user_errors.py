@@ -44,6 +44,10 @@ INTERNAL = {
     ("runners/optimizers.py", "TypeError"): "a spec optimizer class without an implementation: a bug",
     ("runners/schedules.py", "TypeError"): "a spec schedule class without an implementation: a bug",
     ("runners/export.py", "ValueError"): "a picture format the CLI has already restricted",
+    ("runners/preprocessing.py", "NotImplementedError"): "a preprocessing kind missing a method: a bug in that kind",
+    ("runners/preprocessing.py", "RuntimeError"): "a preprocessing kind registered twice at import: a bug",
+    ("runners/preprocessing.py", "TypeError"): "a spec data class without a preprocessing rule: a bug",
+    ("runners/session.py", "ValueError"): "a prediction kind no reader implements: caught by test_predict's contract test",
 }
 
 
