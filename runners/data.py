@@ -230,8 +230,25 @@ def bind(graph: Graph, source: Source, source_name: str, doc: Document | None = 
                 f"field {inp.name!r} of source {source_name!r} holds {have.dtype}; the model input {inp.name!r} expects {inp.type.dtype}{hint}",
             )
         fed[inp.name] = DTYPES[inp.type.dtype]
+        if isinstance(source, ArraySource) and _kind(have.dtype) == "integer":
+            _check_range(source, inp.name, inp.type.dtype, where)
     _check_classes(graph, source, source_name, where)
     return fed
+
+
+def _check_range(source: ArraySource, name: str, dtype: str, where: _Where) -> None:
+    """Integer data for a narrower integer input (a uint8 label input, 300 classes) would wrap around: refused."""
+    info = np.iinfo(dtype)
+    for split, fields in source.splits.items():
+        values = fields[name]
+        bad = np.flatnonzero((values < info.min) | (values > info.max))
+        if bad.size == 0:
+            continue
+        sample, value = int(bad[0]) // max(1, values[0].size), int(values.flat[bad[0]])
+        raise where.error(
+            where.input(name) + ("dtype",),
+            f"field {name!r} holds {value} (sample {sample} of the {split} split), outside the range of the input's {dtype} ({info.min} to {info.max})",
+        )
 
 
 def _check_classes(graph: Graph, source: Source, source_name: str, where: _Where) -> None:
@@ -300,8 +317,9 @@ class DataPipeline:
         self._loaders: dict[str, tuple[torch.utils.data.DataLoader, _PassBatches]] = {}
         if isinstance(self.source, ArraySource):
             # the whole split on the device once: a batch is then an index, with no copy from the host per step
+            prepare = self.preprocessing.apply
             self._tensors = {
-                split: {name: _tensor(fields[name], self.fed[name]).to(self.device) for name in self.fed}
+                split: {name: _tensor(prepare(name, fields[name]), self.fed[name]).to(self.device) for name in self.fed}
                 for split, fields in self.source.splits.items()
             }
 

@@ -195,6 +195,20 @@ class Preprocessing:
             )
         return np.ascontiguousarray(batch[0], dtype=np.float32)
 
+    def apply(self, name: str, batch: np.ndarray) -> np.ndarray:
+        """Field `name`'s steps on a batch a source read as arrays [N, ...].
+
+        A field whose steps start by decoding is read from files; a source that
+        holds it as arrays (digits, MNIST) already holds what the steps make,
+        so they do not apply again.
+        """
+        steps = self.fields.get(name, ())
+        if not steps or steps[0].decodes:
+            return batch
+        for step in steps:
+            batch = step.apply(batch)
+        return batch
+
     def describe(self, name: str, expected: TensorType | None = None) -> str:
         """What happens to a file fed to field `name`, in words."""
         return "; ".join(step.describe() for step in self.steps_for_files(name, expected)) + f" (from {self.origin})"

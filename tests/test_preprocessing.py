@@ -207,3 +207,34 @@ def test_every_data_source_has_a_preprocessing_rule():
     assert len(union) >= 9
     missing = [cls.__name__ for cls in union if record_for.dispatch(cls) is record_for.dispatch(object)]
     assert not missing, f"give these data sources a record_for rule in runners/preprocessing.py: {missing}"
+
+
+def test_the_pipeline_applies_array_steps_and_not_what_a_source_already_did(write_spec, tmp_path):
+    """A model directory's record with steps for an array field (normalisation) applies to the source's arrays;
+    a field whose steps decode files (digits) is already what they make."""
+    from tfn.runners.data import DataPipeline
+    from tfn.specs import load
+
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    np.savez(tmp_path / "d.npz", x=x, y=np.zeros(6, np.int64))
+    spec = write_spec(
+        f"""
+        version: 1
+        name: arrays
+        model:
+          inputs: {{x: {{shape: [2]}}}}
+          layers: [{{name: logits, op: dense, units: 2}}]
+        loss: {{op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}}
+        data: {{source: npz, path: {tmp_path / "d.npz"}, fields: {{x: x, label: y}}, shuffle: false, split: {{validation: 0, test: 0}}}}
+        """
+    )
+    loaded = load(spec)
+    record = Preprocessing({"x": (Normalize(mean=[1.0, 2.0], std=[2.0, 4.0]),)})
+    data = DataPipeline(loaded.spec.data, loaded.graph, preprocessing=record)
+    np.testing.assert_allclose(next(data.eval_batches("train"))["x"].numpy(), (x - [1, 2]) / [2, 4], rtol=1e-6)
+    digits = load("digits_mlp")
+    data = DataPipeline(digits.spec.data, digits.graph)
+    assert data.preprocessing.fields["image"][0].decodes
+    first = next(data.eval_batches("train", batch_size=1))["image"]
+    assert 0 <= float(first.min()) and float(first.max()) <= 1  # the source's /16, not divided by 255 again
+    assert float(first.max()) > 0.5

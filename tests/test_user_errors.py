@@ -173,3 +173,22 @@ def test_integer_labels_of_any_integer_dtype_run_and_train(minimal_spec, tfn_cli
     assert f"[{np.log(10):.6f} {np.log(10):.6f}]" in out
     code, _, err = tfn_cli("train", str(spec), "--steps", "2", "--out", str(tmp_path / "run"), "--quiet", "--set", "data.batch_size=16")
     assert code == 0, err
+
+
+def test_integer_data_outside_a_narrow_input_dtype_is_refused(write_spec, tfn_cli, tmp_path):
+    """Labels 0..299 fed to a uint8 label input would wrap around (300 -> 44) in the cast to the input's dtype."""
+    np.savez(tmp_path / "d.npz", x=np.zeros((6, 2), np.float32), y=np.array([0, 1, 2, 300, 4, 5]))
+    spec = write_spec(
+        f"""
+        version: 1
+        name: narrow
+        model:
+          inputs: {{x: {{shape: [2]}}, label: {{shape: [], dtype: uint8}}}}
+          layers: [{{name: logits, op: dense, units: 400, inputs: [x]}}]
+        loss: {{op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}}
+        data: {{source: npz, path: {tmp_path / "d.npz"}, fields: {{x: x, label: y}}, split: {{validation: 0, test: 0}}}}
+        """
+    )
+    code, _, err = tfn_cli("train", str(spec), "--out", str(tmp_path / "run"), "--quiet")
+    assert code == 2, err
+    assert "spec.yaml:4:55: error: model.inputs.label.dtype: field 'label' holds 300 (sample 3 of the train split), outside the range of the input's uint8 (0 to 255)" in err
