@@ -4,9 +4,10 @@
     result = run(model, {"image": batch}, ["conv1", "logits"])
     result.values["conv1"].shape, result.computed       # only what the fetches need runs
 
-Feeds come from .npy/.npz files, image files (Pillow) or inline literals
-(`x=[[1.0, 2.0]]`, parsed as YAML 1.2 / JSON, never evaluated). Every value is
-checked against the shape and dtype the graph expects before a kernel runs.
+Feeds come from .npy/.npz files, image files (Pillow, through the model's
+preprocessing record) or inline literals (`x=[[1.0, 2.0]]`, parsed as YAML
+1.2 / JSON, never evaluated). Every value is checked against the shape and
+dtype the graph expects before a kernel runs (`conform`: TF's feed_dict casts).
 """
 
 from __future__ import annotations
