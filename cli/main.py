@@ -63,6 +63,20 @@ def _is(exc: BaseException, module: str, name: str) -> bool:
     return mod is not None and isinstance(exc, getattr(mod, name))
 
 
+def report(exc: Exception) -> tuple[int, str]:
+    """(exit status, message) for an error that ended a command.
+
+    2: the user's input is wrong (tfn.layers.base.UserError and its subclasses);
+    1: the run itself failed (diverged, a data loader died); anything else is a
+    bug in tfn, reported as an internal error.
+    """
+    if _is(exc, "tfn.layers.base", "UserError"):
+        return 2, str(exc)
+    if _is(exc, "tfn.runners.train", "TrainingFailed") or _is(exc, "tfn.runners.data", "DataLoaderFailed"):
+        return 1, f"error: {exc}"
+    return 1, f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -79,14 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
-        if _is(exc, "tfn.specs.errors", "UserError"):
-            click.echo(str(exc), err=True)
-            sys.exit(2)
-        if _is(exc, "tfn.runners.train", "TrainingFailed") or _is(exc, "tfn.runners.data", "DataLoaderFailed"):
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-        click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
-        sys.exit(1)
+        status, message = report(exc)
+        click.echo(message, err=True)
+        sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -9,36 +9,52 @@ from tfn.cli.options import as_json
 @click.argument("target", metavar="TARGET")
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")
 @click.option("--checkpoint", metavar="CKPT", help="Weights: a checkpoint file, checkpoints directory or run directory. Default: a run's latest.")
-@click.option("-k", "--top-k", default=3, show_default=True, type=click.IntRange(min=1), help="How many classes to show per input.")
+@click.option("-k", "--top-k", default=3, show_default=True, type=click.IntRange(min=1), help="softmax: how many classes to show per input.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), help="sigmoid: the probability from which a label is predicted (default 0.5).")
 @click.option("--labels", type=click.Path(dir_okay=False, exists=True), help="Class names, one per line (default: the run's data source).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @as_json
-def command(target, inputs, checkpoint, top_k, labels, device, as_json) -> None:
-    """Class probabilities and the top-k classes for each of INPUTS (.npy/.npz
-    arrays, one sample or a batch, and image files), from the model's first
-    output through a softmax. TARGET is a run directory, spec, example name
-    or graph.json.
+def command(target, inputs, checkpoint, top_k, threshold, labels, device, as_json) -> None:
+    """Predictions for each of INPUTS (.npy/.npz arrays, one sample or a
+    batch, and image files, which go through the model's preprocessing
+    record), read as the model's loss reads its output: the class
+    probabilities and the top-k classes after a softmax (softmax
+    cross-entropy losses); a probability per label after a sigmoid, and the
+    labels at or above --threshold (sigmoid cross-entropy; with one unit, the
+    positive class's probability and the predicted class); the raw values
+    (regression losses). TARGET is a run directory, spec, example name or
+    graph.json.
 
     \b
     Examples:
       tfn predict runs/digits_cnn/1 seven.png three.png
       tfn predict runs/digits_cnn/1 batch.npy --top-k 1 --json
+      tfn predict runs/spam/1 emails.npy --threshold 0.9
     """
     from pathlib import Path
 
-    from tfn.runners.session import class_names, initial_weights_note, load_model, predict, read_examples
+    from tfn.runners.session import class_names, initial_weights_note, load_model, predict
 
     model = load_model(target, checkpoint, device=device)
     note = initial_weights_note(target, checkpoint)
     if note:
         click.echo(note, err=True)
-    batch, sources = read_examples(model, inputs)
     names = Path(labels).read_text(encoding="utf-8").splitlines() if labels else class_names(target)
-    result = predict(model, batch, top_k=top_k, class_names=names, sources=sources)
+    result = predict(model, list(inputs), top_k=top_k, threshold=threshold, class_names=names)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
     width = max(len(s) for s in result.sources)
-    for source, top in zip(result.sources, result.top):
-        cells = "   ".join(f"{name} {p:6.2%}" for _, name, p in top)
-        click.echo(f"{source.ljust(width)}   {cells}")
+    for i, source in enumerate(result.sources):
+        click.echo(f"{source.ljust(width)}   {_cells(result, i)}")
+
+
+def _cells(result, i: int) -> str:
+    if result.kind == "softmax":
+        return "   ".join(f"{name} {p:6.2%}" for _, name, p in result.top[i])
+    if result.one_unit:
+        ((_, name, p),) = result.top[i]
+        return f"{name}   positive-class probability {p:.4f} (threshold {result.threshold:g})"
+    if result.kind == "sigmoid":
+        return "   ".join(f"{name} {p:6.2%}" for _, name, p in result.top[i]) or f"(no label reaches {result.threshold:g})"
+    return " ".join(f"{v:.6g}" for v in result.values[i].ravel())

@@ -13,7 +13,10 @@ def command(target, checkpoint, feeds, fetches, out, full, device) -> None:
     """Feed values into TARGET (a spec, shipped example, graph.json or run
     directory) and fetch any nodes' outputs, as TF's Session.run: only the
     part of the graph the fetches need is computed. A single sample gains a
-    batch axis; a value of the wrong shape or dtype is refused.
+    batch axis. Arrays are the input tensors themselves, cast as TF's
+    feed_dict casts (a value that would change is refused); an image file
+    goes through the model's preprocessing record (resize, colour, scale,
+    mean/std), as training saw it.
 
     \b
     Examples:
@@ -21,14 +24,17 @@ def command(target, checkpoint, feeds, fetches, out, full, device) -> None:
       tfn run digits_cnn --feed image=seven.png --fetch logits
       tfn run spec.yaml --feed x='[[1.0, 2.0], [1.0, 2.0]]' --fetch sigmoid
     """
-    from tfn.runners.session import initial_weights_note, load_model, read_feeds, run, save_npz, split_fetches
+    from tfn.runners.session import image_feed_notes, initial_weights_note, load_model, read_feeds, run, save_npz, split_fetches
     from tfn.runners.inspect import format_value
 
     model = load_model(target, checkpoint, device=device)
     note = initial_weights_note(target, checkpoint)
     if note:
         click.echo(note, err=True)
-    result = run(model, read_feeds(model.graph, feeds), split_fetches(fetches) or None)
+    values = read_feeds(model.graph, feeds, model.preprocessing)
+    for line in image_feed_notes(model, feeds):
+        click.echo(f"# {line}", err=True)
+    result = run(model, values, split_fetches(fetches) or None)
     total = len(model.graph.nodes)
     click.echo(f"# computed {len(result.computed)} of {total} nodes: {', '.join(result.computed) or 'none'}", err=True)
     for name, value in result.values.items():

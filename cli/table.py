@@ -11,3 +11,8 @@ def table(rows: list[tuple[str, ...]], left: int) -> list[str]:
         return "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
 
     return [line(rows[0]), "  ".join("-" * w for w in widths), *(line(row) for row in rows[1:])]
+
+
+def significant(value: float) -> str:
+    """A rate for people: whole numbers with separators from 100 up, three significant digits below (0.294, not 0)."""
+    return f"{value:,.0f}" if value >= 99.95 else f"{value:.3g}"

@@ -3,7 +3,7 @@ import json
 import click
 
 from tfn.cli.options import as_json, overrides, spec_target
-from tfn.cli.table import table
+from tfn.cli.table import significant, table
 
 
 @click.command("time")
@@ -65,5 +65,5 @@ def command(target, overrides, iterations, warmup, batch_size, device, memory_fo
     click.echo(
         f"\n{timing.graph} on {timing.device}, batch {timing.batch_size}, median of {timing.iterations} after {timing.warmup} warm-up: "
         f"nodes forward {timing.forward_ms:.3f} ms + backward {timing.backward_ms:.3f} ms; "
-        f"whole step {timing.step_ms:.3f} ms = {timing.samples_per_second:,.0f} samples/s"
+        f"whole step {timing.step_ms:.3f} ms = {significant(timing.samples_per_second)} samples/s"
     )

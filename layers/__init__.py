@@ -11,6 +11,36 @@ no edit elsewhere.
 """
 
 from tfn.layers import activations, convolution, core, fractional, indexing, losses, math_ops, normalization, pooling, resizing, structure  # noqa: F401  (registers)
-from tfn.layers.base import IndexRangeError, Op, OpError, Params, TensorType, UnknownOpError, VariableDef, all_ops, get, register, suggest
+from tfn.layers.base import (
+    PREDICTIONS,
+    IndexRangeError,
+    Op,
+    OpError,
+    Params,
+    TensorType,
+    UnknownOpError,
+    UserError,
+    VariableDef,
+    all_ops,
+    get,
+    is_integer,
+    register,
+    suggest,
+)
 
-__all__ = ["IndexRangeError", "Op", "OpError", "Params", "TensorType", "UnknownOpError", "VariableDef", "all_ops", "get", "register", "suggest"]
+__all__ = [
+    "PREDICTIONS",
+    "IndexRangeError",
+    "Op",
+    "OpError",
+    "Params",
+    "TensorType",
+    "UnknownOpError",
+    "UserError",
+    "VariableDef",
+    "all_ops",
+    "get",
+    "is_integer",
+    "register",
+    "suggest",
+]

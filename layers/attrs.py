@@ -122,7 +122,7 @@ def Choice(*values: str):
 Padding = Choice("SAME", "VALID")
 
 #: the dtypes a tensor of the graph may have (model inputs, cast)
-DType = Literal["float32", "float64", "int64", "int32"]
+DType = Literal["float32", "float64", "int64", "int32", "int16", "int8", "uint8"]
 
 
 def _known_initializer(value):

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 Shape = tuple  # tuple[int | None, ...]; a leading None is the batch dimension
 
 
+def is_integer(dtype: str) -> bool:
+    """An integer dtype name: int8 to int64 or uint8."""
+    return dtype.startswith(("int", "uint"))
+
+
 @dataclass(frozen=True)
 class TensorType:
     """What flows along a data edge: shape (batch first, None when unknown) and dtype."""
@@ -45,6 +50,10 @@ class TensorType:
     @property
     def sample_size(self) -> int:
         return math.prod(self.sample_shape)
+
+    @property
+    def is_integer(self) -> bool:
+        return is_integer(self.dtype)
 
     def __str__(self) -> str:
         dims = ", ".join("?" if d is None else str(d) for d in self.shape)
@@ -68,7 +77,16 @@ class VariableDef:
     regularizer: float = 0.0  # L2 factor the runner adds to the loss: factor * sum(w**2) / 2
 
 
-class OpError(ValueError):
+class UserError(Exception):
+    """The user's input is wrong (spec, file, option, fed value): exit status 2.
+
+    It lives here, at the bottom of the imports, so that an op's kernel can
+    raise it for a value the user supplied (a label outside the classes);
+    tfn.specs.errors re-exports it.
+    """
+
+
+class OpError(UserError, ValueError):
     """The op's attributes do not fit its inputs. ``field`` names the attribute at fault."""
 
     def __init__(self, message: str, field: str | None = None):
@@ -76,7 +94,7 @@ class OpError(ValueError):
         self.field = field
 
 
-class IndexRangeError(ValueError):
+class IndexRangeError(UserError, ValueError):
     """A tensor of indices holds a value outside the range the op accepts (raised when the graph runs)."""
 
 
@@ -85,6 +103,8 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
+
+PREDICTIONS = ("softmax", "sigmoid", "values")
 
 # A kernel is what an op's builder returns: called with the node's input
 # tensors, its variables by role, and whether the model is training.
@@ -109,6 +129,10 @@ class Op:
     #: a loss op takes (logits, labels) and gives the unreduced loss (per example
     #: or per element, as TF's op does); the runner averages it
     is_loss: ClassVar[bool] = False
+    #: a loss op: how `tfn predict` reads its logits, one of PREDICTIONS: "softmax" (class axis 1:
+    #: class and probability, top-k), "sigmoid" (a probability per label; one unit: the positive
+    #: class's probability and a threshold), "values" (the raw values: regression)
+    prediction: ClassVar[str | None] = None
     #: an op whose output depends on a random draw in training (dropout)
     is_random: ClassVar[bool] = False
     #: notes for users coming from TensorFlow, shown by `tfn layers NAME`
@@ -177,7 +201,7 @@ def register(cls: type[Op]) -> type[Op]:
     return cls
 
 
-class UnknownOpError(KeyError):
+class UnknownOpError(UserError, KeyError):
     def __init__(self, name: str):
         self.name = name
         self.suggestion = suggest(name, _REGISTRY)

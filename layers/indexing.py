@@ -260,12 +260,13 @@ class Gather(Op):
         size = params.shape[axis]
         before, after = math.prod(params.shape[1:axis]), math.prod(params.shape[axis + 1 :])
         out_shape = self.infer(p, inputs)[0].shape[1:]
+        picks = math.prod(inputs[1].shape[1:])  # known here: reshape's -1 is ambiguous for an empty batch
 
         def gather(xs, v, training):
             x, ids = xs
             check_indices(ids, size, "gather")
             n = x.shape[0]
-            flat = ids.long().reshape(n, 1, -1, 1).expand(n, before, -1, after)
+            flat = ids.long().reshape(n, 1, picks, 1).expand(n, before, picks, after)
             picked = torch.gather(x.reshape(n, before, size, after), 2, flat)
             return picked.reshape(n, *out_shape)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from tfn.layers.attrs import resolve_axis
-from tfn.layers.base import Op, OpError, Params, TensorType, register
+from tfn.layers.base import Op, OpError, Params, TensorType, UserError, register
 
 
 @register
@@ -23,7 +23,7 @@ class SparseSoftmaxCrossEntropyWithLogits(Op):
     Example (the loss section):
         {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}
 
-    Inputs logits [N, classes, ...] and labels [N, ...] int64; output [N, ...].
+    Inputs logits [N, classes, ...] and labels [N, ...] of any integer dtype; output [N, ...].
     """
 
     name = "sparse_softmax_cross_entropy_with_logits"
@@ -31,6 +31,7 @@ class SparseSoftmaxCrossEntropyWithLogits(Op):
     family = "loss"
     arity = (2, 2)
     is_loss = True
+    prediction = "softmax"
 
     class Params(Params):
         label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="weight of the uniform distribution mixed into the one-hot target")
@@ -43,7 +44,7 @@ class SparseSoftmaxCrossEntropyWithLogits(Op):
         if logits.rank < 2:
             raise OpError(f"expects logits [N, classes, ...], got {logits}")
         expected = self.label_type(p, logits)
-        if tuple(labels.shape[1:]) != tuple(expected.shape[1:]) or not labels.dtype.startswith("int"):
+        if tuple(labels.shape[1:]) != tuple(expected.shape[1:]) or not labels.is_integer:
             raise OpError(f"expects integer labels {expected} for logits {logits}, got {labels}")
         return [TensorType(expected.shape, logits.dtype)]
 
@@ -57,14 +58,15 @@ class SparseSoftmaxCrossEntropyWithLogits(Op):
 
         def sparse_softmax_cross_entropy_with_logits(xs, v, training):
             logits, labels = xs
+            labels = labels.long()  # TF takes int32 or int64 labels; PyTorch's kernel only int64
             check_labels(labels, classes)
             return F.cross_entropy(logits, labels, reduction="none", label_smoothing=p.label_smoothing)
 
         return sparse_softmax_cross_entropy_with_logits
 
 
-class LabelError(ValueError):
-    """A label outside the valid class range."""
+class LabelError(UserError, ValueError):
+    """A label outside the valid class range: the user's data (exit status 2)."""
 
 
 def check_labels(labels, classes: int) -> None:
@@ -117,6 +119,7 @@ class SigmoidCrossEntropyWithLogits(SameShapeLoss):
     """
 
     name = "sigmoid_cross_entropy_with_logits"
+    prediction = "sigmoid"
 
     class Params(Params):
         label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="pulls each target towards 1/2 by this fraction")
@@ -146,6 +149,7 @@ class MeanSquaredError(SameShapeLoss):
     """
 
     name = "mean_squared_error"
+    prediction = "values"
     tf_notes = "tf.losses.mean_squared_error(labels, predictions); `logits:` names the predictions node."
 
     def flops(self, p, inputs, outputs):
@@ -200,6 +204,7 @@ class SoftmaxCrossEntropyWithLogits(Op):
     family = "loss"
     arity = (2, 2)
     is_loss = True
+    prediction = "softmax"
     tf_notes = "TF's dim/axis=-1 is tfn's axis 1; labels get no gradient, as in v1 (v2 differentiates them)."
     example_inputs = ((4, 5),)
 

@@ -20,6 +20,12 @@ class BatchNormalization(Op):
     normalizes with the moving statistics. On 4-D inputs epsilon is at least
     1.001e-5, as TF's fused path raises it (a cuDNN limit).
 
+    A batch with one value per channel (a last batch of one sample after a
+    dense layer) trains as in TF: the output is beta, the batch variance is 0
+    (TF's fused kernel corrects n/(n-1) only for n > 1), and the moving
+    statistics move towards the sample and 0. An empty batch leaves them as
+    they are (TF makes them NaN).
+
     Example:
         {op: batch_normalization}
 
@@ -69,6 +75,8 @@ class BatchNormalization(Op):
 
         def batch_normalization(xs, v, training):
             x, mean, var = xs[0], v["moving_mean"], v["moving_variance"]
+            if training and x.numel() <= x.shape[1]:
+                return _one_value_per_channel(x, v, momentum, eps)
             if not training or fused:
                 # PyTorch updates running_var with the unbiased variance: TF's fused kernel does too
                 return F.batch_norm(x, mean, var, v.get("gamma"), v.get("beta"), training, momentum, eps)
@@ -244,6 +252,8 @@ class LayerNormalization(Op):
         eps = p.epsilon
 
         def layer_normalization(xs, v, training):
+            if xs[0].shape[0] == 0:  # an empty batch: var_mean of nothing warns, and there is nothing to normalize
+                return xs[0].clone()
             var, mean = torch.var_mean(xs[0], dim=axes, correction=0, keepdim=True)
             y = (xs[0] - mean) * torch.rsqrt(var + eps)
             if "gamma" in v:
@@ -253,3 +263,25 @@ class LayerNormalization(Op):
             return y
 
         return layer_normalization
+
+
+def _one_value_per_channel(x, v, momentum: float, eps: float):
+    """Training on a batch with at most one value per channel, where PyTorch's kernel refuses.
+
+    One value: mean x, variance 0, so the output is beta, and the gradient
+    reaches beta alone (x - mean(x) does not depend on x), as in TF. No value
+    (an empty batch): an empty output and no update of the moving statistics.
+    """
+    import torch
+
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    if x.numel():
+        with torch.no_grad():
+            v["moving_mean"].lerp_(x.detach().reshape(-1).to(v["moving_mean"].dtype), momentum)
+            v["moving_variance"].lerp_(torch.zeros_like(v["moving_variance"]), momentum)
+    y = (x - x.mean(0, keepdim=True)) * (1.0 / eps**0.5) if x.numel() else x
+    if "gamma" in v:
+        y = y * v["gamma"].reshape(shape)
+    if "beta" in v:
+        y = y + v["beta"].reshape(shape)
+    return y.to(x.dtype)

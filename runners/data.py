@@ -37,10 +37,11 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from tfn.layers import suggest
+from tfn.layers import is_integer, suggest
 from tfn.runners.data_files import DataError
 from tfn.runners.data_sources import SPLITS, ArraySource, FieldType, ImageFileSource, Source, load_source
 from tfn.runners.module import DTYPES
+from tfn.runners.preprocessing import Preprocessing, record_for
 from tfn.specs import schema
 from tfn.specs.documents import Document
 from tfn.specs.errors import format_path
@@ -168,7 +169,7 @@ def augment_images(images: torch.Tensor, rng: np.random.Generator, crop_padding:
 
 
 def _kind(dtype: str) -> str:
-    return "float" if dtype.startswith("float") else "integer"
+    return "integer" if is_integer(dtype) else "float"
 
 
 class _Where:
@@ -229,8 +230,25 @@ def bind(graph: Graph, source: Source, source_name: str, doc: Document | None = 
                 f"field {inp.name!r} of source {source_name!r} holds {have.dtype}; the model input {inp.name!r} expects {inp.type.dtype}{hint}",
             )
         fed[inp.name] = DTYPES[inp.type.dtype]
+        if isinstance(source, ArraySource) and _kind(have.dtype) == "integer":
+            _check_range(source, inp.name, inp.type.dtype, where)
     _check_classes(graph, source, source_name, where)
     return fed
+
+
+def _check_range(source: ArraySource, name: str, dtype: str, where: _Where) -> None:
+    """Integer data for a narrower integer input (a uint8 label input, 300 classes) would wrap around: refused."""
+    info = np.iinfo(dtype)
+    for split, fields in source.splits.items():
+        values = fields[name]
+        bad = np.flatnonzero((values < info.min) | (values > info.max))
+        if bad.size == 0:
+            continue
+        sample, value = int(bad[0]) // max(1, values[0].size), int(values.flat[bad[0]])
+        raise where.error(
+            where.input(name) + ("dtype",),
+            f"field {name!r} holds {value} (sample {sample} of the {split} split), outside the range of the input's {dtype} ({info.min} to {info.max})",
+        )
 
 
 def _check_classes(graph: Graph, source: Source, source_name: str, where: _Where) -> None:
@@ -256,11 +274,12 @@ def _check_classes(graph: Graph, source: Source, source_name: str, where: _Where
             bad = np.flatnonzero((labels < 0) | (labels >= classes))
             if bad.size:
                 sample = int(bad[0]) // max(1, labels[0].size)  # labels may be maps [N, H, W]
-                raise where.error(
-                    ("data",),
-                    f"field {label_ref!r} ({split} split) holds the label {int(labels.flat[bad[0]])} at sample {sample}; "
-                    f"the logits {logits_ref!r} give {classes} classes, so labels must lie in 0..{classes - 1}",
-                )
+                value = int(labels.flat[bad[0]])
+                rule = f"the logits {logits_ref!r} give {classes} classes, so labels must lie in 0..{classes - 1}"
+                found = source.where(split, label_ref, sample) if isinstance(source, ArraySource) else None
+                if found is not None:
+                    raise DataError(f"{found} the label {value} of field {label_ref!r} is out of range: {rule}")
+                raise where.error(("data",), f"field {label_ref!r} holds the label {value} at sample {sample} of the {split} split; {rule}")
 
 
 # --- the pipeline --------------------------------------------------------------------
@@ -278,23 +297,29 @@ class DataPipeline:
         device: torch.device | str = "cpu",
         doc: Document | None = None,
         shard: tuple[int, int] = (0, 1),
+        preprocessing: Preprocessing | None = None,
     ):
         """`doc`, the spec's parsed document, lets binding errors point at the line of the spec they concern.
 
         `shard` (rank, count): this process trains on its share of each batch (see the module's docstring).
+        `preprocessing`: a model directory's record (tfn eval); default: what the data section implies.
         """
         self.spec = spec
         self.seed = seed
         self.shard = shard
         self.device = torch.device(device)
         self.source: Source = load_source(spec)
+        self.preprocessing = record_for(spec) if preprocessing is None else preprocessing
+        if isinstance(self.source, ImageFileSource):
+            self.source.preprocessing = self.preprocessing
         self.fed = bind(graph, self.source, spec.source, doc)
         self._check_batching()
         self._loaders: dict[str, tuple[torch.utils.data.DataLoader, _PassBatches]] = {}
         if isinstance(self.source, ArraySource):
             # the whole split on the device once: a batch is then an index, with no copy from the host per step
+            prepare = self.preprocessing.apply
             self._tensors = {
-                split: {name: _tensor(fields[name], self.fed[name]).to(self.device) for name in self.fed}
+                split: {name: _tensor(prepare(name, fields[name]), self.fed[name]).to(self.device) for name in self.fed}
                 for split, fields in self.source.splits.items()
             }
 

@@ -65,18 +65,36 @@ def read_idx(path: str | Path) -> np.ndarray:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
             raise DataError(f"{path}: error: not a valid gzip file ({exc})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
-        raise DataError(f"{path}: error: not an IDX file (its magic number is {raw[:4].hex() or 'missing'}; IDX starts 0000 then a type byte)")
-    rank = raw[3]
-    header = 4 + 4 * rank
-    if rank == 0 or len(raw) < header:
-        raise DataError(f"{path}: error: the IDX header is truncated (rank {rank})")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=rank, offset=4))
-    dtype = np.dtype(IDX_TYPES[raw[2]])
+    dtype, shape = _idx_header(path, raw)
+    header = 4 + 4 * len(shape)
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
         raise DataError(f"{path}: error: an IDX array of shape {list(shape)} needs {expected} bytes, the file has {len(raw)} (truncated or corrupt)")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def idx_header(path: str | Path) -> tuple[np.dtype, tuple[int, ...]]:
+    """An IDX file's element type (native byte order) and shape, from its first bytes alone."""
+    path = require_file(path, "IDX file")
+    with open(path, "rb") as f:
+        compressed = f.read(2) == b"\x1f\x8b"
+    try:
+        with (gzip.open if compressed else open)(path, "rb") as f:
+            head = f.read(4)
+            head += f.read(4 * head[3]) if len(head) == 4 else b""
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: error: not a valid gzip file ({exc})") from None
+    dtype, shape = _idx_header(path, head)
+    return dtype.newbyteorder("="), shape
+
+
+def _idx_header(path: Path, raw: bytes) -> tuple[np.dtype, tuple[int, ...]]:
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
+        raise DataError(f"{path}: error: not an IDX file (its magic number is {raw[:4].hex() or 'missing'}; IDX starts 0000 then a type byte)")
+    rank = raw[3]
+    if rank == 0 or len(raw) < 4 + 4 * rank:
+        raise DataError(f"{path}: error: the IDX header is truncated (rank {rank})")
+    return np.dtype(IDX_TYPES[raw[2]]), tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=rank, offset=4))
 
 
 # --- NumPy -------------------------------------------------------------------------
@@ -110,12 +128,14 @@ def read_npz(path: str | Path, names: list[str]) -> dict[str, np.ndarray]:
 # --- CSV ---------------------------------------------------------------------------
 
 
-def read_csv(path: str | Path, fields: dict[str, str | list[str]], classes: list[str] | None, delimiter: str) -> tuple[dict[str, np.ndarray], list[str] | None]:
+def read_csv(
+    path: str | Path, fields: dict[str, str | list[str]], classes: list[str] | None, delimiter: str
+) -> tuple[dict[str, np.ndarray], list[str] | None, list[int]]:
     """Fields from a CSV file with a header: a list of columns -> float32 [N, k]; one column -> int64 [N].
 
     A single column holds integers, or class names mapped to their index in
     `classes` (default: the sorted distinct names, which are then returned).
-    Any bad row is an error naming its line.
+    Any bad row is an error naming its line. Also returns each row's line in the file.
     """
     path = require_file(path, "CSV file")
     try:
@@ -126,7 +146,9 @@ def read_csv(path: str | Path, fields: dict[str, str | list[str]], classes: list
         raise DataError(f"{path}: error: not readable as CSV: {exc}") from None
 
 
-def _read_csv(path: Path, fields: dict[str, str | list[str]], classes: list[str] | None, delimiter: str) -> tuple[dict[str, np.ndarray], list[str] | None]:
+def _read_csv(
+    path: Path, fields: dict[str, str | list[str]], classes: list[str] | None, delimiter: str
+) -> tuple[dict[str, np.ndarray], list[str] | None, list[int]]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=delimiter)
         header = next(reader, None)
@@ -172,7 +194,7 @@ def _read_csv(path: Path, fields: dict[str, str | list[str]], classes: list[str]
     for field, cells in labels.items():
         out[field], names = _class_indices(path, fields[field], cells, lines, classes)
         names_out = names_out or names
-    return out, names_out
+    return out, names_out, lines
 
 
 def _class_indices(path: Path, col: str, cells: list[str], lines: list[int], classes: list[str] | None) -> tuple[np.ndarray, list[str] | None]:

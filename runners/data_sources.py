@@ -27,6 +27,7 @@ from tfn.runners.data_files import (
     require_directory,
     resolve,
 )
+from tfn.runners.preprocessing import Preprocessing, record_for
 from tfn.specs import schema
 
 SPLITS = ("train", "validation", "test")
@@ -42,12 +43,43 @@ class FieldType:
     dtype: str
 
 
+@dataclass(frozen=True)
+class Rows:
+    """Where the samples of a split come from, for messages: sample i is row index[i] of the fields' files.
+
+    `files` names each field's file and, in an archive, its array; `lines` gives a CSV row's line.
+    """
+
+    files: dict[str, tuple[str, str | None]]
+    index: np.ndarray | None = None
+    lines: list[int] | None = None
+
+    def take(self, index: np.ndarray) -> Rows:
+        return Rows(self.files, index if self.index is None else self.index[index], self.lines)
+
+    def where(self, name: str, sample: int) -> str | None:
+        """`iris.csv:34: error:` or `d.npz: error: array 'y', index 12:` for a sample of field `name`; None for a field of no file."""
+        if name not in self.files:
+            return None
+        path, array = self.files[name]
+        row = int(self.index[sample]) if self.index is not None else sample
+        if self.lines is not None:
+            return f"{path}:{self.lines[row]}: error:"
+        return f"{path}: error: " + (f"array {array!r}, " if array else "") + f"index {row}:"
+
+
 @dataclass
 class ArraySource:
-    """A source held in memory: splits[split][field] is an array [N, ...]."""
+    """A source held in memory: splits[split][field] is an array [N, ...]; rows[split] says where it came from."""
 
     splits: dict[str, dict[str, np.ndarray]]
     class_names: list[str] | None = None
+    rows: dict[str, Rows] = field(default_factory=dict)
+
+    def where(self, split: str, name: str, sample: int) -> str | None:
+        """`FILE:LINE: error:` (CSV) or `FILE: error: index I:` for a sample of a field the source read from a file."""
+        rows = self.rows.get(split)
+        return rows.where(name, sample) if rows is not None else None
 
     def size(self, split: str) -> int:
         return len(next(iter(self.splits[split].values())))
@@ -61,16 +93,23 @@ class ArraySource:
 
 @dataclass
 class ImageFileSource:
-    """Images streamed from files: paths[split] and their class indices labels[split]."""
+    """Images streamed from files: paths[split] and their class indices labels[split].
+
+    `preprocessing` makes a file into the `image` field: the spec's (size,
+    colour, scale, mean/std), or a model directory's record (tfn eval).
+    """
 
     paths: dict[str, list[Path]]
     labels_by_split: dict[str, np.ndarray]
     class_names: list[str]
     spec: schema.ImageFolderData
+    preprocessing: Preprocessing | None = None
     channels: int = field(init=False)
 
     def __post_init__(self):
         self.channels = 1 if self.spec.color == "grayscale" else 3
+        if self.preprocessing is None:
+            self.preprocessing = record_for(self.spec)
 
     def size(self, split: str) -> int:
         return len(self.paths[split])
@@ -83,24 +122,8 @@ class ImageFileSource:
         return self.labels_by_split[split]
 
     def decode(self, path: Path) -> np.ndarray:
-        """One image as float32 [C, H, W]: converted, resized, scaled to [0, 1], normalised; DataError naming the file."""
-        from PIL import Image
-
-        height, width = self.spec.size
-        try:
-            with Image.open(path) as image:
-                image = image.convert("L" if self.channels == 1 else "RGB")
-                if image.size != (width, height):
-                    image = image.resize((width, height), Image.Resampling.BILINEAR)
-                pixels = np.asarray(image, dtype=np.float32) / 255.0
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # PIL reports bad data as any of these
-            raise DataError(f"{path}: error: cannot decode the image: {exc}") from None
-        pixels = pixels.reshape(height, width, self.channels).transpose(2, 0, 1)
-        if self.spec.mean is not None:
-            pixels = pixels - np.asarray(self.spec.mean, dtype=np.float32)[:, None, None]
-        if self.spec.std is not None:
-            pixels = pixels / np.asarray(self.spec.std, dtype=np.float32)[:, None, None]
-        return np.ascontiguousarray(pixels)
+        """One image as float32 [C, H, W] through the `image` field's preprocessing; DataError naming the file."""
+        return self.preprocessing.read_file("image", path)
 
 
 Source = ArraySource | ImageFileSource
@@ -134,8 +157,13 @@ def _same_length(arrays: dict[str, np.ndarray], split: str, source: str) -> int:
     return next(iter(lengths.values()))
 
 
-def arrays_to_splits(given: dict[str, dict[str, np.ndarray]], fractions: schema.SplitFractions, source: str) -> dict[str, dict[str, np.ndarray]]:
-    """given["train"] plus any given validation/test arrays; the splits not given are carved from train."""
+def arrays_to_splits(
+    given: dict[str, dict[str, np.ndarray]], fractions: schema.SplitFractions, source: str, rows: dict[str, Rows]
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Rows]]:
+    """given["train"] plus any given validation/test arrays; the splits not given are carved from train.
+
+    Also where each split's samples come from, from `rows` of the given splits.
+    """
     n = _same_length(given["train"], "train", source)
     for split in ("validation", "test"):
         if split in given:
@@ -153,11 +181,13 @@ def arrays_to_splits(given: dict[str, dict[str, np.ndarray]], fractions: schema.
                     )
     carve = {s for s in ("validation", "test") if s not in given}
     if not carve:
-        return dict(given)
+        return dict(given), dict(rows)
     index = carve_splits(n, fractions, carve, source)
     out = {s: {name: a[index[s]] for name, a in given["train"].items()} for s in index}
     out.update({s: given[s] for s in given if s != "train"})
-    return out
+    where = {s: rows["train"].take(index[s]) for s in index}
+    where.update({s: rows[s] for s in given if s != "train"})
+    return out, where
 
 
 # --- sources -----------------------------------------------------------------------
@@ -220,12 +250,19 @@ def _images_and_labels(images_path: str | Path, labels_path: str | Path) -> dict
     return {"image": images, "label": labels.astype(np.int64)}
 
 
+def _idx_rows(images: str | Path, labels: str | Path) -> Rows:
+    return Rows({"image": (str(resolve(images)), None), "label": (str(resolve(labels)), None)})
+
+
 @load_source.register
 def _idx(spec: schema.IdxData) -> ArraySource:
     given = {"train": _images_and_labels(spec.images, spec.labels)}
+    rows = {"train": _idx_rows(spec.images, spec.labels)}
     if spec.test_images is not None:
         given["test"] = _images_and_labels(spec.test_images, spec.test_labels)
-    return ArraySource(arrays_to_splits(given, spec.split, "idx"))
+        rows["test"] = _idx_rows(spec.test_images, spec.test_labels)
+    splits, rows = arrays_to_splits(given, spec.split, "idx", rows)
+    return ArraySource(splits, rows=rows)
 
 
 MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
@@ -267,7 +304,13 @@ def _mnist_like(spec: schema.MnistData, files: dict[str, str], default_url: str,
         "validation": {k: v[:n_val] for k, v in train.items()},  # TF's read_data_sets: the first images
         "test": test,
     }
-    return ArraySource(splits, class_names)
+    train_rows = _idx_rows(directory / "train-images-idx3-ubyte.gz", directory / "train-labels-idx1-ubyte.gz")
+    rows = {
+        "train": train_rows.take(np.arange(n_val, len(train["label"]))),
+        "validation": train_rows.take(np.arange(n_val)),
+        "test": _idx_rows(directory / "t10k-images-idx3-ubyte.gz", directory / "t10k-labels-idx1-ubyte.gz"),
+    }
+    return ArraySource(splits, class_names, rows)
 
 
 @load_source.register
@@ -282,32 +325,39 @@ def _fashion_mnist(spec: schema.FashionMnistData) -> ArraySource:
 
 @load_source.register
 def _npz(spec: schema.NpzData) -> ArraySource:
-    given = {}
+    given, rows = {}, {}
     for split, mapping in (("train", spec.fields), ("validation", spec.validation_fields), ("test", spec.test_fields)):
         if mapping is not None:
             arrays = read_npz(spec.path, list(mapping.values()))
             given[split] = {name: arrays[key] for name, key in mapping.items()}
-    return ArraySource(arrays_to_splits(given, spec.split, "npz"))
+            rows[split] = Rows({name: (str(resolve(spec.path)), key) for name, key in mapping.items()})
+    splits, rows = arrays_to_splits(given, spec.split, "npz", rows)
+    return ArraySource(splits, rows=rows)
 
 
 @load_source.register
 def _npy(spec: schema.NpyData) -> ArraySource:
-    given = {}
+    given, rows = {}, {}
     for split, mapping in (("train", spec.fields), ("validation", spec.validation_fields), ("test", spec.test_fields)):
         if mapping is not None:
             given[split] = {name: read_npy(path) for name, path in mapping.items()}
-    return ArraySource(arrays_to_splits(given, spec.split, "npy"))
+            rows[split] = Rows({name: (str(resolve(path)), None) for name, path in mapping.items()})
+    splits, rows = arrays_to_splits(given, spec.split, "npy", rows)
+    return ArraySource(splits, rows=rows)
 
 
 @load_source.register
 def _csv(spec: schema.CsvData) -> ArraySource:
-    train, class_names = read_csv(spec.path, spec.fields, spec.classes, spec.delimiter)
+    train, class_names, lines = read_csv(spec.path, spec.fields, spec.classes, spec.delimiter)
     given = {"train": train}
+    rows = {"train": Rows(dict.fromkeys(spec.fields, (str(resolve(spec.path)), None)), lines=lines)}
     for split, path in (("validation", spec.validation_path), ("test", spec.test_path)):
         if path is not None:
             # the class order must be the training file's, whatever names this file happens to hold
-            given[split], _ = read_csv(path, spec.fields, spec.classes or class_names, spec.delimiter)
-    return ArraySource(arrays_to_splits(given, spec.split, "csv"), class_names)
+            given[split], _, lines = read_csv(path, spec.fields, spec.classes or class_names, spec.delimiter)
+            rows[split] = Rows(dict.fromkeys(spec.fields, (str(resolve(path)), None)), lines=lines)
+    splits, where = arrays_to_splits(given, spec.split, "csv", rows)
+    return ArraySource(splits, class_names, where)
 
 
 @load_source.register

@@ -234,6 +234,16 @@ class Replicas:
         dist.all_reduce(total)
         return total / self.world_size
 
+    def minimum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The smallest value of `tensor` over the replicas."""
+        if not self.distributed:
+            return tensor
+        import torch.distributed as dist
+
+        smallest = tensor.detach().clone()
+        dist.all_reduce(smallest, op=dist.ReduceOp.MIN)
+        return smallest
+
     def agree(self, reason: str | None) -> str | None:
         """The stop signal any rank received (e.g. "SIGTERM"), or None: every rank stops at the same step."""
         if not self.distributed:

@@ -8,6 +8,7 @@ the TensorBoard log need no torch; ONNX goes through torch's exporter
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
@@ -41,6 +42,9 @@ def onnx_bytes(model, *, checkpoint_step: str | None = None) -> bytes:
     Only the inputs the outputs need become ONNX inputs (labels do not);
     random ops are exported in evaluation mode (dropout is the identity). An
     op that torch cannot export raises ExportError naming the node and op.
+    The inputs take the tensors the graph's inputs take; the model's
+    preprocessing record (how image files become them) is the metadata
+    property `tfn.preprocessing`, the JSON of preprocessing.json.
     """
     graph = model.graph
     outputs = list(graph.outputs)
@@ -69,7 +73,10 @@ def onnx_bytes(model, *, checkpoint_step: str | None = None) -> bytes:
     proto = program.model_proto
     proto.producer_name = "tfn"
     proto.doc_string = f"tfn graph {graph.name!r}"
-    for key, value in (("tfn.graph_name", graph.name), ("tfn.graph_hash", graph.hash), ("tfn.checkpoint_step", checkpoint_step)):
+    # the ONNX inputs are the graph's input tensors; how files become them is stated, not baked in
+    record = json.dumps(model.preprocessing.to_json(), sort_keys=True)
+    metadata = (("tfn.graph_name", graph.name), ("tfn.graph_hash", graph.hash), ("tfn.checkpoint_step", checkpoint_step), ("tfn.preprocessing", record))
+    for key, value in metadata:
         if value is not None:
             proto.metadata_props.add(key=key, value=value)
     return proto.SerializeToString()

@@ -239,7 +239,10 @@ class Fit:
         }
 
 
-_GRAPH_DTYPES = {"float32": "F32", "float64": "F64", "int64": "I64", "int32": "I32", "float16": "F16", "bfloat16": "BF16"}
+_GRAPH_DTYPES = {
+    "float32": "F32", "float64": "F64", "float16": "F16", "bfloat16": "BF16",
+    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8",
+}  # fmt: skip
 
 
 def against(target: str | Path, graph: Graph) -> Fit:

@@ -20,6 +20,7 @@ from typing import Sequence
 
 import torch
 
+from tfn.layers import is_integer
 from tfn.specs.errors import UserError
 
 CLASS_METRICS = ("accuracy", "top_k_accuracy", "per_class_accuracy", "confusion_matrix", "precision", "recall", "f1")
@@ -30,7 +31,7 @@ LOWER_IS_BETTER = ("loss", "mean_squared_error", "mean_absolute_error")
 
 
 def default_metrics(label_dtype: str) -> list[str]:
-    return ["accuracy"] if label_dtype.startswith("int") else []
+    return ["accuracy"] if is_integer(label_dtype) else []
 
 
 def better(metric: str, mode: str) -> str:
@@ -46,7 +47,7 @@ class Metrics:
     def __init__(self, names: Sequence[str], classes: int, label_dtype: str, *, top_k: int = 5, threshold: float = 0.5, where: str = "train.metrics"):
         self.names = list(dict.fromkeys(names))
         self.classes = classes
-        self.class_labels = label_dtype.startswith("int")
+        self.class_labels = is_integer(label_dtype)
         allowed = CLASS_METRICS if self.class_labels else MULTI_LABEL_METRICS + REGRESSION_METRICS
         wrong = [n for n in self.names if n not in allowed]
         if wrong:
@@ -72,7 +73,7 @@ class Metrics:
         if self.class_labels:
             # [N, C, ...] -> [M, C]; labels [N, ...] -> [M]
             flat = logits.movedim(1, -1).reshape(-1, logits.shape[1])
-            target = labels.reshape(-1)
+            target = labels.reshape(-1).long()  # uint8 * classes would wrap around
             predicted = flat.argmax(1)
             cells = torch.bincount(target * self.classes + predicted, minlength=self.classes * self.classes)
             self._add("confusion", cells.view(self.classes, self.classes))

@@ -23,10 +23,11 @@ from torch import nn
 
 from tfn import layers
 from tfn.layers.initializers import initialize
+from tfn.runners.preprocessing import Preprocessing
 from tfn.specs.errors import UserError
 from tfn.specs.graph import Graph, split_ref
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64, "int32": torch.int32}
+DTYPES = {name: getattr(torch, name) for name in ("float32", "float64", "int64", "int32", "int16", "int8", "uint8")}
 
 Ref = tuple[str, int]  # (node or input name, output index)
 
@@ -88,6 +89,8 @@ class GraphModule(nn.Module):
             self._steps[node.name] = _Step(node.name, kernel, tuple(split_ref(r) for r in node.inputs), tuple(node.variables.items()), node.device)
         self._plans: dict[tuple, list[_Step]] = {}
         self._channels_last = False
+        #: how files become the inputs (a model directory's record; tfn.runners.session.load_model sets it)
+        self.preprocessing = Preprocessing()
 
     # --- pruning ---------------------------------------------------------------
 

@@ -4,9 +4,10 @@
     result = run(model, {"image": batch}, ["conv1", "logits"])
     result.values["conv1"].shape, result.computed       # only what the fetches need runs
 
-Feeds come from .npy/.npz files, image files (Pillow) or inline literals
-(`x=[[1.0, 2.0]]`, parsed as YAML 1.2 / JSON, never evaluated). Every value is
-checked against the shape and dtype the graph expects before a kernel runs.
+Feeds come from .npy/.npz files, image files (Pillow, through the model's
+preprocessing record) or inline literals (`x=[[1.0, 2.0]]`, parsed as YAML
+1.2 / JSON, never evaluated). Every value is checked against the shape and
+dtype the graph expects before a kernel runs (`conform`: TF's feed_dict casts).
 """
 
 from __future__ import annotations
@@ -19,17 +20,19 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from tfn import layers
 from tfn.layers import IndexRangeError, TensorType, suggest
+from tfn.layers.losses import LabelError
 from tfn.runners.checkpoint import restore, resolve
 from tfn.runners.files import atomic_write
 from tfn.runners.module import GraphModule
+from tfn.runners.preprocessing import Preprocessing, for_model, record_for
 from tfn.specs import load as load_spec
 from tfn.specs import load_graph
 from tfn.specs.errors import UserError
 from tfn.specs.graph import Graph, split_ref
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
-_IMAGE_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
 class FeedError(UserError):
@@ -56,8 +59,9 @@ def load_model(target: str | Path, checkpoint: str | Path | None = None, *, devi
     bare graph.json) exactly as `tfn train` draws them before its first step.
     A checkpoint made for another graph is refused with the names that differ.
     """
-    graph, seed = _graph_and_seed(target)
+    graph, seed, preprocessing = _graph_seed_preprocessing(target)
     model = GraphModule(graph, torch.Generator().manual_seed(seed))
+    model.preprocessing = preprocessing
     if checkpoint is None and is_run_dir(target):
         checkpoint = target
     if checkpoint is not None:
@@ -75,12 +79,15 @@ def initial_weights_note(target: str | Path, checkpoint: str | Path | None) -> s
     return None
 
 
-def _graph_and_seed(target: str | Path) -> tuple[Graph, int]:
+def _graph_seed_preprocessing(target: str | Path) -> tuple[Graph, int, Preprocessing]:
     path = Path(target)
-    if path.is_dir() or path.suffix == ".json":
-        return load_graph(target), 0
+    if path.is_dir():
+        return load_graph(target), 0, for_model(path)
+    if path.suffix == ".json":
+        return load_graph(target), 0, Preprocessing()
     loaded = load_spec(target)
-    return loaded.graph, loaded.spec.train.seed
+    record = record_for(loaded.spec.data)
+    return loaded.graph, loaded.spec.train.seed, Preprocessing(record.fields, f"the data section of {target}")
 
 
 # --- feeds -------------------------------------------------------------------
@@ -94,15 +101,17 @@ def parse_feed(text: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def read_feed(name: str, value: str, expected: TensorType) -> np.ndarray:
-    """The array a --feed VALUE stands for: a .npy/.npz/image file or an inline literal."""
+def read_feed(name: str, value: str, expected: TensorType, preprocessing: Preprocessing | None = None) -> np.ndarray:
+    """The array a --feed VALUE stands for: a .npy/.npz file or an inline literal as it is, or an image file
+    made into the input through the field's `preprocessing` (the model directory's record)."""
     path = Path(value)
     if path.suffix.lower() == ".npy":
         return _load_npy(path)
     if path.suffix.lower() == ".npz":
         return _load_npz(path, name)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return read_image(path, expected)
+        _must_exist(path)
+        return (preprocessing or Preprocessing()).read_file(name, path, expected)
     return _literal(name, value)
 
 
@@ -133,28 +142,6 @@ def _must_exist(path: Path) -> None:
         raise FeedError(f"{path}: error: no such file")
 
 
-def read_image(path: Path, expected: TensorType) -> np.ndarray:
-    """One image as a [C, H, W] float array in [0, 1], converted to the input's channels and resized to its size."""
-    _must_exist(path)
-    sample = expected.sample_shape
-    if len(sample) != 3 or sample[0] not in _IMAGE_MODES:
-        raise FeedError(f"{path}: error: an image feeds an input of one sample [C, H, W] with C 1, 3 or 4; this one takes {list(sample)}")
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:
-        raise FeedError(f"{path}: error: reading images needs Pillow: pip install pillow") from None
-    channels, height, width = sample
-    try:
-        with Image.open(path) as image:
-            image = image.convert(_IMAGE_MODES[channels])
-            if image.size != (width, height):
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
-            pixels = np.asarray(image, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as exc:
-        raise FeedError(f"{path}: error: not a readable image: {exc}") from None
-    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
-
-
 def _literal(name: str, value: str) -> np.ndarray:
     from tfn.specs.documents import parse_yaml
 
@@ -174,8 +161,10 @@ def _literal(name: str, value: str) -> np.ndarray:
 def conform(name: str, array: np.ndarray, expected: TensorType) -> np.ndarray:
     """`array` as a batch of the expected shape and dtype; a single sample gains a batch axis.
 
-    Casts only when no value changes: ints feed float inputs, integral floats
-    feed int inputs; a fractional value for an int input is an error.
+    Casts as TF's feed_dict does where no value changes: any number feeds a
+    float input (float64 is rounded to float32), whole floats feed an integer
+    input. Refused: fractions and NaN for an integer input, values outside the
+    input dtype's range, booleans.
     """
     sample = expected.sample_shape
     if _fits(array.shape, sample):
@@ -188,17 +177,25 @@ def conform(name: str, array: np.ndarray, expected: TensorType) -> np.ndarray:
     want = np.dtype(expected.dtype)
     if array.dtype.kind not in "biuf":
         raise FeedError(f"feed {name!r}: error: dtype {array.dtype} cannot feed a {want} input")
+    if array.dtype.kind == "b":
+        raise FeedError(f"feed {name!r}: error: booleans cannot feed a {want} input; give {'numbers' if want.kind == 'f' else 'integers'}")
     if want.kind == "f":
-        if array.dtype.kind == "b":
-            raise FeedError(f"feed {name!r}: error: booleans cannot feed a {want} input; give numbers")
-        return array.astype(want, copy=False)
+        with np.errstate(over="ignore"):  # found and refused just below
+            cast = array.astype(want, copy=False)
+        overflow = np.isfinite(array) & ~np.isfinite(cast)
+        if overflow.any():
+            raise FeedError(f"feed {name!r}: error: {array[overflow].flat[0]} is beyond the range of the {want} input")
+        return cast
     if array.dtype.kind == "f":
         fractional = array[np.isfinite(array) & (array != np.round(array))] if array.size else array
         if fractional.size or not np.isfinite(array).all():
             bad = fractional.flat[0] if fractional.size else array[~np.isfinite(array)].flat[0]
             raise FeedError(f"feed {name!r}: error: the input is {want}, but the value holds {float(bad)}, which is not an integer")
-    if array.dtype.kind == "b":
-        raise FeedError(f"feed {name!r}: error: booleans cannot feed a {want} input; give integers")
+    if array.size:
+        info = np.iinfo(want)
+        for value in (array.min(), array.max()):
+            if not info.min <= int(value) <= info.max:
+                raise FeedError(f"feed {name!r}: error: {int(value)} is outside the range of the {want} input ({info.min} to {info.max})")
     return array.astype(want)
 
 
@@ -218,16 +215,26 @@ def feed_type(graph: Graph, ref: str) -> TensorType:
     return graph.type_of(ref)
 
 
-def read_feeds(graph: Graph, texts: Sequence[str]) -> dict[str, np.ndarray]:
-    """--feed NAME=VALUE options -> conformed arrays by name."""
+def read_feeds(graph: Graph, texts: Sequence[str], preprocessing: Preprocessing | None = None) -> dict[str, np.ndarray]:
+    """--feed NAME=VALUE options -> conformed arrays by name; image files go through `preprocessing`."""
     feeds: dict[str, np.ndarray] = {}
     for text in texts:
         name, value = parse_feed(text)
         if name in feeds:
             raise FeedError(f"--feed {text!r}: error: {name!r} is fed twice")
         expected = feed_type(graph, name)
-        feeds[name] = conform(name, read_feed(name, value, expected), expected)
+        feeds[name] = conform(name, read_feed(name, value, expected, preprocessing), expected)
     return feeds
+
+
+def image_feed_notes(model: GraphModule, texts: Sequence[str]) -> list[str]:
+    """For each --feed of an image file: what its preprocessing did, in words."""
+    notes = []
+    for text in texts:
+        name, value = parse_feed(text)
+        if Path(value).suffix.lower() in IMAGE_SUFFIXES:
+            notes.append(f"{name} <- {value}: {model.preprocessing.describe(name, feed_type(model.graph, name))}")
+    return notes
 
 
 def split_fetches(texts: Sequence[str]) -> list[str]:
@@ -239,10 +246,12 @@ def split_fetches(texts: Sequence[str]) -> list[str]:
 # --- running -----------------------------------------------------------------
 
 
-def run(model: GraphModule, feeds: Mapping[str, np.ndarray | torch.Tensor], fetches: Sequence[str] | None = None) -> RunResult:
+def run(model: GraphModule, feeds: Mapping[str, np.ndarray | torch.Tensor | str | Path], fetches: Sequence[str] | None = None) -> RunResult:
     """Session.run: compute `fetches` (default: the model's outputs) from `feeds`, and nothing else.
 
-    Feeds are checked and conformed first (a single sample gains a batch axis);
+    A feed is an array or tensor, or a file as `--feed` takes it (an image goes
+    through the model's preprocessing record). Feeds are checked and conformed
+    first (a single sample gains a batch axis);
     the model runs in its current mode (load_model gives evaluation mode)
     without recording gradients.
     """
@@ -252,6 +261,8 @@ def run(model: GraphModule, feeds: Mapping[str, np.ndarray | torch.Tensor], fetc
     tensors = {}
     for ref, value in feeds.items():
         expected = feed_type(graph, ref)
+        if isinstance(value, (str, Path)):  # a file, as --feed takes it
+            value = read_feed(ref, str(value), expected, model.preprocessing)
         array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
         tensors[ref] = torch.from_numpy(np.ascontiguousarray(conform(ref, array, expected))).to(device)
     sizes = {ref: t.shape[0] for ref, t in tensors.items()}
@@ -259,11 +270,16 @@ def run(model: GraphModule, feeds: Mapping[str, np.ndarray | torch.Tensor], fetc
         raise FeedError("feeds: error: the feeds' batch sizes differ: " + ", ".join(f"{r} {n}" for r, n in sizes.items()))
     model.check_fetches(fetches, tensors)
     plan = model.plan(fetches, tensors)
-    with torch.no_grad():
-        try:
+    try:
+        with torch.no_grad():
             out = model(tensors, fetches)
-        except IndexRangeError as exc:  # fed indices that index nothing: the feed is wrong
-            raise FeedError(f"feeds: error: {exc}") from None
+    except IndexRangeError as exc:  # fed indices that index nothing: the feed is wrong
+        raise FeedError(f"feeds: error: {exc}") from None
+    except LabelError as exc:
+        computed = {step.name for step in plan}
+        labels = [graph.node(loss.node).inputs[1] for loss in graph.losses if loss.node in computed]
+        fed = [ref for ref in labels if ref in tensors] or labels
+        raise FeedError(f"feed {', '.join(map(repr, fed))}: error: {exc}") from None
     return RunResult({f: out[f].detach().cpu().numpy() for f in fetches}, tuple(step.name for step in plan))
 
 
@@ -279,39 +295,122 @@ def save_npz(path: str | Path, values: Mapping[str, np.ndarray]) -> None:
 
 @dataclass(frozen=True)
 class Prediction:
-    """Per example: its source, the class probabilities and the top-k (index, name, probability)."""
+    """The model's output for each input, read as its loss reads it (the loss op's `prediction`).
 
+    - ``softmax``: `probabilities` [N, classes]; `top` the top-k (class, name, probability).
+    - ``sigmoid``: `probabilities` [N, labels], one independent probability per
+      label; `top` the labels at or above `threshold`, most probable first. With
+      one unit: `top` is the predicted class, 1 (the positive class) when its
+      probability reaches the threshold, else 0, with the positive class's probability.
+    - ``values``: `values` [N, ...] as the model gives them (regression); `top` empty.
+    """
+
+    kind: str
     sources: list[str]
-    probabilities: np.ndarray  # [N, classes]
     top: list[list[tuple[int, str, float]]]
+    probabilities: np.ndarray | None = None
+    values: np.ndarray | None = None
+    threshold: float | None = None
+    names: list[str] | None = None  # softmax: per class; sigmoid: per label (one unit: negative, positive)
+
+    @property
+    def one_unit(self) -> bool:
+        return self.kind == "sigmoid" and self.probabilities.shape[1] == 1
 
     def to_dict(self) -> list[dict]:
-        return [
-            {"input": src, "top": [{"class": i, "label": name, "probability": p} for i, name, p in top]}
-            for src, top in zip(self.sources, self.top)
-        ]
+        rows = []
+        for i, source in enumerate(self.sources):
+            row: dict = {"input": source, "prediction": self.kind}
+            if self.kind == "softmax":
+                row["top"] = [{"class": c, "label": name, "probability": p} for c, name, p in self.top[i]]
+            elif self.one_unit:
+                (c, name, p), = self.top[i]
+                row.update({"class": c, "label": name, "probability": p, "threshold": self.threshold})
+            elif self.kind == "sigmoid":
+                row["threshold"] = self.threshold
+                row["predicted"] = [{"class": c, "label": name, "probability": p} for c, name, p in self.top[i]]
+                row["probabilities"] = [{"class": c, "label": name, "probability": float(p)} for c, (name, p) in enumerate(zip(self.names, self.probabilities[i]))]
+            else:
+                row["values"] = self.values[i].tolist()
+            rows.append(row)
+        return rows
+
+
+def _names(class_names: Sequence[str] | None, count: int) -> list[str]:
+    return list(class_names) if class_names and len(class_names) == count else [str(c) for c in range(count)]
+
+
+def _read_softmax(logits: np.ndarray, sources, *, top_k: int, threshold: float | None, class_names) -> Prediction:
+    if logits.ndim != 2:
+        raise FeedError(f"predict: error: softmax predictions need class scores [N, classes]; the logits are {list(logits.shape)}; use tfn run")
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+    names = _names(class_names, probabilities.shape[1])
+    k = min(top_k, probabilities.shape[1])
+    top = [[(int(c), names[c], float(row[c])) for c in np.argsort(-row, kind="stable")[:k]] for row in probabilities]
+    return Prediction("softmax", sources, top, probabilities=probabilities, names=names)
+
+
+def _read_sigmoid(logits: np.ndarray, sources, *, top_k: int, threshold: float | None, class_names) -> Prediction:
+    threshold = 0.5 if threshold is None else threshold
+    probabilities = 1.0 / (1.0 + np.exp(-logits.reshape(len(logits), -1)))
+    if probabilities.shape[1] == 1:
+        names = _names(class_names, 2)  # negative, positive
+        top = [[(int(p >= threshold), names[int(p >= threshold)], float(p))] for p in probabilities[:, 0]]
+    else:
+        names = _names(class_names, probabilities.shape[1])
+        top = [[(int(c), names[c], float(row[c])) for c in np.argsort(-row, kind="stable") if row[c] >= threshold] for row in probabilities]
+    return Prediction("sigmoid", sources, top, probabilities=probabilities, threshold=threshold, names=names)
+
+
+def _read_values(logits: np.ndarray, sources, *, top_k: int, threshold: float | None, class_names) -> Prediction:
+    return Prediction("values", sources, [[] for _ in sources], values=logits)
+
+
+#: how each `prediction` kind of a loss op (layers/) reads the logits
+READERS = {"softmax": _read_softmax, "sigmoid": _read_sigmoid, "values": _read_values}
+
+
+def prediction_target(graph: Graph) -> tuple[str, str]:
+    """(the logits the first loss reads, how it reads them: its op's `prediction`)."""
+    if not graph.losses:
+        raise FeedError("predict: error: the graph has no loss to say how its output is read; use tfn run")
+    node = graph.node(graph.losses[0].node)
+    return node.inputs[0], layers.get(node.op).prediction
 
 
 def predict(
-    model: GraphModule, batch: np.ndarray, *, top_k: int = 3, class_names: Sequence[str] | None = None, sources: Sequence[str] | None = None
+    model: GraphModule,
+    inputs,
+    *,
+    top_k: int = 3,
+    threshold: float | None = None,
+    class_names: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
 ) -> Prediction:
-    """Softmax class probabilities of the model's first output for a batch, and the top-k classes."""
-    graph = model.graph
-    output = graph.outputs[0]
-    logits_type = graph.type_of(output)
-    if logits_type.rank != 2:
-        raise FeedError(f"predict: error: the output {output!r} is {logits_type}; predict needs class scores [N, classes]")
-    inputs = [i.name for i in graph.inputs if i.name in inputs_needed(model, [output])]
-    if len(inputs) != 1:
-        raise FeedError(f"predict: error: the output {output!r} needs the inputs {', '.join(inputs)}; predict feeds one; use tfn run")
-    logits = run(model, {inputs[0]: batch}, [output]).values[output].astype(np.float64)
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probabilities = shifted / shifted.sum(axis=1, keepdims=True)
-    classes = probabilities.shape[1]
-    names = list(class_names) if class_names and len(class_names) == classes else [str(c) for c in range(classes)]
-    k = min(top_k, classes)
-    top = [[(int(c), names[c], float(row[c])) for c in np.argsort(-row, kind="stable")[:k]] for row in probabilities]
-    return Prediction(list(sources or (str(i) for i in range(len(probabilities)))), probabilities, top)
+    """Predictions for `inputs`: a batch (array or tensor) for the model's input, or image files (a path or a list of them),
+    which go through the model's preprocessing record. The logits of the first loss are read as the loss reads them
+    (see Prediction); `threshold` applies to sigmoid outputs (default 0.5)."""
+    logits_ref, kind = prediction_target(model.graph)
+    if kind not in READERS:
+        raise ValueError(f"no reader for prediction kind {kind!r}")
+    if threshold is not None and kind != "sigmoid":
+        raise FeedError(f"--threshold: error: applies to sigmoid outputs; this model's loss reads its output as {kind}")
+    if isinstance(inputs, (str, Path)) or (isinstance(inputs, (list, tuple)) and inputs and all(isinstance(i, (str, Path)) for i in inputs)):
+        batch, sources = read_examples(model, [inputs] if isinstance(inputs, (str, Path)) else inputs)
+    else:
+        batch = inputs
+    feed = _single_input(model, logits_ref)
+    logits = run(model, {feed: batch}, [logits_ref]).values[logits_ref].astype(np.float64)
+    labels = list(sources) if sources is not None else [str(i) for i in range(len(logits))]
+    return READERS[kind](logits, labels, top_k=top_k, threshold=threshold, class_names=class_names)
+
+
+def _single_input(model: GraphModule, logits_ref: str) -> str:
+    needed = [i.name for i in model.graph.inputs if i.name in inputs_needed(model, [logits_ref])]
+    if len(needed) != 1:
+        raise FeedError(f"predict: error: the logits {logits_ref!r} need the inputs {', '.join(needed)}; predict feeds one; use tfn run")
+    return needed[0]
 
 
 def inputs_needed(model: GraphModule, fetches: Sequence[str]) -> set[str]:
@@ -320,18 +419,16 @@ def inputs_needed(model: GraphModule, fetches: Sequence[str]) -> set[str]:
     return {ref[0] for step in model.plan(fetches, names) for ref in step.inputs if ref[0] in names}
 
 
-def read_examples(model: GraphModule, paths: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """Arrays (.npy/.npz: one sample or a batch) and image files -> one batch for the model's input, and a label per row."""
-    graph = model.graph
-    needed = [i for i in graph.inputs if i.name in inputs_needed(model, [graph.outputs[0]])]
-    if len(needed) != 1:
-        raise FeedError(f"predict: error: the model's output needs {len(needed)} inputs; predict feeds one; use tfn run")
-    name, expected = needed[0].name, needed[0].type
+def read_examples(model: GraphModule, paths: Sequence[str | Path]) -> tuple[np.ndarray, list[str]]:
+    """Arrays (.npy/.npz: one sample or a batch) and image files (through the preprocessing record) -> one batch
+    for the input the predicted logits need, and a label per row."""
+    name = _single_input(model, prediction_target(model.graph)[0])
+    expected = model.graph.type_of(name)
     rows, sources = [], []
-    for text in paths:
-        array = conform(name, read_feed(name, text, expected), expected)
+    for path in map(str, paths):
+        array = conform(name, read_feed(name, path, expected, model.preprocessing), expected)
         rows.append(array)
-        sources += [text] if len(array) == 1 else [f"{text}[{i}]" for i in range(len(array))]
+        sources += [path] if len(array) == 1 else [f"{path}[{i}]" for i in range(len(array))]
     if not rows:
         raise FeedError("predict: error: give at least one input file")
     return np.concatenate(rows), sources

@@ -3,6 +3,7 @@
     runs/<name>/<N>/
       spec.yaml        the spec as run, every default filled in
       graph.json       the graph definition (structure only)
+      preprocessing.json   how each data field was made from raw files (runners/preprocessing.py)
       checkpoints/     weights + resume state (safetensors) and checkpoint.json
       train/ validation/   TensorBoard event files
       metrics.jsonl    one JSON object per logged step or evaluation
@@ -40,6 +41,7 @@ from tfn.runners.metrics import Metrics, better, default_metrics, scalars
 from tfn.runners.module import GraphModule, wants_channels_last
 from tfn.runners.optimizers import clip_gradients, make_optimizer, unmatched_multiplier_patterns
 from tfn.runners.precision import Precision
+from tfn.runners.preprocessing import for_model
 from tfn.runners.schedules import Scheduler
 from tfn.runners.summaries import Summaries
 from tfn.specs import LoadedSpec, load
@@ -276,6 +278,25 @@ class Position:
         return self.epoch - 1 if self.batch == 0 and self.step > 0 else self.epoch
 
 
+class FirstNonFinite:
+    """The first step whose loss was NaN or infinite, and that loss, recorded on the device.
+
+    `note` runs every step and never reads back to the host; the host reads
+    the record on the logging cadence and before writing a checkpoint.
+    """
+
+    NEVER = 2**62
+
+    def __init__(self, device: torch.device):
+        self.step = torch.full((), self.NEVER, dtype=torch.int64, device=device)
+        self.loss = torch.zeros((), dtype=torch.float32, device=device)
+
+    def note(self, step: int, loss: torch.Tensor) -> None:
+        first = ~torch.isfinite(loss.detach()) & (self.step == self.NEVER)
+        self.step = torch.where(first, step, self.step)
+        self.loss = torch.where(first, loss.detach().float(), self.loss)
+
+
 @dataclass
 class _Stop:
     reason: str | None = None
@@ -342,6 +363,7 @@ class Trainer:
             run_dir / "checkpoints", cs.keep, keep_every_steps=cs.keep_every_steps, keep_every_hours=cs.keep_every_hours
         )
         self.position = Position()
+        self.nonfinite = FirstNonFinite(device)
         self.last_validation: dict = {}
         self.last_saved_step: int | None = None
         if resuming:
@@ -397,11 +419,11 @@ class Trainer:
         }
         return {**opt_tensors, **rng_tensors}, header
 
-    def save_checkpoint(self, loss: torch.Tensor | None) -> None:
+    def save_checkpoint(self) -> None:
         """Write weights + resume state, unless the loss or a weight is no longer finite."""
         if self.last_saved_step == self.position.step:
             return
-        self._check_finite(loss)
+        self._check_finite()
         tensors, header = self._resume_state()
         if self.replicas.is_writer:
             self.checkpoints.save(
@@ -409,14 +431,25 @@ class Trainer:
             )
         self.last_saved_step = self.position.step
 
-    def _check_finite(self, loss: torch.Tensor | None) -> None:
-        value = float(loss.detach()) if loss is not None else 0.0
-        finite = math.isfinite(value) and bool(torch.stack([p.detach().isfinite().all() for p in self.parameters]).all())
-        if not finite:
-            latest = self.checkpoints.latest
-            kept = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written"
-            what = f"the loss became {value}" if not math.isfinite(value) else "a weight became NaN or infinite"
-            raise TrainingFailed(f"{what} at step {self.position.step} (epoch {self.position.epoch}); {kept}")
+    def _check_finite(self, weights: bool = True) -> None:
+        """TrainingFailed naming the first step whose loss was not finite, or (`weights`) a weight that is not.
+
+        Checkpoints are written only after this check: none holds weights
+        from that step or later, so --resume starts before the divergence.
+        """
+        first = int(self.replicas.minimum(self.nonfinite.step))
+        if first != FirstNonFinite.NEVER:
+            value = float(self.nonfinite.loss)  # on several processes: this process's, or NaN where another one diverged
+            what = f"the loss became {value if not math.isfinite(value) else 'NaN or infinite'}"
+            step = first
+        elif weights and not bool(torch.stack([p.detach().isfinite().all() for p in self.parameters]).all()):
+            what, step = "a weight became NaN or infinite", self.position.step
+        else:
+            return
+        latest = self.checkpoints.latest
+        kept = f"the last good checkpoint is {latest} (tfn train --resume starts there)" if latest else "no checkpoint was written"
+        epoch = (step - 1) // self.data.steps_per_epoch + 1
+        raise TrainingFailed(f"{what} at step {step} (epoch {epoch}); {kept}")
 
     def _restore(self) -> None:
         latest = self.checkpoints.latest
@@ -466,6 +499,7 @@ class Trainer:
                         self.precision.unscale(self.optimizer)
                         clip_gradients(self.parameters, self.spec.optimizer)
                         pos.step += 1
+                        self.nonfinite.note(pos.step, loss)
                         if histogram_every and pos.step % histogram_every == 0:
                             self.summaries.histograms(pos.step, self.model)
                         self.precision.step(self.optimizer)
@@ -474,8 +508,7 @@ class Trainer:
                         seen += len(next(iter(feeds.values()))) * self.replicas.world_size
                         if pos.step % s.log_every == 0 or pos.step == total_steps:
                             value = float(self.replicas.mean(loss.detach()))  # the host reads the loss only on the logging cadence
-                            if not math.isfinite(value):
-                                self._check_finite(loss)
+                            self._check_finite(weights=False)
                             now = time.perf_counter()
                             rate = seen / max(now - tick, 1e-9)
                             seen, tick = 0, now
@@ -492,20 +525,20 @@ class Trainer:
                         if epoch_ended:
                             pos.epoch, pos.batch = pos.epoch + 1, 0
                         if (s.validate_every and pos.step % s.validate_every == 0) or (epoch_ended and not s.validate_every):
-                            stop = self.validate(log, loss, bar, pos.epoch - 1 if epoch_ended else pos.epoch)
+                            stop = self.validate(log, bar, pos.epoch - 1 if epoch_ended else pos.epoch)
                         elif s.checkpoints.every_steps and pos.step % s.checkpoints.every_steps == 0:
-                            self.save_checkpoint(loss)
+                            self.save_checkpoint()
                         reason = self.replicas.agree(signals.reason)  # every rank stops at the same step
                         if reason:
                             stop = reason
                         if stop or pos.step >= total_steps:
                             break
-                self.save_checkpoint(loss)
+                self.save_checkpoint()
             finally:
                 bar.close()
         return stop
 
-    def validate(self, log, loss, bar, epoch: int) -> str | None:
+    def validate(self, log, bar, epoch: int) -> str | None:
         """Validation, then a checkpoint; plateau and early stopping act on the result."""
         s, pos = self.settings, self.position
         result = None
@@ -515,7 +548,7 @@ class Trainer:
             self.summaries.evaluation("validation", pos.step, result, self.data.class_names)
             log({"split": "validation", "step": pos.step, "epoch": epoch, **result})
             bar.line(f"epoch {epoch} step {pos.step}: " + ", ".join(f"validation {k} {v:.4f}" for k, v in scalars(result).items()))
-        self.save_checkpoint(loss)
+        self.save_checkpoint()
         if result is None:
             return None
         if s.checkpoints.best is not None and self.replicas.is_writer:
@@ -557,6 +590,8 @@ def train(
             atomic_write(run_dir / "spec.yaml", yaml.safe_dump(resolved.model_dump(mode="json", exclude_none=True), sort_keys=False))
             atomic_write(run_dir / "graph.json", loaded.graph.to_json())
         trainer = Trainer(loaded, run_dir, dev, quiet=quiet, resuming=False, replicas=replicas)
+        if replicas.is_writer:
+            trainer.data.preprocessing.write(run_dir)
         if init_from is not None:
             report = ckpt.init_from(trainer.model, init_from, strict=strict)
             if not quiet or report.problems():
@@ -735,7 +770,8 @@ def evaluate_checkpoint(
     dev = pick_device(device or loaded.spec.train.device)
     model = GraphModule(loaded.graph).place(dev)
     info = ckpt.restore(model, checkpoint)
-    data = DataPipeline(loaded.spec.data, loaded.graph, seed=loaded.spec.train.seed, device=dev, doc=loaded.doc)
+    preprocessing = for_model(path) if is_run else None  # a run's own record; a spec's data section otherwise
+    data = DataPipeline(loaded.spec.data, loaded.graph, seed=loaded.spec.train.seed, device=dev, doc=loaded.doc, preprocessing=preprocessing)
     if data.size(split) == 0:
         raise UserError(f"--split {split}: error: the data of {target} has no {split} samples")
     try:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tfn.layers.base import UserError
 
-class UserError(Exception):
-    """The user's input is wrong (spec, file, option): exit status 2."""
+__all__ = ["Diagnostic", "SpecError", "UserError", "format_path"]
 
 
 @dataclass(frozen=True)

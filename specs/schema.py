@@ -51,9 +51,13 @@ FilePath = Annotated[str, PATH]
 
 
 class InputSpec(Strict):
-    """A model input: the shape of one sample, channels-first, and its dtype."""
+    """A model input: the shape of one sample, channels-first, and its dtype.
 
-    shape: list[PositiveInt] = Field(min_length=1)
+    `shape: []` is one number per sample (TF's placeholder of shape [None]): a
+    weight, a scalar feature, a label fed as an input.
+    """
+
+    shape: list[PositiveInt]
     dtype: DType = "float32"
 
 
@@ -410,7 +414,7 @@ class DigitsData(DataBase):
 class SyntheticField(Strict):
     """One synthetic field: the shape of one sample, its dtype and, for integers, the exclusive upper bound."""
 
-    shape: list[PositiveInt] = Field(min_length=1)
+    shape: list[PositiveInt] = Field(description="one sample's shape; [] for one number per sample")
     dtype: DType = "float32"
     high: PositiveInt | None = Field(default=None, description="integer fields: values in [0, high); default: the class count")
 

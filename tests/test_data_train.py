@@ -145,8 +145,32 @@ def test_label_out_of_range(train_run, tmp_path):
     data = f"{{source: npz, path: {tmp_path / 'd.npz'}, fields: {{x: x, label: y}}, split: {{validation: 0, test: 0}}}}"
     assert_user_error(
         train_run(spec_text(data)),
-        "field 'label' (train split) holds the label 5 at sample 17; the logits 'logits' give 3 classes, so labels must lie in 0..2",
+        f"{tmp_path / 'd.npz'}: error: array 'y', index 17: the label 5 of field 'label' is out of range: "
+        "the logits 'logits' give 3 classes, so labels must lie in 0..2",
     )
+
+
+def test_an_out_of_range_label_in_a_csv_names_its_line_also_in_a_carved_split(train_run, tmp_path):
+    """It was "validation split sample 0": the CSV reader knows the line."""
+    x, y = blobs(40, 4, 3)
+    y[23] = 7
+    rows = [",".join(map(str, [*features, label])) for features, label in zip(x.tolist(), y.tolist())]
+    (tmp_path / "d.csv").write_text("a,b,c,d,y\n" + "\n".join(rows) + "\n")
+    for split in ("{validation: 0.5, test: 0, seed: 0}", "{validation: 0, test: 0}"):
+        data = f"{{source: csv, path: {tmp_path / 'd.csv'}, fields: {{x: [a, b, c, d], label: y}}, split: {split}}}"
+        assert_user_error(
+            train_run(spec_text(data)),
+            f"{tmp_path / 'd.csv'}:25: error: the label 7 of field 'label' is out of range: the logits 'logits' give 3 classes",
+        )
+
+
+def test_an_out_of_range_label_in_a_npy_file_names_its_index(train_run, tmp_path):
+    x, y = blobs(30, 4, 3)
+    y[29] = -1
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    data = f"{{source: npy, fields: {{x: {tmp_path / 'x.npy'}, label: {tmp_path / 'y.npy'}}}, split: {{validation: 0.2, test: 0.2}}}}"
+    assert_user_error(train_run(spec_text(data)), f"{tmp_path / 'y.npy'}: error: index 29: the label -1 of field 'label' is out of range")
 
 
 def test_data_that_does_not_fit_the_input(train_run, tmp_path):

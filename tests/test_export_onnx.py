@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -81,7 +83,14 @@ def test_onnx_embeds_the_checkpoint(net, tfn_cli, tmp_path):
     assert code == 0, err
     proto = onnx.load(str(tmp_path / "m.onnx"))
     assert [i.name for i in proto.graph.input] == ["image"]  # labels are not needed for the logits
-    assert {p.key: p.value for p in proto.metadata_props}["tfn.graph_hash"] == initial.graph.hash
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    assert metadata["tfn.graph_hash"] == initial.graph.hash
+    # how image files become the input is stated, not baked in: the record a run writes as preprocessing.json
+    assert json.loads(metadata["tfn.preprocessing"]) == {
+        "format": "tfn.preprocessing",
+        "version": 1,
+        "fields": {"image": [{"kind": "image", "size": [8, 8], "color": "grayscale"}, {"kind": "scale", "divide_by": 255.0}]},
+    }
     onnx_parity(load_model(net, tmp_path / "ckpt.safetensors"), tmp_path / "m.onnx")
     session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     x = np.ones((1, 1, 4, 4), np.float32)

@@ -55,9 +55,12 @@ def integer_input(op, p, types, index, shape, gen):
 
 def example_tensors(op, p, dtype=torch.float64, seed=0):
     """Inputs and variables for the op's example: random normal floats, valid labels, initialised variables."""
+    return tensors_for(op, p, example_types(op, p), op.example_inputs[0][0], dtype, seed)
+
+
+def tensors_for(op, p, types, batch, dtype=torch.float64, seed=0):
+    """Inputs of these types (`batch` samples) and the op's variables for them."""
     gen = torch.Generator().manual_seed(seed)
-    types = example_types(op, p)
-    batch = op.example_inputs[0][0]
     xs = []
     for i, t in enumerate(types):
         shape = (batch, *t.shape[1:])
@@ -315,3 +318,97 @@ def test_example_compiles_runs_and_round_trips_through_graph_json(name, write_sp
     for fetch, want in zip(fetches, target.outputs):
         expected = (batch, *want.shape[1:]) if want.shape[0] is None else want.shape
         assert tuple(out[fetch].shape) == expected, fetch
+
+
+# --- integer inputs -------------------------------------------------------------------
+
+INTEGER_DTYPES = ("int64", "int32", "int16", "int8", "uint8")
+
+
+def _has_integer_input(name: str) -> bool:
+    op = OPS[name]
+    return any(t.is_integer for t in example_types(op, example_params(op)))
+
+
+@pytest.mark.parametrize("name", [n for n in OPS if _has_integer_input(n)])
+@pytest.mark.parametrize("training", [True, False])
+def test_integer_inputs_take_every_integer_dtype_the_op_accepts(name, training):
+    """An integer input (labels, indices) of any integer dtype the shape rule accepts gives what int64 gives.
+
+    TF ops take int32 as well as int64 where PyTorch kernels want int64: a
+    dtype the shape rule lets through must not die in the kernel.
+    """
+    op = OPS[name]
+    p = example_params(op)
+    types, xs, variables = example_tensors(op, p)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        reference = run(op, p, types, xs, variables, training)
+    accepted = []
+    for dtype in INTEGER_DTYPES:
+        retyped = [TensorType(t.shape, dtype) if t.is_integer else t for t in types]
+        try:
+            op.infer(p, retyped)
+        except layers.OpError:
+            continue
+        cast = [x if x.is_floating_point() else x.to(getattr(torch, dtype)) for x in xs]
+        if not all(torch.equal(c.long(), x.long()) for c, x in zip(cast, xs)):
+            continue  # the example's values do not fit this dtype
+        torch.manual_seed(0)
+        with torch.no_grad():
+            outputs = run(op, p, retyped, cast, variables, training)
+        for got, want in zip(outputs, reference):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+        accepted.append(dtype)
+    assert "int64" in accepted and "int32" in accepted, f"{name}: integer inputs take at least TF's int32 and int64, accepted {accepted}"
+
+
+# --- odd batches: one sample, none, a spatial size of one ------------------------------
+
+
+def _check_run(op, p, types, batch, training):
+    """Run the op on `batch` samples of `types`: the inferred shapes, finite values, finite moving statistics."""
+    _, xs, variables = tensors_for(op, p, types, batch)
+    variables = {k: v.detach() for k, v in variables.items()}
+    torch.manual_seed(0)
+    with torch.no_grad():
+        outputs = run(op, p, types, xs, variables, training)
+    for got, want in zip(outputs, op.infer(p, types)):
+        assert tuple(got.shape) == ((batch, *want.shape[1:]) if want.shape[0] is None else want.shape)
+        if got.is_floating_point() and not op.is_random:
+            assert torch.isfinite(got).all(), "a batch of this size gives non-finite values"
+    for role, value in variables.items():
+        assert torch.isfinite(value).all(), f"{role} is no longer finite after a batch of {batch}"
+
+
+@names
+@pytest.mark.parametrize("training", [True, False])
+def test_a_batch_of_one_and_an_empty_batch_run(name, training):
+    """A last batch of one sample (33 rows at batch 32), or none at all (`tfn run` with an empty feed)."""
+    op = OPS[name]
+    p = example_params(op)
+    for batch in (1, 0):
+        _check_run(op, p, example_types(op, p), batch, training)
+
+
+def _spatial_one(op, p):
+    """The example's input types with every spatial axis (after the channel axis) of size one."""
+    types = [TensorType((None, s[1], *[1] * (len(s) - 2))) if len(s) > 2 else TensorType((None, *s[1:])) for s in op.example_inputs]
+    return [types[0], op.label_type(p, types[0])] if op.is_loss else types
+
+
+@pytest.mark.parametrize("name", [n for n in OPS if any(len(s) > 2 for s in OPS[n].example_inputs)])
+@pytest.mark.parametrize("training", [True, False])
+def test_a_spatial_size_of_one_is_refused_at_check_time_or_runs(name, training):
+    """An image pooled to 1x1, a sequence of one step: the shape rule refuses it (a positioned spec error) or the kernel runs,
+    with one sample too (one value per channel: batch normalization's edge)."""
+    op = OPS[name]
+    p = example_params(op)
+    types = _spatial_one(op, p)
+    try:
+        op.infer(p, types)
+    except layers.OpError as exc:
+        assert str(exc), "the refusal says why"
+        return
+    for batch in (2, 1):
+        _check_run(op, p, types, batch, training)

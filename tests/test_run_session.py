@@ -225,3 +225,61 @@ def test_checkpoint_weights_replace_the_initial_ones(conv_model, tmp_path):
     conv = run(loaded, {"image": x}, ["conv"]).values["conv"][0, 0]
     # 0.5 per in-image tap plus the bias 0.5: 9 taps inside, 6 on an edge, 4 in a corner
     assert conv[1, 1] == pytest.approx(0.5 * 9 + 0.5) and conv[0, 1] == pytest.approx(0.5 * 6 + 0.5) and conv[0, 0] == pytest.approx(0.5 * 4 + 0.5)
+
+
+@pytest.mark.parametrize(
+    "value, dtype, message",
+    [
+        ([300], "uint8", "300 is outside the range of the uint8 input (0 to 255)"),
+        ([-1], "uint8", "-1 is outside the range of the uint8 input (0 to 255)"),
+        ([2**40], "int32", f"{2**40} is outside the range of the int32 input"),
+        (np.array([2.0**63]), "int64", f"{2**63} is outside the range of the int64 input"),
+        (np.array([1e39]), "float32", "1e+39 is beyond the range of the float32 input"),
+    ],
+)
+def test_feeds_that_overflow_the_input_dtype_are_refused(value, dtype, message):
+    """astype wrapped them around silently: 300 fed a uint8 input as 44."""
+    from tfn.layers import TensorType
+    from tfn.runners.session import FeedError, conform
+
+    with pytest.raises(FeedError, match=re.escape(message)):
+        conform("x", np.asarray(value), TensorType((None,), dtype))
+
+
+def test_feeds_cast_as_tf_feed_dict_does():
+    """Any number feeds a float input; whole floats and narrower or wider integers feed an integer one, values kept."""
+    from tfn.layers import TensorType
+    from tfn.runners.session import conform
+
+    scalar = TensorType((None,), "int16")
+    assert conform("x", np.array([3.0, -7.0]), scalar).tolist() == [3, -7] and conform("x", np.array([3.0]), scalar).dtype == np.int16
+    assert conform("x", np.array([255], np.int64), TensorType((None,), "uint8")).tolist() == [255]
+    floats = conform("x", np.array([[1, 2]], np.int64), TensorType((None, 2), "float32"))
+    assert floats.dtype == np.float32 and floats.tolist() == [[1.0, 2.0]]
+    assert conform("x", np.float64(0.1), TensorType((None,), "float32")).tolist() == [np.float32(0.1)]
+
+
+def test_a_per_sample_scalar_input_is_fed_and_trained(write_spec, tfn_cli, tmp_path):
+    """`shape: []` (TF's placeholder of shape [None]) was refused by the schema."""
+    spec = write_spec(
+        """
+        version: 1
+        name: scalar_feature
+        model:
+          inputs:
+            x: {shape: [3]}
+            w: {shape: []}
+          layers:
+            - {name: w_column, op: reshape, shape: [1], inputs: [w]}
+            - {name: both, op: concat, inputs: [x, w_column]}
+            - {name: logits, op: dense, units: 2}
+        loss: {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}
+        data: {source: synthetic, classes: 2, samples: {train: 20, validation: 4, test: 4}, fields: {x: {shape: [3]}, w: {shape: []}}}
+        train: {epochs: 1}
+        """
+    )
+    code, out, err = tfn_cli("run", str(spec), "--feed", "x=[[1, 2, 3], [4, 5, 6]]", "--feed", "w=[7, 8]", "--fetch", "both")
+    assert code == 0, err
+    assert "[[1. 2. 3. 7.]\n [4. 5. 6. 8.]]" in out
+    code, _, err = tfn_cli("train", str(spec), "--out", str(tmp_path / "run"), "--quiet")
+    assert code == 0, err

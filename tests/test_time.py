@@ -92,3 +92,17 @@ def test_time_takes_the_training_layout(monkeypatch):
         result = timing.time_graph(graph, batch_size=4, iterations=1, warmup=0, memory_format=memory_format)
         assert len(calls) == expected, memory_format
         assert [n.name for n in result.nodes] == [n.name for n in graph.nodes]
+
+
+@pytest.mark.parametrize("step_ms, rate", [(3400.0, "0.294"), (50.0, "20"), (1000 / 3494.2, "3,494"), (1000 / 99.96, "100")])
+def test_samples_per_second_keep_their_significant_digits(monkeypatch, write_spec, tfn_cli, step_ms, rate):
+    """A large model's 0.29 samples/s printed as "0 samples/s"."""
+    from tfn.runners import timing
+
+    def slow(graph, batch_size, **kwargs):
+        return timing.Timing(graph.name, "cpu", batch_size, 1, 0, [], step_ms)
+
+    monkeypatch.setattr(timing, "time_graph", slow)
+    code, out, err = tfn_cli("time", str(write_spec(SPEC)), "--batch-size", "1")
+    assert code == 0, err
+    assert out.strip().splitlines()[-1].endswith(f"= {rate} samples/s")

@@ -291,3 +291,36 @@ def test_cuda_device_on_a_machine_without_one_is_a_user_error(tmp_path, tfn_cli,
     code, _, err = tfn_cli("train", str(minimal_spec), "--device", "cuda:0", "--out", str(tmp_path / "r"))
     assert code == 2 and "--device cuda:0: error: CUDA is not available on this machine; use --device cpu" in err
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_divergence_names_the_first_non_finite_step_and_leaves_only_earlier_checkpoints(write_spec, tfn_cli, tmp_path):
+    """The guard named the step at which it noticed (the next log or checkpoint), not the step the loss went NaN.
+
+    Sample 2 holds a NaN, so step 3 (batch 1, no shuffle) is the first with a
+    NaN loss; the loss is logged every 10 steps and a checkpoint is due every
+    2: ckpt 2 stays the latest, ckpt 4 (NaN weights) is never written.
+    """
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(12, 2)).astype(np.float32)
+    x[2, 0] = np.nan
+    np.savez(tmp_path / "rows.npz", x=x, y=np.zeros(12, np.int64))
+    spec = write_spec(
+        f"""
+        version: 1
+        name: diverges
+        model:
+          inputs: {{x: {{shape: [2]}}}}
+          layers: [{{name: logits, op: dense, units: 2}}]
+        loss: {{op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}}
+        data: {{source: npz, path: {tmp_path / "rows.npz"}, fields: {{x: x, label: y}}, batch_size: 1, shuffle: false, split: {{validation: 0, test: 0}}}}
+        train: {{steps: 10, log_every: 10, checkpoints: {{every_steps: 2}}}}
+        """
+    )
+    run = tmp_path / "run"
+    code, _, err = tfn_cli("train", str(spec), "--out", str(run), "--quiet")
+    assert code == 1, err
+    assert "error: the loss became nan at step 3 (epoch 1); the last good checkpoint is" in err
+    state = json.loads((run / "checkpoints" / "checkpoint.json").read_text())
+    assert state["latest"] == "ckpt-000002.safetensors" and state["kept"] == ["ckpt-000002.safetensors"]
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
