@@ -6,8 +6,51 @@ import math
 
 from pydantic import Field
 
+from tfn.layers import imports as im
 from tfn.layers.attrs import Initializer, resolve_axis
 from tfn.layers.base import Op, OpError, Params, TensorType, VariableDef, register
+
+
+# --- import rules (layers/imports.py) ------------------------------------------
+
+def keras_relu(f: im.Foreign) -> im.Emitted:
+    """Keras's ReLU layer: plain, or capped at 6 (relu6); a slope or threshold has no tfn op yet."""
+    f.require(not f.attr("negative_slope", 0.0), f"negative_slope {f.attrs.get('negative_slope')}: tfn's relu has none")
+    f.require(not f.attr("threshold", 0.0), f"threshold {f.attrs.get('threshold')}: tfn's relu has none")
+    cap = f.attr("max_value", None)
+    f.require(cap in (None, 6, 6.0), f"max_value {cap}: tfn has relu (none) and relu6 (6)")
+    return im.Emitted(op="relu6" if cap else None, feature_order=im.same_order(f))
+
+
+def onnx_clip(f: im.Foreign) -> im.Emitted:
+    bounds = [float(w) for w in f.weights] if f.weights else [f.attr("min", None), f.attr("max", None)]
+    f.require(bounds == [0.0, 6.0], f"Clip to {bounds}: tfn has relu6 (0 to 6)")
+    return im.Emitted(feature_order=im.same_order(f))
+
+
+def unit_alpha(f: im.Foreign) -> im.Emitted:
+    f.require(float(f.attr("alpha", 1.0)) == 1.0, f"alpha {f.attrs.get('alpha')}: tfn's elu has alpha 1")
+    return im.Emitted(feature_order=im.same_order(f))
+
+
+def softmax_axis(f: im.Foreign) -> im.Emitted:
+    """Keras and TF normalise the last axis (ONNX: its `axis`, default -1 since opset 13)."""
+    if f.framework == "tf":
+        axis = -1
+    else:
+        axis = f.attr("axis", -1)
+        f.require(isinstance(axis, int), f"axis {axis!r}: tfn normalises along one axis")
+    return im.Emitted({"axis": f.axis(axis)}, feature_order=im.same_order(f))
+
+
+def tf_bias_add(f: im.Foreign) -> im.Emitted:
+    import numpy as np
+
+    f.require(f.attr("data_format", "NHWC") == "NHWC", f"data_format {f.attrs.get('data_format')}: tfn imports NHWC graphs")
+    order = f.order(0)
+    bias = f.weight(0) if order is None else f.weight(0)[np.asarray(order)]
+    return im.Emitted(variables={"bias": bias}, feature_order=order)
+
 
 
 class Elementwise(Op):
@@ -53,6 +96,7 @@ class Relu(Elementwise):
     """
 
     name = "relu"
+    imports = (im.keras("ReLU", keras_relu, "max_value 6: relu6"), im.keras_activation("relu"), im.tf("Relu"), im.onnx("Relu"))
     torch_function = "torch.relu"
 
 
@@ -67,6 +111,7 @@ class Relu6(Elementwise):
     """
 
     name = "relu6"
+    imports = (im.keras_activation("relu6"), im.tf("Relu6"), im.onnx("Clip", onnx_clip, "min 0, max 6"))
     cost = 2
     torch_function = "torch.nn.functional.relu6"
 
@@ -82,6 +127,7 @@ class Sigmoid(Elementwise):
     """
 
     name = "sigmoid"
+    imports = (im.keras_activation("sigmoid"), im.tf("Sigmoid"), im.onnx("Sigmoid"))
     cost = 4
     torch_function = "torch.sigmoid"
 
@@ -97,6 +143,7 @@ class Tanh(Elementwise):
     """
 
     name = "tanh"
+    imports = (im.keras_activation("tanh"), im.tf("Tanh"), im.onnx("Tanh"))
     cost = 4
     torch_function = "torch.tanh"
 
@@ -112,6 +159,7 @@ class Elu(Elementwise):
     """
 
     name = "elu"
+    imports = (im.keras("ELU", unit_alpha, "alpha 1"), im.keras_activation("elu"), im.tf("Elu"), im.onnx("Elu", unit_alpha, "alpha 1"))
     cost = 3
     torch_function = "torch.nn.functional.elu"
 
@@ -127,6 +175,7 @@ class Softsign(Elementwise):
     """
 
     name = "softsign"
+    imports = (im.keras_activation("softsign"), im.tf("Softsign"), im.onnx("Softsign"))
     cost = 3
     torch_function = "torch.nn.functional.softsign"
 
@@ -149,6 +198,7 @@ class Softplus(Elementwise):
     """
 
     name = "softplus"
+    imports = (im.keras_activation("softplus"), im.tf("Softplus"), im.onnx("Softplus"))
     cost = 4
     tf_notes = "TF's thresholds, not PyTorch's softplus(threshold=20)."
 
@@ -222,6 +272,7 @@ class BiasAdd(Op):
     """
 
     name = "bias_add"
+    imports = (im.tf("BiasAdd", tf_bias_add, "alone (after a conv or MatMul it is their bias)"),)
     family = "activation"
     tf_notes = "tf.nn.bias_add(value, bias, data_format='NCHW'); the bias is a variable of this node."
     example_inputs = ((2, 3, 4, 4),)
@@ -290,6 +341,7 @@ class Softmax(Normalize):
     """
 
     name = "softmax"
+    imports = (im.keras("Softmax", softmax_axis), im.keras_activation("softmax", softmax_axis), im.tf("Softmax", softmax_axis), im.onnx("Softmax", softmax_axis))
     tf_notes = "tf.nn.softmax(logits, axis); tfn's default axis is 1, the channel axis (TF: -1)."
 
 
@@ -306,6 +358,7 @@ class LogSoftmax(Normalize):
     """
 
     name = "log_softmax"
+    imports = (im.keras_activation("log_softmax", softmax_axis), im.tf("LogSoftmax", softmax_axis), im.onnx("LogSoftmax", softmax_axis))
     tf_notes = "tf.nn.log_softmax(logits, axis); tfn's default axis is 1, the channel axis (TF: -1)."
 
 

@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     import torch
 
+    from tfn.layers.imports import Rule
+
 Shape = tuple  # tuple[int | None, ...]; a leading None is the batch dimension
 
 
@@ -144,6 +146,8 @@ class Op:
     example_inputs: ClassVar[tuple[tuple[int, ...], ...]]
     #: the dtypes of example_inputs, one per input; empty: every input is float32
     example_dtypes: ClassVar[tuple[str, ...]] = ()
+    #: how Keras layers, TF ops and ONNX ops become this op (`tfn import`): see layers/imports.py
+    imports: ClassVar[tuple[Rule, ...]] = ()
 
     def infer(self, p: Params, inputs: Sequence[TensorType]) -> list[TensorType]:
         """The output types, or OpError when the attributes do not fit the inputs."""

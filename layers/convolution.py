@@ -13,8 +13,137 @@ from typing import ClassVar
 
 from pydantic import PositiveInt
 
+from tfn.layers import imports as im
 from tfn.layers.attrs import Initializer, Padding, Regularizer, Size1, Size2, Size3, SizeN, per_axis, torch_pads, window_geometry
 from tfn.layers.base import Op, OpError, Params, TensorType, VariableDef, register
+
+
+# --- import rules (layers/imports.py) ------------------------------------------
+
+
+def _keras_window(f: im.Foreign, spatial: int) -> dict:
+    im.channels_last_only(f)
+    f.require(f.rank == spatial + 2, f"a rank-{f.rank} input; expected rank {spatial + 2}")
+    return {
+        "kernel_size": f.spatial_sizes(f.attr("kernel_size"), spatial, "kernel_size"),
+        "strides": f.spatial_sizes(f.attr("strides", 1), spatial, "strides"),
+        "padding": im.padding_mode(f),
+        "dilation_rate": f.spatial_sizes(f.attr("dilation_rate", 1), spatial, "dilation_rate"),
+    }
+
+
+def _bias(f: im.Foreign, index: int, use_bias: bool) -> dict:
+    return {"bias": f.weight(index)} if use_bias else {}
+
+
+def keras_conv(f: im.Foreign) -> im.Emitted:
+    """Keras Conv1D/2D/3D: kernel [*k, in, filters] -> [filters, in, *k]."""
+    spatial = int(f.kind[-2])
+    f.require(f.attr("groups", 1) == 1, f"groups {f.attrs.get('groups')}: tfn's grouped convolution is depthwise_conv2d only")
+    use_bias = bool(f.attr("use_bias", True))
+    attrs = {"filters": f.attr("filters"), **_keras_window(f, spatial), "use_bias": use_bias}
+    return im.Emitted(attrs, {"kernel": im.channels_first_kernel(f.weight(0)), **_bias(f, 1, use_bias)})
+
+
+def keras_depthwise(f: im.Foreign) -> im.Emitted:
+    use_bias = bool(f.attr("use_bias", True))
+    attrs = {**_keras_window(f, 2), "channel_multiplier": f.attr("depth_multiplier", 1), "use_bias": use_bias}
+    return im.Emitted(attrs, {"depthwise_kernel": im.depthwise_kernel(f.weight(0)), **_bias(f, 1, use_bias)})
+
+
+def keras_separable(f: im.Foreign) -> im.Emitted:
+    use_bias = bool(f.attr("use_bias", True))
+    attrs = {"filters": f.attr("filters"), **_keras_window(f, 2), "channel_multiplier": f.attr("depth_multiplier", 1), "use_bias": use_bias}
+    variables = {"depthwise_kernel": im.depthwise_kernel(f.weight(0)), "pointwise_kernel": im.channels_first_kernel(f.weight(1))}
+    return im.Emitted(attrs, {**variables, **_bias(f, 2, use_bias)})
+
+
+def keras_conv_transpose(f: im.Foreign) -> im.Emitted:
+    """Keras Conv2DTranspose: kernel [kh, kw, filters, in] -> [in, filters, kh, kw]."""
+    f.require(f.attr("output_padding", None) is None, f"output_padding {f.attrs.get('output_padding')}: tfn sizes the output as Keras does without it")
+    use_bias = bool(f.attr("use_bias", True))
+    attrs = {"filters": f.attr("filters"), **_keras_window(f, 2), "use_bias": use_bias}
+    return im.Emitted(attrs, {"kernel": im.channels_first_kernel(f.weight(0)), **_bias(f, 1, use_bias)})
+
+
+def _tf_window(f: im.Foreign) -> dict:
+    """A TF NHWC op's strides, dilations and padding, per spatial axis."""
+    f.require(f.attr("data_format", "NHWC") == "NHWC", f"data_format {f.attrs.get('data_format')}: tfn imports NHWC graphs")
+    strides, dilations = f.attr("strides", [1, 1, 1, 1]), f.attr("dilations", [1, 1, 1, 1])
+    f.require(strides[0] == strides[-1] == 1 and dilations[0] == dilations[-1] == 1, "strides or dilations on the batch or channel axis")
+    return {"strides": list(strides[1:-1]), "dilation_rate": list(dilations[1:-1]), "padding": im.padding_mode(f)}
+
+
+def tf_conv(f: im.Foreign) -> im.Emitted:
+    kernel = f.weight(0)
+    attrs = {"filters": kernel.shape[-1], "kernel_size": list(kernel.shape[:2]), **_tf_window(f), "use_bias": len(f.weights) > 1}
+    return im.Emitted(attrs, {"kernel": im.channels_first_kernel(kernel), **_bias(f, 1, len(f.weights) > 1)})
+
+
+def tf_depthwise(f: im.Foreign) -> im.Emitted:
+    kernel = f.weight(0)
+    attrs = {"kernel_size": list(kernel.shape[:2]), "channel_multiplier": kernel.shape[3], **_tf_window(f), "use_bias": len(f.weights) > 1}
+    return im.Emitted(attrs, {"depthwise_kernel": im.depthwise_kernel(kernel), **_bias(f, 1, len(f.weights) > 1)})
+
+
+def tf_conv_transpose(f: im.Foreign) -> im.Emitted:
+    """Conv2DBackpropInput(output_shape, filter, x): the output size is the graph's constant."""
+    output_shape, kernel = f.weight(0), f.weight(1)
+    attrs = {"filters": kernel.shape[2], "kernel_size": list(kernel.shape[:2]), **_tf_window(f), "use_bias": len(f.weights) > 2}
+    attrs["output_shape"] = [int(d) for d in output_shape[1:3]]
+    return im.Emitted(attrs, {"kernel": im.channels_first_kernel(kernel), **_bias(f, 2, len(f.weights) > 2)})
+
+
+def onnx_padding(f: im.Foreign, kernel: list[int], strides: list[int], dilation: list[int]) -> str:
+    """ONNX's explicit pads (or auto_pad) as SAME or VALID when they are TF's split for this input."""
+    auto = f.attr("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "VALID"):
+        return "SAME" if auto == "SAME_UPPER" else "VALID"
+    f.require(auto == "NOTSET", f"auto_pad {auto}: TF's SAME puts the odd cell at the end (SAME_UPPER)")
+    spatial = len(kernel)
+    pads = list(f.attr("pads", [0] * 2 * spatial))
+    if not any(pads):
+        return "VALID"
+    same = window_geometry(f.inputs[0].shape[2:], kernel, strides, dilation, "SAME")
+    f.require(pads == [b for _, b, _ in same] + [a for _, _, a in same], f"pads {pads} are neither VALID nor TF's SAME for this input")
+    return "SAME"
+
+
+def onnx_conv(f: im.Foreign) -> im.Emitted:
+    """ONNX Conv: conv1d/2d/3d, or depthwise_conv2d when each input channel has its own filters."""
+    kernel = f.weight(0)
+    spatial = kernel.ndim - 2
+    size = list(kernel.shape[2:])
+    strides, dilation = list(f.attr("strides", [1] * spatial)), list(f.attr("dilations", [1] * spatial))
+    window = {"kernel_size": size, "strides": strides, "dilation_rate": dilation, "padding": onnx_padding(f, size, strides, dilation)}
+    use_bias = len(f.weights) > 1
+    groups, channels = f.attr("group", 1), f.inputs[0].shape[1]
+    if groups == 1:
+        attrs = {"filters": kernel.shape[0], **window, "use_bias": use_bias}
+        return im.Emitted(attrs, {"kernel": kernel, **_bias(f, 1, use_bias)}, op=("conv1d", "conv2d", "conv3d")[spatial - 1])
+    f.require(groups == channels and spatial == 2 and kernel.shape[1] == 1, f"group {groups}: tfn has plain and depthwise (2-D) convolutions")
+    attrs = {**window, "channel_multiplier": kernel.shape[0] // channels, "use_bias": use_bias}
+    return im.Emitted(attrs, {"depthwise_kernel": kernel, **_bias(f, 1, use_bias)}, op="depthwise_conv2d")
+
+
+def onnx_conv_transpose(f: im.Foreign) -> im.Emitted:
+    """ONNX ConvTranspose whose pads crop as TF does (P // 2 at the start) or not at all."""
+    kernel = f.weight(0)
+    f.require(kernel.ndim == 4 and f.attr("group", 1) == 1, "a grouped or non-2-D ConvTranspose")
+    size, strides = list(kernel.shape[2:]), list(f.attr("strides", [1, 1]))
+    dilation = list(f.attr("dilations", [1, 1]))
+    f.require(not any(f.attr("output_padding", [0, 0])) and "output_shape" not in f.attrs, "output_padding / output_shape")
+    pads = list(f.attr("pads", [0, 0, 0, 0]))
+    n = f.inputs[0].shape[2:]
+    out = [(length - 1) * s + (k - 1) * d + 1 - b - e for length, s, k, d, b, e in zip(n, strides, size, dilation, pads[:2], pads[2:])]
+    padding = "VALID" if not any(pads) else "SAME"
+    if padding == "SAME":
+        total = [(length - 1) * s + (k - 1) * d + 1 - o for length, s, k, d, o in zip(n, strides, size, dilation, out)]
+        f.require(pads == [t // 2 for t in total] + [t - t // 2 for t in total], f"pads {pads} do not crop as TF does")
+    attrs = {"filters": kernel.shape[1], "kernel_size": size, "strides": strides, "dilation_rate": dilation, "padding": padding}
+    attrs.update(output_shape=out, use_bias=len(f.weights) > 1)
+    return im.Emitted(attrs, {"kernel": kernel, **_bias(f, 1, len(f.weights) > 1)})
+
 
 
 def convolver(spatial: int, strides, dilation, pads, groups: int = 1):
@@ -119,6 +248,7 @@ class Convolution(Conv):
     """
 
     name = "convolution"
+    imports = (im.onnx("Conv", onnx_conv, "conv1d/2d/3d by rank; group = C: depthwise_conv2d"),)
     tf_notes = "tf.nn.convolution(input, filter, padding, strides, dilation_rate); kernel [filters, C, *kernel_size] (TF: [*kernel_size, C, filters])."
     example_inputs = ((2, 3, 6, 7),)
 
@@ -134,6 +264,7 @@ class Conv1D(Conv):
     """
 
     name = "conv1d"
+    imports = (im.keras("Conv1D", keras_conv),)
     spatial = 1
     tf_notes = "tf.nn.conv1d's `stride` is `strides`; data is channels-first [N, C, W] (TF: NWC); kernel [filters, C, k] (TF: [k, C, filters])."
     example_inputs = ((2, 3, 8),)
@@ -158,6 +289,7 @@ class Conv2D(Conv):
     """
 
     name = "conv2d"
+    imports = (im.keras("Conv2D", keras_conv), im.tf("Conv2D", tf_conv, "+ BiasAdd", fuses=["BiasAdd"]))
     spatial = 2
     tf_notes = "tf.layers.conv2d / tf.nn.conv2d; data_format is always channels-first; kernel OIHW (TF: HWIO)."
     example_inputs = ((2, 3, 6, 7),)
@@ -179,6 +311,7 @@ class Conv3D(Conv):
     """
 
     name = "conv3d"
+    imports = (im.keras("Conv3D", keras_conv),)
     spatial = 3
     tf_notes = "kernel [filters, C, kd, kh, kw] (TF: [kd, kh, kw, C, filters])."
     example_inputs = ((2, 2, 3, 4, 5),)
@@ -269,6 +402,7 @@ class DepthwiseConv2D(Window):
     """
 
     name = "depthwise_conv2d"
+    imports = (im.keras("DepthwiseConv2D", keras_depthwise), im.tf("DepthwiseConv2dNative", tf_depthwise, "+ BiasAdd", fuses=["BiasAdd"]))
     spatial = 2
     tf_notes = "tf.nn.depthwise_conv2d's `rate` is `dilation_rate`; Keras's depth_multiplier is `channel_multiplier`."
     example_inputs = ((2, 3, 6, 7),)
@@ -315,6 +449,7 @@ class SeparableConv2D(Window):
     """
 
     name = "separable_conv2d"
+    imports = (im.keras("SeparableConv2D", keras_separable),)
     spatial = 2
     tf_notes = "Keras's depth_multiplier is `channel_multiplier`; kernels in PyTorch layouts (see the variables above)."
     example_inputs = ((2, 3, 6, 7),)
@@ -375,6 +510,7 @@ class Conv2DTranspose(Window):
     """
 
     name = "conv2d_transpose"
+    imports = (im.keras("Conv2DTranspose", keras_conv_transpose), im.tf("Conv2DBackpropInput", tf_conv_transpose, "+ BiasAdd", fuses=["BiasAdd"]), im.onnx("ConvTranspose", onnx_conv_transpose))
     spatial = 2
     tf_notes = "output_shape is the spatial [H, W] only (TF: [N, H, W, C]); kernel [C, filters, kh, kw] (TF: [kh, kw, filters, C])."
     example_inputs = ((2, 3, 3, 4),)

@@ -4,8 +4,78 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveInt, model_validator
 
+from tfn.layers import imports as im
 from tfn.layers.base import Op, OpError, Params, TensorType, VariableDef, register
 from tfn.layers.attrs import Initializer, Regularizer
+
+
+# --- import rules (layers/imports.py) ------------------------------------------
+
+
+def _dense(f: im.Foreign, kernel, bias) -> im.Emitted:
+    """A dense layer from a kernel [in, units]: its rows in tfn's feature order, then [units, in]."""
+    f.require(f.rank == 2 or not f.channels_last, f"a rank-{f.rank} input: tfn's dense acts on the last axis, Keras's on the features")
+    attrs = {"units": int(kernel.shape[1]), "use_bias": bias is not None}
+    return im.Emitted(attrs, {"kernel": im.dense_kernel(kernel, f.order(0)), **({"bias": bias} if bias is not None else {})})
+
+
+def keras_dense(f: im.Foreign) -> im.Emitted:
+    use_bias = bool(f.attr("use_bias", True))
+    return _dense(f, f.weight(0), f.weight(1) if use_bias else None)
+
+
+def tf_matmul(f: im.Foreign) -> im.Emitted:
+    """MatMul(x, kernel) with a constant kernel [in, units] ([units, in] with transpose_b), + a fused BiasAdd."""
+    f.require(len(f.inputs) == 1, "a MatMul of two computed tensors: tfn's dense needs a constant kernel")
+    f.require(not f.attr("transpose_a", False), "transpose_a")
+    kernel = f.weight(0).T if f.attr("transpose_b", False) else f.weight(0)
+    return _dense(f, kernel, f.weights[1] if len(f.weights) > 1 else None)
+
+
+def onnx_gemm(f: im.Foreign) -> im.Emitted:
+    f.require(len(f.inputs) == 1 and f.rank == 2, "a Gemm of computed tensors: tfn's dense needs a constant B")
+    f.require(not f.attr("transA", 0) and float(f.attr("alpha", 1.0)) == float(f.attr("beta", 1.0)) == 1.0, "transA, alpha or beta")
+    kernel = f.weight(0).T if f.attr("transB", 0) else f.weight(0)
+    bias = f.weights[1] if len(f.weights) > 1 else None
+    f.require(bias is None or bias.shape == (kernel.shape[1],), "a C that is not one bias per unit")
+    return _dense(f, kernel, bias)
+
+
+def onnx_matmul(f: im.Foreign) -> im.Emitted:
+    f.require(len(f.inputs) == 1 and f.weight(0).ndim == 2, "a MatMul of computed tensors: tfn's dense needs a constant 2-D B")
+    bias = f.weights[1] if len(f.weights) > 1 else None
+    f.require(bias is None or bias.shape == (f.weight(0).shape[1],), "an added constant that is not one bias per unit")
+    return _dense(f, f.weight(0), bias)
+
+
+def keras_flatten(f: im.Foreign) -> im.Emitted:
+    im.channels_last_only(f)
+    return im.Emitted(feature_order=flatten_order(f))
+
+
+def flatten_order(f: im.Foreign) -> tuple[int, ...] | None:
+    """The order of a flattened input: the source's features-last order, or the input's own for rank 2."""
+    if f.rank == 2:
+        return f.order(0)
+    return im.flattened_order(f.inputs[0].sample_shape) if f.channels_last else None
+
+
+def onnx_flatten(f: im.Foreign) -> im.Emitted:
+    f.require(f.attr("axis", 1) == 1, f"axis {f.attrs.get('axis')}: tfn flattens everything after the batch axis")
+    return im.Emitted()
+
+
+def keras_dropout(f: im.Foreign) -> im.Emitted:
+    f.require(f.attr("noise_shape", None) is None, "noise_shape (Keras counts it features-last)")
+    attrs = {"rate": float(f.attr("rate"))}
+    if f.kind.startswith("Spatial"):  # one decision per sample and channel
+        attrs["noise_shape"] = [-1, -1] + [1] * (f.rank - 2)
+    return im.Emitted(attrs, feature_order=im.same_order(f))
+
+
+def onnx_dropout(f: im.Foreign) -> im.Emitted:
+    rate = float(f.weights[0]) if f.weights else float(f.attr("ratio", 0.5))
+    return im.Emitted({"rate": rate})
 
 
 @register
@@ -25,6 +95,7 @@ class Dense(Op):
     """
 
     name = "dense"
+    imports = (im.keras("Dense", keras_dense), im.tf("MatMul", tf_matmul, "+ BiasAdd", fuses=["BiasAdd"]), im.onnx("Gemm", onnx_gemm), im.onnx("MatMul", onnx_matmul, "+ Add", fuses=["Add"]))
     example_inputs = ((2, 6),)
     family = "core"
     tf_notes = (
@@ -84,6 +155,7 @@ class Flatten(Op):
     """
 
     name = "flatten"
+    imports = (im.keras("Flatten", keras_flatten), im.onnx("Flatten", onnx_flatten))
     pure_data_movement = True
     example_inputs = ((2, 3, 4, 4),)
     family = "core"
@@ -119,6 +191,7 @@ class Dropout(Op):
     """
 
     name = "dropout"
+    imports = (im.keras("Dropout", keras_dropout),) + tuple(im.keras(f"SpatialDropout{d}D", keras_dropout) for d in (1, 2, 3)) + (im.onnx("Dropout", onnx_dropout),)
     family = "core"
     is_random = True
     tf_notes = "noise_shape counts channels-first; -1 stands for the axis's full size (the batch size is unknown in a spec)."

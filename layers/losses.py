@@ -6,8 +6,21 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from tfn.layers import imports as im
 from tfn.layers.attrs import resolve_axis
 from tfn.layers.base import Op, OpError, Params, TensorType, UserError, register
+
+
+# --- import rules (layers/imports.py): the losses of a compiled Keras model ---------
+
+
+def keras_cross_entropy(f: im.Foreign) -> im.Emitted:
+    """Keras's cross-entropies take probabilities unless from_logits: then tfn's loss takes the logits before the softmax/sigmoid."""
+    smoothing = float(f.attr("label_smoothing", 0.0) or 0.0)
+    f.require(f.attr("axis", -1) == -1, f"axis {f.attrs.get('axis')}: tfn's loss takes the classes on the feature axis")
+    probabilities = "sigmoid" if "binary" in f.kind else "softmax"
+    attrs = {"label_smoothing": smoothing} if smoothing else {}
+    return im.Emitted(attrs, logits_before=None if f.attr("from_logits", False) else probabilities)
 
 
 @register
@@ -27,6 +40,7 @@ class SparseSoftmaxCrossEntropyWithLogits(Op):
     """
 
     name = "sparse_softmax_cross_entropy_with_logits"
+    imports = (im.keras_loss("sparse_categorical_crossentropy", keras_cross_entropy),)
     example_inputs = ((4, 5),)
     family = "loss"
     arity = (2, 2)
@@ -120,6 +134,7 @@ class SigmoidCrossEntropyWithLogits(SameShapeLoss):
 
     name = "sigmoid_cross_entropy_with_logits"
     prediction = "sigmoid"
+    imports = (im.keras_loss("binary_crossentropy", keras_cross_entropy),)
 
     class Params(Params):
         label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="pulls each target towards 1/2 by this fraction")
@@ -150,6 +165,7 @@ class MeanSquaredError(SameShapeLoss):
 
     name = "mean_squared_error"
     prediction = "values"
+    imports = (im.keras_loss("mean_squared_error"),)
     tf_notes = "tf.losses.mean_squared_error(labels, predictions); `logits:` names the predictions node."
 
     def flops(self, p, inputs, outputs):
@@ -201,6 +217,7 @@ class SoftmaxCrossEntropyWithLogits(Op):
     """
 
     name = "softmax_cross_entropy_with_logits"
+    imports = (im.keras_loss("categorical_crossentropy", keras_cross_entropy),)
     family = "loss"
     arity = (2, 2)
     is_loss = True

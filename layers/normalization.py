@@ -4,8 +4,47 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from tfn.layers import imports as im
 from tfn.layers.attrs import Initializer, resolve_axis
 from tfn.layers.base import Op, OpError, Params, TensorType, VariableDef, register
+
+
+# --- import rules (layers/imports.py) ------------------------------------------
+
+
+def keras_batch_norm(f: im.Foreign) -> im.Emitted:
+    """Keras BatchNormalization on the feature axis; weights gamma, beta (when kept), moving mean and variance."""
+    axis = f.attr("axis", -1)
+    axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+    f.require(isinstance(axis, int) and f.axis(axis) == 1, f"axis {f.attrs.get('axis')}: tfn normalises the feature axis")
+    scale, center = bool(f.attr("scale", True)), bool(f.attr("center", True))
+    roles = (["gamma"] if scale else []) + (["beta"] if center else []) + ["moving_mean", "moving_variance"]
+    attrs = {"momentum": float(f.attr("momentum", 0.99)), "epsilon": float(f.attr("epsilon", 1e-3)), "center": center, "scale": scale}
+    return _batch_norm(f, attrs, dict(zip(roles, f.weights)), roles)
+
+
+def tf_fused_batch_norm(f: im.Foreign) -> im.Emitted:
+    """FusedBatchNorm* in inference (is_training false): scale, offset, mean, variance; momentum is not in the graph."""
+    f.require(not f.attr("is_training", False), "is_training: a training-mode batch norm (export the graph for inference)")
+    f.require(f.attr("data_format", "NHWC") == "NHWC", f"data_format {f.attrs.get('data_format')}: tfn imports NHWC graphs")
+    roles = ["gamma", "beta", "moving_mean", "moving_variance"]
+    return _batch_norm(f, {"epsilon": float(f.attr("epsilon", 1e-3))}, dict(zip(roles, f.weights)), roles)
+
+
+def onnx_batch_norm(f: im.Foreign) -> im.Emitted:
+    roles = ["gamma", "beta", "moving_mean", "moving_variance"]
+    attrs = {"epsilon": float(f.attr("epsilon", 1e-5)), "momentum": float(f.attr("momentum", 0.9))}
+    return _batch_norm(f, attrs, dict(zip(roles, f.weights)), roles)
+
+
+def _batch_norm(f: im.Foreign, attrs: dict, variables: dict, roles: list) -> im.Emitted:
+    import numpy as np
+
+    f.require(len(variables) == len(roles), f"expected {len(roles)} weights ({', '.join(roles)}), found {len(f.weights)}")
+    order = f.order(0)
+    if order is not None:
+        variables = {role: v[np.asarray(order)] for role, v in variables.items()}
+    return im.Emitted(attrs, variables, feature_order=order)
 
 
 @register
@@ -34,6 +73,7 @@ class BatchNormalization(Op):
     """
 
     name = "batch_normalization"
+    imports = (im.keras("BatchNormalization", keras_batch_norm),) + tuple(im.tf(k, tf_fused_batch_norm) for k in ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")) + (im.onnx("BatchNormalization", onnx_batch_norm),)
     example_inputs = ((4, 3, 2, 2),)
     family = "normalization"
     tf_notes = "axis is the channel axis 1 (TF's default -1 in NHWC); epsilon 1e-3 and momentum 0.99 as TF."

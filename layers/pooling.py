@@ -10,8 +10,59 @@ import math
 
 from pydantic import model_validator
 
+from tfn.layers import imports as im
 from tfn.layers.attrs import Choice, Padding, Size2, Size3, SizeN, per_axis, torch_pads, window_geometry
 from tfn.layers.base import Op, OpError, Params, TensorType, register
+
+
+# --- import rules (layers/imports.py) ------------------------------------------
+
+
+def keras_pool(f: im.Foreign) -> im.Emitted:
+    """Keras MaxPooling/AveragePooling 1D-3D: 2-D and 3-D to max_pool/avg_pool(3d), 1-D to pool."""
+    im.channels_last_only(f)
+    spatial = f.rank - 2
+    size = f.spatial_sizes(f.attr("pool_size"), spatial, "pool_size")
+    strides = f.spatial_sizes(f.attr("strides", None) or size, spatial, "strides")
+    attrs = {"padding": im.padding_mode(f), "strides": strides}
+    if spatial == 1:
+        return im.Emitted({**attrs, "window_shape": size, "pooling_type": "MAX" if f.kind.startswith("Max") else "AVG"})
+    return im.Emitted({**attrs, "pool_size": size})
+
+
+def tf_pool(f: im.Foreign) -> im.Emitted:
+    f.require(f.attr("data_format", "NHWC") in ("NHWC", "NDHWC"), f"data_format {f.attrs.get('data_format')}: tfn imports NHWC graphs")
+    size, strides = f.attr("ksize"), f.attr("strides")
+    f.require(size[0] == size[-1] == strides[0] == strides[-1] == 1, "pooling over the batch or channel axis")
+    return im.Emitted({"pool_size": list(size[1:-1]), "strides": list(strides[1:-1]), "padding": im.padding_mode(f)})
+
+
+def onnx_pool(f: im.Foreign) -> im.Emitted:
+    from tfn.layers.convolution import onnx_padding
+
+    size = list(f.attr("kernel_shape"))
+    f.require(len(size) == 2, f"a {len(size)}-D window: tfn imports 2-D ONNX pooling")
+    strides, dilation = list(f.attr("strides", [1, 1])), list(f.attr("dilations", [1, 1]))
+    f.require(dilation == [1, 1] and not f.attr("ceil_mode", 0), "dilations or ceil_mode")
+    padding = onnx_padding(f, size, strides, dilation)
+    f.require(padding == "VALID" or f.kind == "MaxPool" or not f.attr("count_include_pad", 0), "count_include_pad: TF never counts padded cells")
+    return im.Emitted({"pool_size": size, "strides": strides, "padding": padding})
+
+
+def global_pool(f: im.Foreign) -> im.Emitted:
+    """Keras GlobalAveragePooling/GlobalMaxPooling (keepdims), ONNX GlobalAveragePool/GlobalMaxPool (dims kept)."""
+    if f.framework == "onnx":
+        return im.Emitted({"keepdims": True})
+    im.channels_last_only(f)
+    return im.Emitted({"keepdims": bool(f.attr("keepdims", False))})
+
+
+def tf_reduce_spatial(f: im.Foreign) -> im.Emitted:
+    """TF Mean / Max over the spatial axes of an NHWC tensor: the global pools."""
+    axes = sorted(int(a) % f.rank for a in f.weight(0).reshape(-1))
+    f.require(axes == list(range(1, f.rank - 1)), f"a reduction over axes {axes}: tfn imports the spatial ones (a global pool)")
+    return im.Emitted({"keepdims": bool(f.attr("keep_dims", False))})
+
 
 
 class _DefaultStrides(Params):
@@ -128,6 +179,7 @@ class MaxPool(WindowPool):
     """
 
     name = "max_pool"
+    imports = (im.keras("MaxPooling2D", keras_pool), im.tf("MaxPool", tf_pool), im.onnx("MaxPool", onnx_pool))
     spatial, mode = 2, "MAX"
     tf_notes = "tf.nn.max_pool(ksize, strides) = pool_size, strides; strides default to pool_size (Keras); padding VALID by default."
     Params = Pool2DParams
@@ -149,6 +201,7 @@ class AvgPool(WindowPool):
     """
 
     name = "avg_pool"
+    imports = (im.keras("AveragePooling2D", keras_pool), im.tf("AvgPool", tf_pool), im.onnx("AveragePool", onnx_pool))
     spatial, mode = 2, "AVG"
     tf_notes = "tf.nn.avg_pool(ksize, strides) = pool_size, strides; strides default to pool_size (Keras); padding VALID by default."
     Params = Pool2DParams
@@ -166,6 +219,7 @@ class MaxPool3D(WindowPool):
     """
 
     name = "max_pool3d"
+    imports = (im.keras("MaxPooling3D", keras_pool), im.tf("MaxPool3D", tf_pool))
     spatial, mode = 3, "MAX"
     Params = Pool3DParams
     example_inputs = ((2, 2, 3, 4, 5),)
@@ -184,6 +238,7 @@ class AvgPool3D(WindowPool):
     """
 
     name = "avg_pool3d"
+    imports = (im.keras("AveragePooling3D", keras_pool), im.tf("AvgPool3D", tf_pool))
     spatial, mode = 3, "AVG"
     Params = Pool3DParams
     example_inputs = ((2, 2, 3, 4, 5),)
@@ -205,6 +260,7 @@ class Pool(WindowPool):
     """
 
     name = "pool"
+    imports = (im.keras("MaxPooling1D", keras_pool), im.keras("AveragePooling1D", keras_pool))
     tf_notes = "tf.nn.pool(input, window_shape, pooling_type, padding, dilation_rate, strides); strides default to 1 as in TF."
     example_inputs = ((2, 3, 7),)
 
@@ -323,6 +379,7 @@ class GlobalAveragePool(GlobalPool):
     """
 
     name = "global_average_pool"
+    imports = tuple(im.keras(f"GlobalAveragePooling{d}D", global_pool) for d in (1, 2, 3)) + (im.tf("Mean", tf_reduce_spatial, "over the spatial axes"), im.onnx("GlobalAveragePool", global_pool))
     tf_notes = "tf.reduce_mean(x, axis=[1, 2]) in NHWC."
     example_inputs = ((2, 3, 4, 5),)
 
@@ -346,6 +403,7 @@ class GlobalMaxPool(GlobalPool):
     """
 
     name = "global_max_pool"
+    imports = tuple(im.keras(f"GlobalMaxPooling{d}D", global_pool) for d in (1, 2, 3)) + (im.tf("Max", tf_reduce_spatial, "over the spatial axes"), im.onnx("GlobalMaxPool", global_pool))
     tf_notes = "tf.reduce_max(x, axis=[1, 2]) in NHWC."
     example_inputs = ((2, 3, 4, 5),)
 

@@ -7,8 +7,96 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
+from tfn.layers import imports as im
 from tfn.layers.attrs import Choice, EdgePairs2D, resolve_axis
 from tfn.layers.base import Op, OpError, Params, TensorType, register
+
+
+# --- import rules (layers/imports.py) ------------------------------------------
+
+
+def elementwise_inputs(f: im.Foreign) -> im.Emitted:
+    """Add / Multiply of computed tensors of one shape (a constant operand or broadcasting has no mapping)."""
+    f.require(not f.weights, "a constant operand")
+    f.require(len({x.shape[1:] for x in f.inputs}) == 1, "inputs of different shapes (broadcasting)")
+    return im.Emitted(feature_order=im.same_order(f))
+
+
+def concat_axis(f: im.Foreign) -> im.Emitted:
+    """Keras Concatenate / ONNX Concat (`axis`), TF ConcatV2 (the axis is its last, constant input)."""
+    axis = int(f.weight(len(f.weights) - 1)) if f.framework == "tf" else f.attr("axis", -1)
+    axis = f.axis(axis)
+    orders = [f.order(i) for i in range(len(f.inputs))]
+    if axis != 1 or f.rank != 2 or not any(o is not None for o in orders):
+        f.require(all(o is None for o in orders), "concatenating features flattened from an NHWC tensor along another axis")
+        return im.Emitted({"axis": axis})
+    joined, start = [], 0
+    for x, order in zip(f.inputs, orders):
+        joined += [start + i for i in (order if order is not None else range(x.shape[1]))]
+        start += x.shape[1]
+    return im.Emitted({"axis": axis}, feature_order=tuple(joined))
+
+
+def _target_shape(f: im.Foreign, shape: list[int]) -> im.Emitted:
+    """A per-sample target shape (the source's layout) as tfn's reshape."""
+    if len(shape) == 1:  # flattening: a features-last input keeps the source's order through feature_order
+        from tfn.layers.core import flatten_order
+
+        return im.Emitted({"shape": shape}, feature_order=flatten_order(f))
+    f.require(not f.channels_last, f"a reshape to the features-last shape {shape}: tfn's tensors are channels-first (needs a transpose)")
+    f.require(f.order(0) is None, "a reshape of features flattened from an NHWC tensor")
+    return im.Emitted({"shape": shape})
+
+
+def keras_reshape(f: im.Foreign) -> im.Emitted:
+    return _target_shape(f, [int(d) for d in f.attr("target_shape")])
+
+
+def batched_reshape(f: im.Foreign) -> im.Emitted:
+    """TF / ONNX Reshape with a constant shape whose first entry is the batch (-1, or ONNX's 0)."""
+    shape = [int(d) for d in f.weight(0).reshape(-1)]
+    f.require(len(shape) >= 2 and (shape[0] in (-1, 0) or -1 in shape[1:]), f"shape {shape} does not keep the batch axis first")
+    rest = shape[1:]
+    if shape[0] not in (-1, 0):  # the batch is fixed and a later entry is inferred: not per sample
+        f.require(False, f"shape {shape} fixes the batch size")
+    return _target_shape(f, rest)
+
+
+def keras_zero_padding(f: im.Foreign) -> im.Emitted:
+    im.channels_last_only(f)
+    spatial = f.rank - 2
+    given = f.attr("padding", 1)
+    if isinstance(given, int):
+        pairs = [[given, given]] * spatial
+    else:
+        pairs = [[p, p] if isinstance(p, int) else list(p) for p in given]
+        if spatial == 1 and len(pairs) == 2 and all(len(p) == 2 and p[0] == p[1] for p in pairs):
+            pairs = [[given[0], given[1]]]  # ZeroPadding1D's (left, right)
+    f.require(len(pairs) == spatial, f"padding {given!r} for {spatial} spatial axes")
+    return im.Emitted({"paddings": [[0, 0], [0, 0]] + pairs})
+
+
+def tf_pad(f: im.Foreign) -> im.Emitted:
+    pairs = [[int(a), int(b)] for a, b in f.weight(0)]
+    if f.channels_last and len(pairs) >= 3:
+        pairs = [pairs[0], pairs[-1], *pairs[1:-1]]
+    attrs = {"paddings": pairs, "mode": str(f.attr("mode", "CONSTANT")).upper()}
+    if len(f.weights) > 1:
+        attrs["constant_values"] = float(f.weight(1))
+    return im.Emitted(attrs)
+
+
+def onnx_pad(f: im.Foreign) -> im.Emitted:
+    pads = [int(p) for p in f.weight(0)]
+    rank = f.rank
+    f.require(len(f.weights) < 3, "Pad with axes")
+    f.require(len(pads) == 2 * rank, f"pads {pads} for a rank-{rank} input")
+    mode = str(f.attr("mode", "constant")).upper()
+    f.require(mode in ("CONSTANT", "REFLECT"), f"mode {mode.lower()}: tfn pads CONSTANT, REFLECT and SYMMETRIC")
+    attrs = {"paddings": [[pads[i], pads[i + rank]] for i in range(rank)], "mode": mode}
+    if len(f.weights) > 1 and f.weights[1] is not None and f.weights[1].size:
+        attrs["constant_values"] = float(f.weights[1].reshape(-1)[0])
+    return im.Emitted(attrs)
 
 
 def same_types(inputs) -> TensorType:
@@ -47,6 +135,7 @@ class Add(Combine):
     """
 
     name = "add"
+    imports = (im.keras("Add", elementwise_inputs), im.tf("Add", elementwise_inputs), im.tf("AddV2", elementwise_inputs), im.tf("AddN", elementwise_inputs), im.onnx("Add", elementwise_inputs))
     example_inputs = ((2, 3, 4, 4), (2, 3, 4, 4))
 
     def build(self, p, inputs):
@@ -70,6 +159,7 @@ class Multiply(Combine):
     """
 
     name = "multiply"
+    imports = (im.keras("Multiply", elementwise_inputs), im.tf("Mul", elementwise_inputs), im.onnx("Mul", elementwise_inputs))
     example_inputs = ((2, 3, 4), (2, 3, 4))
 
     def build(self, p, inputs):
@@ -97,6 +187,7 @@ class Concat(Op):
     """
 
     name = "concat"
+    imports = (im.keras("Concatenate", concat_axis), im.tf("ConcatV2", concat_axis), im.onnx("Concat", concat_axis))
     family = "structure"
     arity = (1, None)
     pure_data_movement = True
@@ -145,6 +236,7 @@ class Identity(Op):
     """
 
     name = "identity"
+    imports = (im.keras("Identity"),)
     family = "structure"
     pure_data_movement = True
     example_inputs = ((2, 3, 4),)
@@ -173,6 +265,7 @@ class Reshape(Op):
     """
 
     name = "reshape"
+    imports = (im.keras("Reshape", keras_reshape), im.tf("Reshape", batched_reshape), im.onnx("Reshape", batched_reshape))
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.reshape(x, [-1, *shape]): give the per-sample shape; the batch axis is kept."
@@ -230,6 +323,7 @@ class Pad(Op):
     """
 
     name = "pad"
+    imports = tuple(im.keras(f"ZeroPadding{d}D", keras_zero_padding) for d in (1, 2, 3)) + tuple(im.tf(k, tf_pad) for k in ("Pad", "PadV2", "MirrorPad")) + (im.onnx("Pad", onnx_pad),)
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.pad(tensor, paddings, mode, constant_values); paddings follow channels-first order (TF NHWC: permute them)."

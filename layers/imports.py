@@ -1,0 +1,244 @@
+"""How layers of other frameworks become tfn ops (`tfn import`).
+
+Each op class lists its mappings in ``imports``: one :class:`Rule` per Keras
+layer class, Keras activation name, TensorFlow op type or ONNX op type that
+becomes this op. A rule's ``convert`` gets the foreign layer as a
+:class:`Foreign` (its attributes, its weights, the tfn types of its inputs
+and their layout) and returns an :class:`Emitted`: the tfn attributes and the
+variables by role, in tfn's layouts; or it raises :class:`NoMapping` with the
+reason (an attribute tfn has no counterpart for). The importers in
+runners/importers/ read files and dispatch through :func:`rules`; nothing
+outside layers/ names an op.
+
+Layouts: Keras and TensorFlow hold rank >= 3 tensors features-last (NHWC,
+NTF); tfn holds them channels-first. ``Foreign.channels_last`` says the source
+does, and :meth:`Foreign.axis` converts an axis. A rank-2 tensor made by
+flattening a features-last tensor carries ``feature_order``: for each tfn
+feature, the index of the same value in the source's flattened order; an op
+that mixes features (dense) permutes its weights by it.
+
+No torch here; NumPy is imported by the converters when they run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from tfn.layers.base import TensorType, all_ops
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: the frameworks rules are written for; keras_activation names Keras's activation functions
+#: (`activation="relu"` on a layer, or an Activation layer), keras_loss the losses of a compiled model
+FRAMEWORKS = ("keras", "keras_activation", "keras_loss", "tf", "onnx")
+
+
+_MISSING = object()
+
+
+class NoMapping(Exception):
+    """This foreign layer has no tfn counterpart (with the reason, e.g. the attribute at fault)."""
+
+
+@dataclass(frozen=True)
+class Foreign:
+    """One foreign layer or op, as an importer hands it to a rule."""
+
+    framework: str
+    kind: str  # Keras class name, activation name, TF op type or ONNX op type
+    name: str
+    attrs: dict  # Keras config / TF or ONNX attributes, as plain Python values
+    inputs: tuple[TensorType, ...]  # tfn types (channels-first) of the data inputs
+    weights: tuple = ()  # Keras: the layer's weights in Keras's order; TF / ONNX: constant inputs, in input order
+    channels_last: bool = False  # the source holds rank >= 3 tensors features-last
+    feature_orders: tuple = ()  # per input: None, or the source index of each tfn feature (see the module doc)
+    #: inputs whose feature order the rule read: an order nobody read means the rule cannot honour it
+    read_orders: set = field(default_factory=set, compare=False, repr=False)
+
+    def attr(self, key: str, default: Any = _MISSING) -> Any:
+        if key in self.attrs:
+            return self.attrs[key]
+        if default is _MISSING:
+            raise NoMapping(f"attribute {key!r} is missing")
+        return default
+
+    def weight(self, index: int) -> np.ndarray:
+        if index >= len(self.weights):
+            raise NoMapping(f"expected at least {index + 1} weight(s), found {len(self.weights)}")
+        return self.weights[index]
+
+    def order(self, index: int = 0) -> tuple[int, ...] | None:
+        """Input `index`'s feature order (None: the same as the source's); reading it says the rule honours it."""
+        self.read_orders.add(index)
+        return self.feature_orders[index] if index < len(self.feature_orders) else None
+
+    @property
+    def rank(self) -> int:
+        return self.inputs[0].rank
+
+    def axis(self, axis: int, rank: int | None = None) -> int:
+        """The tfn axis of the source's `axis` of an input of `rank` (default: input 0's)."""
+        rank = self.rank if rank is None else rank
+        if not -rank <= axis < rank:
+            raise NoMapping(f"axis {axis} is out of range for a rank-{rank} input")
+        axis %= rank
+        if not self.channels_last or rank <= 2 or axis == 0:
+            return axis
+        return 1 if axis == rank - 1 else axis + 1
+
+    def require(self, condition: bool, reason: str) -> None:
+        if not condition:
+            raise NoMapping(reason)
+
+    def spatial_sizes(self, value, spatial: int, what: str) -> list[int]:
+        """A Keras/TF size given as an int or a list/tuple of `spatial` ints."""
+        values = [value] * spatial if isinstance(value, int) else list(value)
+        self.require(len(values) == spatial and all(isinstance(v, int) for v in values), f"{what} {value!r} is not {spatial} int(s)")
+        return values
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """What a rule makes of a foreign layer: tfn attributes and variables by role.
+
+    ``op`` replaces the rule owner's op when one foreign kind maps to two
+    ops (Keras's ReLU layer with max_value 6 is relu6). ``feature_order``
+    is the output's, for ops that flatten a features-last tensor or keep the
+    order of their input's features (element-wise ops).
+    """
+
+    attrs: dict = field(default_factory=dict)
+    variables: dict = field(default_factory=dict)
+    op: str | None = None
+    feature_order: tuple | None = None
+    #: a loss (keras_loss): the op whose input is the logits, when Keras's loss takes its output
+    #: (probabilities after a softmax or sigmoid) rather than logits
+    logits_before: str | None = None
+
+
+def keep_attributes(foreign: Foreign) -> Emitted:
+    """The rule of ops without attributes or weights that act on each element (activations)."""
+    return Emitted(feature_order=same_order(foreign))
+
+
+def same_order(foreign: Foreign) -> tuple[int, ...] | None:
+    """The feature order of an op whose output lines up with its inputs element by element.
+
+    Several inputs must share one order; else there is no mapping.
+    """
+    orders = {foreign.order(i) for i in range(len(foreign.inputs))}
+    foreign.require(len(orders) <= 1, "its inputs were flattened in different orders")
+    return next(iter(orders), None)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One foreign kind that becomes the op that lists this rule.
+
+    ``note`` is a few words for the mapping table (`+ BiasAdd`, `max_value 6`).
+    ``fuses`` (TF and ONNX) names an op type that may follow this one and is
+    folded into it when its other input is a constant: the importer passes
+    that constant as an extra weight (`BiasAdd` after `Conv2D` is the conv's
+    bias).
+    """
+
+    framework: str
+    kind: str
+    convert: Callable[[Foreign], Emitted] = keep_attributes
+    note: str = ""
+    fuses: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.framework not in FRAMEWORKS:
+            raise ValueError(f"unknown framework {self.framework!r}; one of {FRAMEWORKS}")
+
+
+def keras(kind: str, convert: Callable[[Foreign], Emitted] = keep_attributes, note: str = "") -> Rule:
+    return Rule("keras", kind, convert, note)
+
+
+def keras_activation(name: str, convert: Callable[[Foreign], Emitted] = keep_attributes, note: str = "") -> Rule:
+    return Rule("keras_activation", name, convert, note)
+
+
+def keras_loss(name: str, convert: Callable[[Foreign], Emitted] = keep_attributes, note: str = "") -> Rule:
+    return Rule("keras_loss", name, convert, note)
+
+
+def tf(kind: str, convert: Callable[[Foreign], Emitted] = keep_attributes, note: str = "", fuses: Sequence[str] = ()) -> Rule:
+    return Rule("tf", kind, convert, note, tuple(fuses))
+
+
+def onnx(kind: str, convert: Callable[[Foreign], Emitted] = keep_attributes, note: str = "", fuses: Sequence[str] = ()) -> Rule:
+    return Rule("onnx", kind, convert, note, tuple(fuses))
+
+
+def rules(framework: str) -> dict[str, tuple[str, Rule]]:
+    """{foreign kind: (tfn op name, rule)} for one framework, from every op's ``imports``.
+
+    A kind claimed by two ops is a programming error, raised here.
+    """
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}; one of {FRAMEWORKS}")
+    found: dict[str, tuple[str, Rule]] = {}
+    for name, op in all_ops().items():
+        for rule in op.imports:
+            if rule.framework != framework:
+                continue
+            if rule.kind in found:
+                raise RuntimeError(f"{framework} {rule.kind!r} is mapped by both {found[rule.kind][0]} and {name}")
+            found[rule.kind] = (name, rule)
+    return dict(sorted(found.items()))
+
+
+# --- conversions shared by the ops' rules -------------------------------------
+
+
+def channels_first_kernel(kernel: np.ndarray) -> np.ndarray:
+    """A TF convolution kernel [*spatial, in, out] (HWIO) in tfn's layout [out, in, *spatial] (OIHW).
+
+    The same transpose turns a transposed convolution's [*spatial, out, in]
+    into tfn's [in, out, *spatial].
+    """
+    rank = kernel.ndim
+    return kernel.transpose(rank - 1, rank - 2, *range(rank - 2)).copy()
+
+
+def depthwise_kernel(kernel: np.ndarray) -> np.ndarray:
+    """TF's depthwise filter [kh, kw, C, multiplier] as tfn's [C * multiplier, 1, kh, kw] (channel c*multiplier + q)."""
+    kh, kw, channels, multiplier = kernel.shape
+    return kernel.reshape(kh, kw, channels * multiplier).transpose(2, 0, 1)[:, None].copy()
+
+
+def dense_kernel(kernel: np.ndarray, feature_order: Sequence[int] | None) -> np.ndarray:
+    """A TF dense kernel [in, out] as tfn's [out, in], its rows first put in tfn's feature order."""
+    import numpy as np
+
+    if feature_order is not None:
+        kernel = kernel[np.asarray(feature_order)]
+    return kernel.T.copy()
+
+
+def flattened_order(sample_shape: Sequence[int]) -> tuple[int, ...]:
+    """For a tfn sample [C, *spatial]: the index, in the source's features-last flattened order
+    ([*spatial, C]), of each element of tfn's flattened order."""
+    import numpy as np
+
+    channels, spatial = sample_shape[0], tuple(sample_shape[1:])
+    source = np.arange(channels * int(np.prod(spatial, dtype=np.int64))).reshape(*spatial, channels)
+    return tuple(int(i) for i in np.moveaxis(source, -1, 0).reshape(-1))
+
+
+def padding_mode(foreign: Foreign, key: str = "padding") -> str:
+    """Keras's `same`/`valid` (TF's SAME/VALID) as tfn's padding; anything else has no mapping."""
+    value = str(foreign.attr(key, "valid")).upper()
+    foreign.require(value in ("SAME", "VALID"), f"{key} {foreign.attr(key)!r}: tfn has SAME and VALID padding")
+    return value
+
+
+def channels_last_only(foreign: Foreign) -> None:
+    """Keras layers in the default data_format; channels_first layers have no mapping (yet)."""
+    fmt = foreign.attr("data_format", "channels_last") or "channels_last"
+    foreign.require(fmt == "channels_last", f"data_format {fmt!r}: tfn imports channels_last Keras layers")

@@ -1,0 +1,213 @@
+"""Framework-neutral import: foreign layers in, tfn nodes with weights out.
+
+A reader (keras.py, tensorflow.py, onnx.py) turns a file into a sequence of
+:class:`Layer` (one Keras layer call, TF op or ONNX node, in topological
+order) and feeds them to a :class:`Builder`. The builder finds each one's
+rule through the ops' ``imports`` (layers/imports.py), converts it, checks
+the result against the op's own shape rule and variables, and keeps the
+tfn node, its weights and a record of what became what. Whatever cannot be
+mapped is collected, each with its name, kind and place, and raised at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydantic import ValidationError
+
+from tfn import layers
+from tfn.layers import OpError, TensorType
+from tfn.layers import imports as im
+from tfn.specs.errors import UserError
+
+
+@dataclass
+class Layer:
+    """One foreign layer (Keras), op (TF) or node (ONNX), as a reader hands it over."""
+
+    name: str  # the source's name
+    kind: str  # Keras class name / activation / TF op type / ONNX op type
+    framework: str  # a framework of layers/imports.py
+    attrs: dict
+    inputs: list[str]  # the source's tensors it reads (data only)
+    outputs: list[str]  # the source's tensors it makes
+    weights: list = field(default_factory=list)
+    scope: str = ""  # the tfn scope it goes into
+    node: str | None = None  # the tfn node name (default: the source name, made a valid name)
+    share: str | None = None  # a tfn node (full name) whose variables this one reuses
+    where: str = ""  # where it sits in the source, for messages
+    folded: list[str] = field(default_factory=list)  # source nodes folded into it (a fused BiasAdd)
+
+
+@dataclass(frozen=True)
+class Unmapped:
+    """A foreign layer tfn cannot express, and why."""
+
+    name: str
+    kind: str
+    where: str
+    reason: str
+
+    def __str__(self) -> str:
+        place = f" ({self.where})" if self.where else ""
+        return f"{self.kind} {self.name!r}{place}: {self.reason}"
+
+
+class ImportFailed(UserError):
+    """The file holds layers or ops that have no tfn mapping (each listed), or cannot be read."""
+
+
+def unmappable_error(source: str, problems: list[Unmapped]) -> ImportFailed:
+    lines = [f"{source}: error: {len(problems)} layer(s) or op(s) cannot be imported:"]
+    lines += [f"  {p}" for p in problems]
+    lines.append("`tfn import --list` shows how each one maps; `tfn layers` lists the ops tfn has")
+    return ImportFailed("\n".join(lines))
+
+
+@dataclass
+class Tensor:
+    ref: str  # a tfn node output or model input
+    type: TensorType
+    order: tuple | None = None  # see layers/imports.py: features flattened from a features-last tensor
+
+
+@dataclass
+class Node:
+    name: str  # full name, scopes included
+    scope: str
+    op: str
+    attrs: dict
+    inputs: list[str]  # full refs
+    share: str | None = None
+
+
+_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+def valid_name(text: str) -> str:
+    """A spec name (letters, digits, `_.-`, not starting with a digit or punctuation) close to `text`."""
+    name = _NAME.sub("_", text).strip("_") or "node"
+    return name if re.match(r"[A-Za-z_]", name) else f"_{name}"
+
+
+class Builder:
+    """Collects tfn nodes and weights from foreign layers, tracking each tensor's type and layout."""
+
+    def __init__(self, framework: str, channels_last: bool):
+        self.framework = framework
+        self.channels_last = channels_last
+        self.tensors: dict[str, Tensor] = {}
+        self.inputs: dict[str, TensorType] = {}
+        self.nodes: list[Node] = []
+        self.weights: dict[str, dict[str, np.ndarray]] = {}
+        self.records: list[dict] = []
+        self.problems: list[Unmapped] = []
+        self.taken: set[str] = set()
+
+    # --- names -------------------------------------------------------------------
+
+    def unique(self, scope: str, name: str) -> str:
+        base = f"{scope}/{valid_name(name)}" if scope else valid_name(name)
+        full, k = base, 0
+        while full in self.taken or any(t.startswith(full + "/") for t in self.taken):
+            k += 1
+            full = f"{base}_{k}"
+        self.taken.add(full)
+        return full
+
+    # --- building ----------------------------------------------------------------
+
+    def add_input(self, tensor: str, name: str, type_: TensorType) -> str:
+        full = self.unique("", name)
+        self.inputs[full] = type_
+        self.tensors[tensor] = Tensor(full, type_)
+        return full
+
+    def fail(self, layer: Layer, reason: str) -> None:
+        self.problems.append(Unmapped(layer.name, layer.kind, layer.where, reason))
+
+    def alias(self, tensor: str, source: str) -> None:
+        """`tensor` is `source` under another name (Identity, a Keras InputLayer of a nested model)."""
+        if source in self.tensors:
+            self.tensors[tensor] = self.tensors[source]
+
+    def add(self, layer: Layer) -> Node | None:
+        """Convert one layer; None (after recording the problem) when it cannot be mapped."""
+        table = im.rules(layer.framework)
+        if layer.kind not in table:
+            self.fail(layer, "no mapping")
+            return None
+        if any(t not in self.tensors for t in layer.inputs):
+            return None  # an input failed: reported there
+        ins = [self.tensors[t] for t in layer.inputs]
+        op_name, rule = table[layer.kind]
+        foreign = im.Foreign(
+            layer.framework,
+            layer.kind,
+            layer.name,
+            layer.attrs,
+            tuple(t.type for t in ins),
+            tuple(layer.weights),
+            self.channels_last,
+            tuple(t.order for t in ins),
+        )
+        try:
+            emitted = rule.convert(foreign)
+        except im.NoMapping as exc:
+            self.fail(layer, str(exc))
+            return None
+        unread = [i for i, t in enumerate(ins) if t.order is not None and i not in foreign.read_orders]
+        if unread:
+            self.fail(layer, "its input was flattened from a features-last tensor, and tfn's op would see the features in another order")
+            return None
+        op = layers.get(emitted.op or op_name)
+        node = self.node(layer, op, emitted, ins)
+        return node
+
+    def node(self, layer: Layer, op, emitted: im.Emitted, ins: list[Tensor]) -> Node | None:
+        try:
+            params = op.Params.model_validate(_plain(emitted.attrs))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"])
+            self.fail(layer, f"tfn's {op.name} refuses {where}: {error['msg']}")
+            return None
+        in_types = [t.type for t in ins]
+        try:
+            outputs = op.infer(params, in_types)
+            expected = {v.role: tuple(v.shape) for v in op.variables(params, in_types)}
+        except OpError as exc:
+            self.fail(layer, f"as tfn's {op.name}: {exc}")
+            return None
+        given = {role: tuple(np.shape(v)) for role, v in emitted.variables.items()}
+        if layer.share is None and given != expected:
+            self.fail(layer, f"weights {given} do not fit tfn's {op.name}, which needs {expected}")
+            return None
+        full = self.unique(layer.scope, layer.node or layer.name)
+        dumped = params.model_dump(mode="json")
+        attrs = {k: dumped[k] for k in emitted.attrs if k in dumped}
+        node = Node(full, layer.scope, op.name, attrs, [t.ref for t in ins], layer.share)
+        self.nodes.append(node)
+        if layer.share is None and emitted.variables:
+            self.weights[full] = {role: np.ascontiguousarray(v, dtype=np.float32) for role, v in emitted.variables.items()}
+        for i, tensor in enumerate(layer.outputs):
+            self.tensors[tensor] = Tensor(full if i == 0 else f"{full}:{i}", outputs[i], emitted.feature_order)
+        self.records.append(
+            {"source": layer.name, "kind": layer.kind, "node": full, "op": op.name}
+            | ({"folded": layer.folded} if layer.folded else {})
+            | ({"shares": layer.share} if layer.share else {})
+        )
+        return node
+
+
+def _plain(value):
+    """NumPy scalars and tuples as the plain Python values the op schemas take (strict)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

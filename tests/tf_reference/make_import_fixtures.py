@@ -1,0 +1,317 @@
+"""Make the model files `tfn import` is tested on, with the outputs TensorFlow computes for them.
+
+Run with TensorFlow 2.x, Keras 3 and tf-keras installed (never a dependency of tfn):
+
+    TF_CPP_MIN_LOG_LEVEL=2 python tests/tf_reference/make_import_fixtures.py
+
+It writes tests/fixtures/imports/: for each fixture NAME the model file
+(NAME.keras, NAME.h5, NAME.pb, or NAME.ckpt.* with NAME.ckpt.meta) and
+NAME.json (the versions that wrote it, the format, the parameter counts as
+Keras counts them, the input and output names) plus NAME.npz (fixed inputs
+and the original's outputs on them, float32). Keras 3 files are made in this
+process; tf.keras (legacy .h5) and TF 1.x graph files in a child process with
+TF_USE_LEGACY_KERAS=1, since tf.keras is chosen when TensorFlow is imported.
+Widths are small: the whole folder stays well under 2 MB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parents[1] / "fixtures" / "imports"
+SCRIPT = "tests/tf_reference/make_import_fixtures.py"
+
+
+def record(name: str, fmt: str, file: str, versions: dict, params: tuple[int, int], inputs: dict, outputs: dict, extra: dict | None = None) -> None:
+    meta = {
+        "made_by": SCRIPT,
+        "format": fmt,
+        "file": file,
+        "versions": versions,
+        "params": {"trainable": int(params[0]), "non_trainable": int(params[1])},
+        "inputs": {k: list(v.shape[1:]) for k, v in inputs.items()},
+        "input_dtypes": {k: str(v.dtype) for k, v in inputs.items()},
+        "outputs": list(outputs),
+        **(extra or {}),
+    }
+    (OUT / f"{name}.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    arrays = {f"input:{k}": v for k, v in inputs.items()} | {f"output:{k}": np.asarray(v, np.float32) for k, v in outputs.items()}
+    np.savez_compressed(OUT / f"{name}.npz", **arrays)
+
+
+def rng(seed: int):
+    return np.random.default_rng(seed)
+
+
+def randomize_bn(model, seed: int) -> None:
+    """Moving statistics away from their initial 0 and 1, gamma/beta away from 1 and 0."""
+    r = rng(seed)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            weights = layer.get_weights()
+            layer.set_weights([(r.uniform(0.5, 1.5, w.shape) if i in (0, 3) else r.normal(0, 0.3, w.shape)).astype("float32") for i, w in enumerate(weights)])
+
+
+# --- Keras 3 -----------------------------------------------------------------
+
+
+def keras3() -> None:
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    versions = {"tensorflow": tf.__version__, "keras": keras.__version__}
+    keras.utils.set_random_seed(0)
+
+    def save(name: str, model, inputs: dict, compiled: bool = True, extra: dict | None = None):
+        path = OUT / f"{name}.keras"
+        model.save(path)
+        feeds = [inputs[k] for k in [t.name for t in model.inputs]] if len(model.inputs) > 1 else inputs[model.inputs[0].name]
+        result = model(feeds, training=False)
+        result = result if isinstance(result, (list, tuple)) else [result]
+        names = [t._keras_history.operation.name for t in model.outputs]
+        outputs = {name_: np.asarray(r) for name_, r in zip(names, result)}
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        frozen = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+        record(name, "keras3", path.name, versions, (trainable, frozen), inputs, outputs, extra)
+
+    # MLP: Sequential, dropout, softmax output, compiled
+    model = keras.Sequential(
+        [keras.Input((8,), name="features"), layers.Dense(16, activation="relu", name="hidden"), layers.Dropout(0.2, name="drop"), layers.Dense(4, activation="softmax", name="probs")],
+        name="mlp",
+    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.002), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    save("mlp", model, {"features": rng(1).normal(size=(3, 8)).astype("float32")})
+
+    # CNN with batch normalization (trained a few steps: moving statistics move) and dropout
+    x = keras.Input((10, 10, 3), name="image")
+    h = layers.Conv2D(6, 3, padding="same", name="conv1")(x)
+    h = layers.BatchNormalization(name="bn1")(h)
+    h = layers.ReLU(name="relu1")(h)
+    h = layers.MaxPooling2D(2, name="pool1")(h)
+    h = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv2")(h)
+    h = layers.BatchNormalization(momentum=0.9, epsilon=1e-3, name="bn2")(h)
+    h = layers.Activation("relu", name="act2")(h)
+    h = layers.Dropout(0.3, name="drop")(h)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    y = layers.Dense(5, name="logits")(h)
+    model = keras.Model(x, y, name="cnn_bn")
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    r = rng(2)
+    model.fit(r.normal(size=(32, 10, 10, 3)).astype("float32"), r.integers(0, 5, 32), batch_size=16, epochs=2, verbose=0)
+    randomize_bn(model, 3)
+    save("cnn_bn", model, {"image": rng(4).normal(size=(2, 10, 10, 3)).astype("float32")})
+
+    # Inception-style block: parallel branches joined by Concatenate on the channel axis, flatten + dense
+    x = keras.Input((8, 8, 4), name="image")
+    b1 = layers.Conv2D(4, 1, activation="relu", name="branch1x1")(x)
+    b3 = layers.Conv2D(3, 1, activation="relu", name="branch3x3_reduce")(x)
+    b3 = layers.Conv2D(5, 3, padding="same", activation="relu", name="branch3x3")(b3)
+    bp = layers.AveragePooling2D(3, strides=1, padding="same", name="branch_pool")(x)
+    bp = layers.Conv2D(2, 1, name="branch_pool_proj")(bp)
+    h = layers.Concatenate(axis=-1, name="mixed")([b1, b3, bp])
+    h = layers.MaxPooling2D(2, name="pool")(h)
+    h = layers.Flatten(name="flatten")(h)
+    y = layers.Dense(6, name="logits")(h)
+    save("inception", keras.Model(x, y, name="inception"), {"image": rng(5).normal(size=(2, 8, 8, 4)).astype("float32")})
+
+    # depthwise + separable convolutions
+    x = keras.Input((9, 9, 3), name="image")
+    h = layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu6", name="depthwise")(x)
+    h = layers.SeparableConv2D(8, 3, strides=2, depth_multiplier=1, padding="valid", name="separable")(h)
+    h = layers.SeparableConv2D(4, 3, padding="same", depth_multiplier=2, use_bias=False, activation="elu", name="separable2")(h)
+    h = layers.GlobalMaxPooling2D(name="gmp")(h)
+    y = layers.Dense(3, activation="sigmoid", name="scores")(h)
+    model = keras.Model(x, y, name="depthwise_separable")
+    model.compile(optimizer="rmsprop", loss="binary_crossentropy")
+    save("depthwise_separable", model, {"image": rng(6).normal(size=(2, 9, 9, 3)).astype("float32")})
+
+    # transposed-convolution decoder from a spatial latent code, with zero padding
+    x = keras.Input((3, 3, 6), name="code")
+    h = layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu", name="up1")(x)
+    h = layers.ZeroPadding2D(((1, 0), (0, 1)), name="pad")(h)
+    h = layers.Conv2DTranspose(4, 3, strides=2, padding="valid", activation="tanh", name="up2")(h)
+    y = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="pixels")(h)
+    model = keras.Model(x, y, name="decoder")
+    model.compile(optimizer="adam", loss="mse")
+    save("decoder", model, {"code": rng(7).normal(size=(2, 3, 3, 6)).astype("float32")})
+
+    # embedding + LSTM classifier over token ids
+    x = keras.Input((7,), dtype="int32", name="tokens")
+    h = layers.Embedding(20, 6, name="embed")(x)
+    h = layers.LSTM(5, name="lstm")(h)
+    y = layers.Dense(3, name="logits")(h)
+    model = keras.Model(x, y, name="embedding_lstm")
+    randomize_recurrent_bias(model, 8)
+    save("embedding_lstm", model, {"tokens": rng(9).integers(0, 20, (2, 7)).astype("int32")})
+
+    # layer normalization + gelu
+    model = keras.Sequential(
+        [
+            keras.Input((6,), name="x"),
+            layers.Dense(8, name="dense"),
+            layers.LayerNormalization(name="norm"),
+            layers.Activation("gelu", name="gelu"),
+            layers.Dense(2, name="out"),
+        ],
+        name="layernorm_gelu",
+    )
+    norm = model.get_layer("norm")
+    norm.set_weights([rng(10).uniform(0.5, 1.5, (8,)).astype("float32"), rng(11).normal(0, 0.3, (8,)).astype("float32")])
+    save("layernorm_gelu", model, {"x": rng(12).normal(size=(3, 6)).astype("float32")})
+
+    # a nested Sequential inside a functional model
+    inner = keras.Sequential([keras.Input((8,)), layers.Dense(8, activation="tanh", name="inner1"), layers.Dense(8, name="inner2")], name="block")
+    x = keras.Input((6,), name="x")
+    h = layers.Dense(8, activation="relu", name="stem")(x)
+    h = inner(h)
+    y = layers.Dense(3, name="head")(h)
+    save("nested", keras.Model(x, y, name="nested"), {"x": rng(13).normal(size=(2, 6)).astype("float32")})
+
+
+def randomize_recurrent_bias(model, seed: int) -> None:
+    """Recurrent biases away from zero (Keras initialises them to 0, the forget gate to 1)."""
+    r = rng(seed)
+    for layer in model.layers:
+        if type(layer).__name__ in ("LSTM", "GRU"):
+            weights = layer.get_weights()
+            weights[-1] = r.normal(0, 0.5, weights[-1].shape).astype("float32")
+            layer.set_weights(weights)
+
+
+# --- tf.keras (legacy .h5) and TF 1.x graphs ---------------------------------
+
+
+def legacy() -> None:
+    import tensorflow as tf
+    import tf_keras as keras
+    from tf_keras import layers
+
+    versions = {"tensorflow": tf.__version__, "tf_keras": keras.__version__}
+    keras.utils.set_random_seed(0)
+
+    def save(name: str, model, inputs: dict):
+        path = OUT / f"{name}.h5"
+        model.save(path, save_format="h5")
+        feeds = [inputs[n] for n in model.input_names]
+        result = model(feeds if len(feeds) > 1 else feeds[0], training=False)
+        result = result if isinstance(result, (list, tuple)) else [result]
+        outputs = {n: np.asarray(r) for n, r in zip(model.output_names, result)}
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        frozen = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+        record(name, "tf_keras_h5", path.name, versions, (trainable, frozen), inputs, outputs)
+
+    # LeNet-5 (Sequential; the dense after an NHWC flatten)
+    model = keras.Sequential(
+        [
+            layers.Conv2D(6, 5, padding="same", activation="tanh", input_shape=(28, 28, 1), name="conv1"),
+            layers.AveragePooling2D(2, name="pool1"),
+            layers.Conv2D(16, 5, activation="tanh", name="conv2"),
+            layers.AveragePooling2D(2, name="pool2"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(120, activation="tanh", name="fc1"),
+            layers.Dense(84, activation="tanh", name="fc2"),
+            layers.Dense(10, activation="softmax", name="probs"),
+        ],
+        name="lenet5",
+    )
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05, momentum=0.9), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    save("lenet5", model, {"conv1_input": rng(20).uniform(size=(2, 28, 28, 1)).astype("float32")})
+
+    # residual block: Add shortcut
+    x = keras.Input((8, 8, 3), name="image")
+    h = layers.Conv2D(4, 3, padding="same", name="stem")(x)
+    h = layers.BatchNormalization(name="stem_bn")(h)
+    h = layers.Activation("relu", name="stem_relu")(h)
+    r = layers.Conv2D(4, 3, padding="same", activation="relu", name="res_conv1")(h)
+    r = layers.Conv2D(4, 3, padding="same", name="res_conv2")(r)
+    h = layers.Add(name="residual")([h, r])
+    h = layers.Activation("relu", name="res_relu")(h)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    y = layers.Dense(4, activation="softmax", name="probs")(h)
+    model = keras.Model(x, y, name="residual")
+    randomize_bn(model, 21)
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    save("residual", model, {"image": rng(22).normal(size=(2, 8, 8, 3)).astype("float32")})
+
+    # GRU (reset_after=True, tf.keras 2's default)
+    x = keras.Input((5, 4), name="sequence")
+    h = layers.GRU(6, name="gru")(x)
+    y = layers.Dense(2, name="logits")(h)
+    model = keras.Model(x, y, name="gru")
+    randomize_recurrent_bias(model, 23)
+    save("gru", model, {"sequence": rng(24).normal(size=(2, 5, 4)).astype("float32")})
+
+    # a shared layer: one Dense applied to two inputs (its variables exist once)
+    a = keras.Input((5,), name="left")
+    b = keras.Input((5,), name="right")
+    shared = layers.Dense(4, activation="relu", name="shared")
+    h = layers.Concatenate(name="both")([shared(a), shared(b)])
+    y = layers.Dense(2, name="logits")(h)
+    save("shared", keras.Model([a, b], y, name="shared"), {"left": rng(25).normal(size=(2, 5)).astype("float32"), "right": rng(26).normal(size=(2, 5)).astype("float32")})
+
+    tf1_graph(versions)
+
+
+def tf1_graph(versions: dict) -> None:
+    """A TF 1.x graph (tf.compat.v1 layers): a frozen GraphDef, and a checkpoint with its .meta (optimizer included)."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(0)
+        image = v1.placeholder(tf.float32, [None, 12, 12, 3], name="image")
+        labels = v1.placeholder(tf.int64, [None], name="labels")
+        h = v1.layers.conv2d(image, 6, 3, padding="same", name="conv1")
+        h = v1.layers.batch_normalization(h, training=False, name="bn1")
+        h = tf.nn.relu(h)
+        h = tf.nn.max_pool2d(h, 2, 2, "VALID")
+        with v1.variable_scope("block"):
+            h = v1.layers.conv2d(h, 8, 3, strides=2, padding="same", activation=tf.nn.relu6, name="conv")
+            h = tf.nn.avg_pool2d(h, 2, 1, "SAME")
+        h = tf.reshape(h, [-1, 3 * 3 * 8])
+        h = v1.layers.dense(h, 16, activation=tf.nn.elu, name="fc")
+        logits = v1.layers.dense(h, 4, name="logits")
+        tf.nn.softmax(logits, name="probabilities")
+        loss = v1.losses.sparse_softmax_cross_entropy(labels, logits)
+        train = v1.train.MomentumOptimizer(0.01, 0.9).minimize(loss)
+        saver = v1.train.Saver()
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            r = rng(30)
+            for _ in range(2):
+                sess.run(train, {image: r.normal(size=(8, 12, 12, 3)), labels: r.integers(0, 4, 8)})
+            for var in v1.global_variables():
+                if "moving" in var.name:
+                    low, high = (0.5, 1.5) if "variance" in var.name else (-0.3, 0.3)
+                    var.load(r.uniform(low, high, var.shape.as_list()).astype("float32"), sess)
+            feed = rng(31).normal(size=(2, 12, 12, 3)).astype("float32")
+            probs, logit_values = sess.run(["probabilities:0", logits], {image: feed})
+            trainable = sum(int(np.prod(v.shape)) for v in v1.trainable_variables())
+            model_vars = [v for v in v1.global_variables() if "moving" in v.name]
+            frozen = sum(int(np.prod(v.shape)) for v in model_vars)
+            outputs = {"probabilities": probs, "logits/BiasAdd": logit_values}
+            saver.save(sess, str(OUT / "tf1_cnn.ckpt"), write_meta_graph=True)
+            record("tf1_cnn_ckpt", "tf1_checkpoint", "tf1_cnn.ckpt", versions, (trainable, frozen), {"image": feed}, outputs)
+            frozen_def = v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), ["probabilities"])
+            frozen_def = v1.graph_util.remove_training_nodes(frozen_def)
+            (OUT / "tf1_cnn.pb").write_bytes(frozen_def.SerializeToString())
+            record("tf1_cnn_pb", "tf_graphdef", "tf1_cnn.pb", versions, (trainable, frozen), {"image": feed}, {"probabilities": probs})
+
+
+if __name__ == "__main__":
+    OUT.mkdir(parents=True, exist_ok=True)
+    if "--legacy" in sys.argv:
+        legacy()
+    else:
+        keras3()
+        env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
+        subprocess.run([sys.executable, __file__, "--legacy"], check=True, env=env)
+    print(f"wrote {OUT}")
