@@ -1,0 +1,276 @@
+"""TensorFlow graphs: a frozen GraphDef (.pb), or a TF 1.x checkpoint with its MetaGraphDef (.meta).
+
+Read with the protobuf classes TensorBoard ships; no TensorFlow. The part of
+the graph the outputs need is mapped op by op through the ops' TF rules
+(layers/imports.py). Constants and variables become weights: a frozen
+graph's Const nodes, a checkpoint's tensors by variable name (bundle.py).
+Identity-like ops (Identity, ReadVariableOp, StopGradient, Snapshot) pass
+their input through. A BiasAdd after a Conv2D / MatMul / depthwise or
+transposed convolution is folded into it (the rule's `fuses`). A node is
+named after its variables' scope (`conv1/Conv2D` with kernel `conv1/kernel`
+becomes node `conv1`), so tfn's variable names are TF's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tfn.layers import TensorType
+from tfn.layers import imports as im
+from tfn.runners.importers.build import Builder, ImportFailed, Layer, Unmapped, unmappable_error, valid_name
+from tfn.runners.importers.directory import Imported, default_losses
+
+PASS_THROUGH = ("Identity", "ReadVariableOp", "StopGradient", "Snapshot", "PreventGradient")
+VARIABLES = ("VariableV2", "Variable", "VarHandleOp")
+#: ops that make no tensor a model reads: never graph ends
+_NOT_ENDS = ("NoOp", "Assign", "AssignVariableOp", "SaveV2", "RestoreV2", "MergeV2Checkpoints", "VarIsInitializedOp")
+
+
+def _attr(value):
+    """An AttrValue as a plain Python value."""
+    kind = value.WhichOneof("value")
+    if kind == "s":
+        return value.s.decode(errors="replace")
+    if kind == "list":
+        lst = value.list
+        for field in ("i", "f", "s", "b", "type"):
+            items = list(getattr(lst, field))
+            if items:
+                return [v.decode(errors="replace") if isinstance(v, bytes) else v for v in items]
+        return []
+    if kind == "shape":
+        return None if value.shape.unknown_rank else [d.size for d in value.shape.dim]
+    if kind == "tensor":
+        from tensorboard.util import tensor_util
+
+        return tensor_util.make_ndarray(value.tensor)
+    return getattr(value, kind) if kind else None
+
+
+def _split(ref: str) -> tuple[str, int, bool]:
+    """'name:1' -> (name, 1, False); '^name' -> (name, 0, True)."""
+    control = ref.startswith("^")
+    ref = ref.lstrip("^")
+    name, _, index = ref.partition(":")
+    return name, int(index or 0), control
+
+
+class GraphReader:
+    def __init__(self, path: Path, graph_def, variables: dict[str, np.ndarray] | None):
+        self.path = path
+        self.nodes = {n.name: n for n in graph_def.node}
+        self.order = [n.name for n in graph_def.node]
+        self.variables = variables
+        self.consumers: dict[str, list[str]] = {}
+        for n in graph_def.node:
+            for ref in n.input:
+                name, _, control = _split(ref)
+                if not control:
+                    self.consumers.setdefault(name, []).append(n.name)
+
+    # --- constants -----------------------------------------------------------------
+
+    def source(self, name: str) -> str:
+        """Follow pass-through ops to the node that makes the value."""
+        seen = set()
+        while self.nodes[name].op in PASS_THROUGH and name not in seen:
+            seen.add(name)
+            name = _split(self.nodes[name].input[0])[0]
+        return name
+
+    def constant(self, ref: str) -> tuple[np.ndarray, str] | None:
+        """(value, name) when `ref` is a constant or a variable (through pass-through ops), else None."""
+        name = self.source(_split(ref)[0])
+        node = self.nodes[name]
+        if node.op == "Const":
+            return np.asarray(_attr(node.attr["value"])), name
+        if node.op in VARIABLES:
+            if self.variables is None:
+                raise ImportFailed(f"{self.path}: error: the graph reads variable {name!r}: freeze it (convert_variables_to_constants) or import the checkpoint")
+            key = _attr(node.attr["shared_name"]) if "shared_name" in node.attr and _attr(node.attr["shared_name"]) else name
+            if key not in self.variables:
+                raise ImportFailed(f"{self.path}: error: the checkpoint holds no variable {key!r}")
+            return self.variables[key], key
+        return None
+
+    # --- outputs -------------------------------------------------------------------
+
+    def ends(self) -> list[str]:
+        """Nodes whose value nothing reads, that a model may output: the inference ends."""
+        table = im.rules("tf")
+        found = []
+        for name in self.order:
+            node = self.nodes[name]
+            if name in self.consumers or node.op in _NOT_ENDS or node.op in ("Const", "Placeholder", *VARIABLES):
+                continue
+            if all(self.nodes[n].op in table or self.nodes[n].op in PASS_THROUGH or self.nodes[n].op in ("Const", "Placeholder", *VARIABLES) for n in self.needed([name])):
+                found.append(name)
+        return found
+
+    def needed(self, outputs: list[str]) -> list[str]:
+        """The nodes the outputs read through data edges, in graph order."""
+        seen: set[str] = set()
+        stack = list(outputs)
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            if name not in self.nodes:
+                raise ImportFailed(f"{self.path}: error: the graph has no node {name!r}")
+            seen.add(name)
+            stack += [_split(r)[0] for r in self.nodes[name].input if not _split(r)[2]]
+        return [n for n in self.order if n in seen]
+
+    # --- mapping -------------------------------------------------------------------
+
+    def build(self, outputs: list[str]) -> tuple[Builder, list[str], list[str]]:
+        builder = Builder("tf", channels_last=True)
+        table = im.rules("tf")
+        folded: dict[str, str] = {}  # a fused consumer -> the node it was folded into
+        for name in self.needed(outputs):
+            node = self.nodes[name]
+            if node.op == "Placeholder":
+                shape = _attr(node.attr["shape"]) if "shape" in node.attr else None
+                if not shape or any(d < 0 for d in shape[1:]):
+                    builder.problems.append(Unmapped(name, "Placeholder", "an input", f"shape {shape}: tfn's inputs have a fixed sample shape"))
+                    continue
+                from tfn.runners.importers.keras import channels_first
+
+                dtype = {1: "float32", 2: "float64", 3: "int32", 9: "int64"}.get(node.attr["dtype"].type, "float32")
+                builder.add_input(f"{name}:0", name, TensorType((None, *channels_first(shape[1:])), dtype))
+                continue
+            if node.op in ("Const", *VARIABLES) or name in folded:
+                continue
+            if node.op in PASS_THROUGH:
+                builder.alias(f"{name}:0", self._tensor(node.input[0]))
+                continue
+            inputs, weights, weight_names = [], [], []
+            for ref in node.input:
+                if _split(ref)[2]:
+                    continue
+                constant = self.constant(ref)
+                if constant is None:
+                    inputs.append(self._tensor(ref))
+                else:
+                    weights.append(constant[0])
+                    weight_names.append(constant[1])
+            rule = table.get(node.op, (None, None))[1]
+            output = f"{name}:0"
+            fused = []
+            consumers = self.consumers.get(name, [])
+            if rule is not None and rule.fuses and len(consumers) == 1 and self.nodes[consumers[0]].op in rule.fuses:
+                follower = self.nodes[consumers[0]]
+                others = [r for r in follower.input if _split(r)[0] != name and not _split(r)[2]]
+                constant = self.constant(others[0]) if len(others) == 1 else None
+                if constant is not None:
+                    weights.append(constant[0])
+                    weight_names.append(constant[1])
+                    folded[follower.name] = name
+                    fused.append(follower.name)
+                    builder.alias(output, f"{follower.name}:0")
+                    output = f"{follower.name}:0"
+            scope, node_name = self._name(name, weight_names, builder)
+            where = f"node {name!r}" + (f" folding {', '.join(fused)}" if fused else "")
+            attrs = {k: _attr(v) for k, v in node.attr.items() if k not in ("T", "_output_shapes")}
+            builder.add(Layer(name, node.op, "tf", attrs, inputs, [output], weights, scope=scope, node=node_name, where=where, folded=fused))
+        return builder, [f"{self.source(o)}:0" for o in outputs], outputs
+
+    def _tensor(self, ref: str) -> str:
+        name, index, _ = _split(ref)
+        return f"{self.source(name)}:{index}"
+
+    @staticmethod
+    def _name(name: str, weight_names: list[str], builder: Builder) -> tuple[str, str]:
+        """(scope, node name): the variables' scope when the op has variables, else the op's own name.
+
+        A scope that is already a node's name (`block/conv` then `block/conv/Relu6`)
+        moves the rest into the node's name (`block` / `conv_Relu6`): nodes and
+        scopes share one namespace.
+        """
+        full = weight_names[0].rsplit("/", 1)[0] if weight_names and "/" in weight_names[0] else name
+        parts = [valid_name(p) for p in full.split("/")]
+        nodes = {n.name for n in builder.nodes} | set(builder.inputs)
+        cut = len(parts) - 1
+        while cut > 0 and any("/".join(parts[:k]) in nodes for k in range(1, cut + 1)):
+            cut -= 1
+        return "/".join(parts[:cut]), "_".join(parts[cut:])
+
+
+def _finish(path: Path, fmt: str, versions: dict, reader: GraphReader, outputs: list[str] | None) -> Imported:
+    if outputs:
+        names = [_split(o)[0] for o in outputs]
+        missing = [n for n in names if n not in reader.nodes]
+        if missing:
+            from tfn.layers import suggest
+
+            hint = suggest(missing[0], reader.nodes)
+            raise ImportFailed(f"--outputs: error: the graph has no node {missing[0]!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+    else:
+        names = reader.ends()
+        if len(names) != 1:
+            listed = ", ".join(names) if names else "none (every end of the graph passes through an op tfn does not map)"
+            raise ImportFailed(f"{path}: error: give the model's outputs with --outputs NAME[,NAME]: the graph's inference ends are {listed}")
+    builder, tensors, source_names = reader.build(names)
+    training = [n for n in reader.needed(names) if reader.nodes[n].op not in im.rules("tf") and n.startswith(("gradients/", "train", "save/"))]
+    if training:
+        builder.problems.insert(0, Unmapped(training[0], reader.nodes[training[0]].op, "the training subgraph", "the outputs depend on training ops; name inference outputs with --outputs"))
+    if builder.problems:
+        raise unmappable_error(str(path), builder.problems)
+    refs = [builder.tensors[t].ref for t in tensors]
+    name = valid_name(path.name.split(".")[0])
+    return Imported(name, path, fmt, versions, builder, refs, source_names, default_losses(builder, refs), None)
+
+
+def read_graphdef(path: Path, outputs: list[str] | None) -> Imported:
+    from google.protobuf.message import DecodeError
+    from tensorboard.compat.proto import graph_pb2
+
+    graph_def = graph_pb2.GraphDef()
+    data = path.read_bytes()
+    try:
+        if path.suffix == ".pbtxt":
+            from google.protobuf import text_format
+
+            text_format.Parse(data.decode(), graph_def)
+        else:
+            graph_def.ParseFromString(data)
+    except (DecodeError, UnicodeDecodeError, text_format_error()) as exc:
+        raise ImportFailed(f"{path}: error: not a TensorFlow GraphDef: {exc}") from None
+    if not graph_def.node:
+        raise ImportFailed(f"{path}: error: not a TensorFlow GraphDef (no nodes)")
+    versions = {"graphdef_producer": graph_def.versions.producer} if graph_def.versions.producer else {}
+    return _finish(path, "tf_graphdef", versions, GraphReader(path, graph_def, None), outputs)
+
+
+def text_format_error():
+    from google.protobuf.text_format import ParseError
+
+    return ParseError
+
+
+def read_meta(prefix: Path):
+    from google.protobuf.message import DecodeError
+    from tensorboard.compat.proto import meta_graph_pb2
+
+    meta_path = Path(f"{prefix}.meta")
+    if not meta_path.is_file():
+        raise ImportFailed(f"{meta_path}: error: no such file: a checkpoint's graph comes from its .meta file; without one, give the graph with --spec")
+    meta = meta_graph_pb2.MetaGraphDef()
+    try:
+        meta.ParseFromString(meta_path.read_bytes())
+    except DecodeError as exc:
+        raise ImportFailed(f"{meta_path}: error: not a TensorFlow MetaGraphDef: {exc}") from None
+    return meta
+
+
+def read_checkpoint(prefix: Path, outputs: list[str] | None) -> Imported:
+    from tfn.runners.importers import bundle
+
+    meta = read_meta(prefix)
+    variables = bundle.read(prefix)
+    versions = {"tensorflow": meta.meta_info_def.tensorflow_version} if meta.meta_info_def.tensorflow_version else {}
+    imported = _finish(prefix, "tf1_checkpoint", versions, GraphReader(prefix, meta.graph_def, variables), outputs)
+    imported.source = Path(f"{prefix}.index")
+    return imported
