@@ -22,6 +22,7 @@ COMMANDS = {
     "run": ("tfn.cli.run", "Feed inputs and fetch any nodes' outputs (Session.run), computing only what is needed."),
     "predict": ("tfn.cli.predict", "Class probabilities and top-k labels for arrays or images."),
     "time": ("tfn.cli.time", "Forward and backward time of every node (caffe time), with samples/s."),
+    "import": ("tfn.cli.import_model", "Import a Keras (.keras/.h5), TensorFlow (.pb, TF 1.x checkpoint) or ONNX model as a tfn model directory."),
     "layers": ("tfn.cli.layers", "List the ops by family, or show one op's attributes, shapes and TF notes."),
 }
 

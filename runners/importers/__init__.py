@@ -48,8 +48,15 @@ def checkpoint_prefix(path: Path) -> Path:
     return path
 
 
-def read(path: str | Path, *, outputs: list[str] | None = None, spec: str | Path | None = None) -> Imported:
-    """Read a model file (any supported format) into an Imported, or ImportFailed listing what cannot be mapped."""
+def read(path: str | Path, *, outputs: list[str] | None = None, spec: str | Path | None = None, input_layout: str = "nchw") -> Imported:
+    """Read a model file (any supported format) into an Imported, or ImportFailed listing what cannot be mapped.
+
+    `input_layout` nhwc keeps a features-last source's input layout (a transpose node after each input).
+    """
+    if input_layout not in ("nchw", "nhwc"):
+        raise ImportFailed(f"--input-layout: error: {input_layout!r} is not nchw or nhwc")
+    if input_layout == "nhwc":
+        raise ImportFailed("--input-layout nhwc: error: needs tfn's transpose op, which this tfn does not have yet")
     path = Path(path)
     kind = detect(path) if path.exists() or not checkpoint_prefix(path).with_name(checkpoint_prefix(path).name + ".index").exists() else "checkpoint"
     if kind != "checkpoint" and not path.is_file():

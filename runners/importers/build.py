@@ -59,11 +59,15 @@ class ImportFailed(UserError):
     """The file holds layers or ops that have no tfn mapping (each listed), or cannot be read."""
 
 
-def unmappable_error(source: str, problems: list[Unmapped]) -> ImportFailed:
+def unmappable_error(source: str, builder: Builder) -> ImportFailed:
+    """The error that lists every layer the builder could not map; it carries the builder's rows for --list."""
+    problems = builder.problems
     lines = [f"{source}: error: {len(problems)} layer(s) or op(s) cannot be imported:"]
     lines += [f"  {p}" for p in problems]
     lines.append("`tfn import --list` shows how each one maps; `tfn layers` lists the ops tfn has")
-    return ImportFailed("\n".join(lines))
+    error = ImportFailed("\n".join(lines))
+    error.rows = builder.rows
+    return error
 
 
 @dataclass
@@ -83,6 +87,12 @@ class Node:
     share: str | None = None
 
 
+#: why some kinds can never have a mapping
+NO_OP = {
+    "Lambda": "a Lambda layer holds Python code, which is not in the file's data (and tfn never runs code from a file)",
+    "TFOpLambda": "a TensorFlow function called on Keras tensors, saved as Python code",
+}
+
 _NAME = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
@@ -100,11 +110,14 @@ class Builder:
         self.channels_last = channels_last
         self.tensors: dict[str, Tensor] = {}
         self.inputs: dict[str, TensorType] = {}
+        self.source_inputs: dict[str, str] = {}  # tfn input -> the source's name of it
         self.nodes: list[Node] = []
         self.weights: dict[str, dict[str, np.ndarray]] = {}
         self.records: list[dict] = []
         self.problems: list[Unmapped] = []
         self.taken: set[str] = set()
+        #: every foreign layer in order, mapped or not: what `tfn import --list` prints
+        self.rows: list[dict] = []
 
     # --- names -------------------------------------------------------------------
 
@@ -122,11 +135,17 @@ class Builder:
     def add_input(self, tensor: str, name: str, type_: TensorType) -> str:
         full = self.unique("", name)
         self.inputs[full] = type_
+        self.source_inputs[full] = name
         self.tensors[tensor] = Tensor(full, type_)
+        self.rows.append({"source": name, "kind": "input", "where": "", "op": None, "node": full, "reason": f"model input {type_}"})
         return full
 
     def fail(self, layer: Layer, reason: str) -> None:
-        self.problems.append(Unmapped(layer.name, layer.kind, layer.where, reason))
+        self.unmapped(Unmapped(layer.name, layer.kind, layer.where, reason))
+
+    def unmapped(self, problem: Unmapped) -> None:
+        self.problems.append(problem)
+        self.rows.append({"source": problem.name, "kind": problem.kind, "where": problem.where, "op": None, "node": None, "reason": problem.reason})
 
     def alias(self, tensor: str, source: str) -> None:
         """`tensor` is `source` under another name (Identity, a Keras InputLayer of a nested model)."""
@@ -137,10 +156,11 @@ class Builder:
         """Convert one layer; None (after recording the problem) when it cannot be mapped."""
         table = im.rules(layer.framework)
         if layer.kind not in table:
-            self.fail(layer, "no mapping")
+            self.fail(layer, NO_OP.get(layer.kind, "tfn has no op it maps to"))
             return None
-        if any(t not in self.tensors for t in layer.inputs):
-            return None  # an input failed: reported there
+        if any(t not in self.tensors for t in layer.inputs):  # an input failed: reported there
+            self.rows.append({"source": layer.name, "kind": layer.kind, "where": layer.where, "op": None, "node": None, "reason": "not converted: an input could not be"})
+            return None
         ins = [self.tensors[t] for t in layer.inputs]
         op_name, rule = table[layer.kind]
         foreign = im.Foreign(
@@ -194,11 +214,10 @@ class Builder:
             self.weights[full] = {role: np.ascontiguousarray(v, dtype=np.float32) for role, v in emitted.variables.items()}
         for i, tensor in enumerate(layer.outputs):
             self.tensors[tensor] = Tensor(full if i == 0 else f"{full}:{i}", outputs[i], emitted.feature_order)
-        self.records.append(
-            {"source": layer.name, "kind": layer.kind, "node": full, "op": op.name}
-            | ({"folded": layer.folded} if layer.folded else {})
-            | ({"shares": layer.share} if layer.share else {})
-        )
+        record = {"source": layer.name, "kind": layer.kind, "node": full, "op": op.name}
+        record |= ({"folded": layer.folded} if layer.folded else {}) | ({"shares": layer.share} if layer.share else {})
+        self.records.append(record)
+        self.rows.append({"source": layer.name, "kind": layer.kind, "where": layer.where, "op": op.name, "node": full, "reason": ""})
         return node
 
 

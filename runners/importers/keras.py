@@ -131,9 +131,10 @@ class Reader:
     path: Path
     weights: object
     builder: Builder
-    problems: list[Unmapped] = field(default_factory=list)
-    # where each layer's (scope, layer name) was built: its tfn node, for shared layers
+    # each layer's (scope, layer name) -> the tfn node of its first call, which later calls share
     built: dict = field(default_factory=dict)
+    # a model-local tensor -> the tensor it stands for (a nested model's inputs and outputs)
+    aliases: dict = field(default_factory=dict)
 
     def model(self, config: dict, scope: list[str], inputs: list[str] | None) -> list[str]:
         """Add a model's layers; returns its output tensors. `inputs` are the tensors a nested model is called on."""
@@ -204,8 +205,6 @@ class Reader:
                 raise ImportFailed(f"{self.path}: error: layers {', '.join(missing)} take inputs no layer of the model makes")
         return [self.resolve(tensor_id(scope, *ref)) for ref in _refs(body.get("output_layers"))]
 
-    aliases: dict = field(default_factory=dict)
-
     def resolve(self, tensor: str) -> str:
         while tensor in self.aliases:
             tensor = self.aliases[tensor]
@@ -219,7 +218,7 @@ class Reader:
         if kind in MODEL_CLASSES:
             return self.model(entry, scope + [name], inputs)
         if entry.get("registered_name") and "keras" not in str(entry.get("module") or "keras") :
-            self.builder.problems.append(Unmapped(name, entry["registered_name"], where, "a custom layer (its code is not in the file)"))
+            self.builder.unmapped(Unmapped(name, entry["registered_name"], where, "a custom layer (its code is not in the file)"))
             return [output]
         key = ("/".join(scope), name)
         shared = self.built.get(key) if index > 0 else None
@@ -294,6 +293,9 @@ def _activation_name(value) -> str:
 
 
 def _activation(config: dict) -> str | None:
+    """The activation a layer applies to its output; recurrent layers' `activation` is inside their cell."""
+    if "return_sequences" in config or "cell" in config or "layer" in config:
+        return None
     name = _activation_name(config.get("activation")) if "activation" in config else "linear"
     return None if name == "linear" else name
 
@@ -366,7 +368,7 @@ def read(path: Path) -> Imported:
     except KeyError as exc:
         raise ImportFailed(f"{path}: error: the model config lacks {exc}: not a model saved by Keras") from None
     if builder.problems:
-        raise unmappable_error(str(path), builder.problems)
+        raise unmappable_error(str(path), builder)
     refs = [builder.tensors[t].ref for t in outputs]
     output_names = [t.split("|")[1] for t in outputs]
     losses = _losses(builder, training, refs) if training else []

@@ -134,7 +134,7 @@ class GraphReader:
             if node.op == "Placeholder":
                 shape = _attr(node.attr["shape"]) if "shape" in node.attr else None
                 if not shape or any(d < 0 for d in shape[1:]):
-                    builder.problems.append(Unmapped(name, "Placeholder", "an input", f"shape {shape}: tfn's inputs have a fixed sample shape"))
+                    builder.unmapped(Unmapped(name, "Placeholder", "an input", f"shape {shape}: tfn's inputs have a fixed sample shape"))
                     continue
                 from tfn.runners.importers.keras import channels_first
 
@@ -215,9 +215,9 @@ def _finish(path: Path, fmt: str, versions: dict, reader: GraphReader, outputs: 
     builder, tensors, source_names = reader.build(names)
     training = [n for n in reader.needed(names) if reader.nodes[n].op not in im.rules("tf") and n.startswith(("gradients/", "train", "save/"))]
     if training:
-        builder.problems.insert(0, Unmapped(training[0], reader.nodes[training[0]].op, "the training subgraph", "the outputs depend on training ops; name inference outputs with --outputs"))
+        builder.unmapped(Unmapped(training[0], reader.nodes[training[0]].op, "the training subgraph", "the outputs depend on training ops; name inference outputs with --outputs"))
     if builder.problems:
-        raise unmappable_error(str(path), builder.problems)
+        raise unmappable_error(str(path), builder)
     refs = [builder.tensors[t].ref for t in tensors]
     name = valid_name(path.name.split(".")[0])
     return Imported(name, path, fmt, versions, builder, refs, source_names, default_losses(builder, refs), None)
