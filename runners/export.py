@@ -123,6 +123,9 @@ def _torch_export(module, inputs: list[str], outputs: list[str], types: dict[str
             output_names=outputs,
             dynamic_shapes={"xs": tuple(dynamic)},
             verbose=False,
+            # the optimizer folds constants into others (a zero bias vanishes, BN merges into its conv):
+            # every variable stays an initializer under its graph name, so `tfn import` gets the model back
+            optimize=False,
         )
 
 

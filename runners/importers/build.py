@@ -130,6 +130,20 @@ class Builder:
         self.taken.add(full)
         return full
 
+    def place(self, full: str) -> tuple[str, str]:
+        """(scope, node name) for a source name with `/` scopes (`block/conv/Relu6`).
+
+        Nodes and scopes share one namespace: a scope that is already a node's
+        name (`block/conv`) moves the rest into the node's name (`block` and
+        `conv_Relu6`).
+        """
+        parts = [valid_name(p) for p in full.split("/") if p]
+        nodes = {n.name for n in self.nodes}  # a scope may share an input's name (siamese's `left`)
+        cut = len(parts) - 1
+        while cut > 0 and any("/".join(parts[:k]) in nodes for k in range(1, cut + 1)):
+            cut -= 1
+        return "/".join(parts[:cut]), "_".join(parts[cut:])
+
     # --- building ----------------------------------------------------------------
 
     def add_input(self, tensor: str, name: str, type_: TensorType) -> str:
@@ -211,7 +225,7 @@ class Builder:
         node = Node(full, layer.scope, op.name, attrs, [t.ref for t in ins], layer.share)
         self.nodes.append(node)
         if layer.share is None and emitted.variables:
-            self.weights[full] = {role: np.ascontiguousarray(v, dtype=np.float32) for role, v in emitted.variables.items()}
+            self.weights[full] = {role: np.array(v, dtype=np.float32) for role, v in emitted.variables.items()}  # a writable copy
         for i, tensor in enumerate(layer.outputs):
             self.tensors[tensor] = Tensor(full if i == 0 else f"{full}:{i}", outputs[i], emitted.feature_order)
         record = {"source": layer.name, "kind": layer.kind, "node": full, "op": op.name}

@@ -171,7 +171,7 @@ class GraphReader:
                     fused.append(follower.name)
                     builder.alias(output, f"{follower.name}:0")
                     output = f"{follower.name}:0"
-            scope, node_name = self._name(name, weight_names, builder)
+            scope, node_name = builder.place(weight_names[0].rsplit("/", 1)[0] if weight_names and "/" in weight_names[0] else name)
             where = f"node {name!r}" + (f" folding {', '.join(fused)}" if fused else "")
             attrs = {k: _attr(v) for k, v in node.attr.items() if k not in ("T", "_output_shapes")}
             builder.add(Layer(name, node.op, "tf", attrs, inputs, [output], weights, scope=scope, node=node_name, where=where, folded=fused))
@@ -180,22 +180,6 @@ class GraphReader:
     def _tensor(self, ref: str) -> str:
         name, index, _ = _split(ref)
         return f"{self.source(name)}:{index}"
-
-    @staticmethod
-    def _name(name: str, weight_names: list[str], builder: Builder) -> tuple[str, str]:
-        """(scope, node name): the variables' scope when the op has variables, else the op's own name.
-
-        A scope that is already a node's name (`block/conv` then `block/conv/Relu6`)
-        moves the rest into the node's name (`block` / `conv_Relu6`): nodes and
-        scopes share one namespace.
-        """
-        full = weight_names[0].rsplit("/", 1)[0] if weight_names and "/" in weight_names[0] else name
-        parts = [valid_name(p) for p in full.split("/")]
-        nodes = {n.name for n in builder.nodes} | set(builder.inputs)
-        cut = len(parts) - 1
-        while cut > 0 and any("/".join(parts[:k]) in nodes for k in range(1, cut + 1)):
-            cut -= 1
-        return "/".join(parts[:cut]), "_".join(parts[cut:])
 
 
 def _finish(path: Path, fmt: str, versions: dict, reader: GraphReader, outputs: list[str] | None) -> Imported:

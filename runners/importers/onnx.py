@@ -1,0 +1,199 @@
+"""ONNX models (the `onnx` package, tfn's onnx extra): nodes mapped through the ops' ONNX rules.
+
+ONNX tensors are channels-first already. Initializers are the weights; a
+node is named after its weights (`conv1/kernel` makes node `conv1`, tfn's
+own export included), else after its output. Small shape computations (the
+batch-dependent shape of a Reshape, the axes of a ReduceMean, a zero bias
+made by Expand) are evaluated here with NumPy, the batch size standing as -1.
+A Pad whose only reader is a Conv or MaxPool is folded into that op's pads.
+A node reusing another's initializers shares its variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tfn.layers import TensorType
+from tfn.layers import imports as im
+from tfn.runners.importers.build import Builder, ImportFailed, Layer, Unmapped, unmappable_error, valid_name
+from tfn.runners.importers.directory import Imported, default_losses
+
+_DTYPES = {1: "float32", 11: "float64", 6: "int32", 7: "int64"}
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+
+    out = {}
+    for a in node.attribute:
+        value = helper.get_attribute_value(a)
+        out[a.name] = value.decode() if isinstance(value, bytes) else list(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def _fold(op: str, attrs: dict, values: list[np.ndarray | None], shapes: list) -> np.ndarray | None:
+    """NumPy for the shape arithmetic exporters emit; None when the node is not of that kind."""
+    if op == "Shape":
+        shape = np.asarray(values[0].shape if values[0] is not None else shapes[0], dtype=np.int64)
+        return shape[attrs.get("start", 0) : attrs.get("end", len(shape))]
+    if any(v is None for v in values):
+        return None
+    if op == "Identity":
+        return values[0]
+    if op == "Squeeze":
+        axes = tuple(int(a) for a in (values[1] if len(values) > 1 else attrs.get("axes", [])))
+        return np.squeeze(values[0], axes or None)
+    if op == "Unsqueeze":
+        axes = [int(a) for a in (values[1] if len(values) > 1 else attrs.get("axes", []))]
+        out = values[0]
+        for a in sorted(axes):
+            out = np.expand_dims(out, a)
+        return out
+    if op == "Reshape":
+        return values[0].reshape([int(d) for d in values[1]])
+    if op == "Concat":
+        return np.concatenate([np.atleast_1d(v) for v in values], attrs.get("axis", 0))
+    if op == "Gather":
+        return np.take(values[0], values[1].astype(np.int64), attrs.get("axis", 0))
+    if op == "Cast":
+        return values[0].astype({1: np.float32, 6: np.int32, 7: np.int64, 11: np.float64, 9: np.bool_}.get(attrs.get("to"), values[0].dtype))
+    if op == "CastLike":
+        return values[0].astype(values[1].dtype)
+    if op == "Expand":
+        return np.broadcast_to(values[0], np.broadcast_shapes(values[0].shape, tuple(int(d) for d in values[1]))).copy()
+    return None
+
+
+def read(path: Path, outputs: list[str] | None) -> Imported:
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise ImportFailed(f"{path}: error: reading ONNX needs the onnx package: pip install 'tfn[onnx]'") from None
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError and others, with no common base
+        raise ImportFailed(f"{path}: error: not a readable ONNX model: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    graph = model.graph
+    constants: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    initializers = set(constants)
+    builder = Builder("onnx", channels_last=False)
+    table = im.rules("onnx")
+    shapes: dict[str, list] = {}
+    for value in graph.input:
+        if value.name in constants:
+            continue
+        t = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        if not dims or any(d is None for d in dims[1:]):
+            builder.unmapped(Unmapped(value.name, "input", "graph input", f"shape {dims}: tfn's inputs have a fixed sample shape after a batch axis"))
+            continue
+        builder.add_input(value.name, value.name, TensorType((None, *dims[1:]), _DTYPES.get(t.elem_type, "float32")))
+        shapes[value.name] = [-1, *dims[1:]]
+    wanted = outputs or [o.name for o in graph.output]
+    missing = [o for o in wanted if o not in {out for n in graph.node for out in n.output} | set(builder.inputs)]
+    if missing:
+        raise ImportFailed(f"--outputs: error: the ONNX graph makes no tensor {missing[0]!r}")
+    readers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    folded_pads: dict[str, list[int]] = {}  # a conv/pool's output -> pads taken from a Pad before it
+    skip: set[str] = set()
+    used_weights: dict[tuple, str] = {}  # the initializers a node reads -> its tfn node (sharing)
+    for index, node in enumerate(graph.node):
+        attrs = _attrs(node)
+        if node.op_type == "Constant":
+            from onnx import numpy_helper as nh
+
+            constants[node.output[0]] = nh.to_array(node.attribute[0].t) if node.attribute[0].type == onnx.AttributeProto.TENSOR else np.asarray(attrs[node.attribute[0].name])
+            continue
+        values = [constants.get(i) if i else None for i in node.input]
+        in_shapes = [shapes.get(i) for i in node.input]
+        if node.op_type == "CastLike" and values[0] is not None and node.input[1] in builder.tensors:  # only the dtype is read
+            constants[node.output[0]] = values[0].astype(builder.tensors[node.input[1]].type.dtype)
+            continue
+        if node.op_type == "Shape" and in_shapes[0] is not None or all(v is not None for v, i in zip(values, node.input) if i):
+            folded = _fold(node.op_type, attrs, values, in_shapes)  # arithmetic on constants is a constant
+            if folded is not None:
+                constants[node.output[0]] = folded
+                continue
+        if node.op_type in ("Identity", "Dropout") and node.input[0] in builder.tensors:
+            builder.alias(node.output[0], node.input[0])
+            shapes[node.output[0]] = shapes.get(node.input[0])
+            continue
+        if node.output[0] in skip:
+            continue
+        name = node.name or node.output[0]
+        where = f"node {index} of the graph"
+        data = [i for i in node.input if i and i not in constants]
+        weight_names = [i for i in node.input if i and i in constants]
+        weights = [constants[i] for i in weight_names]
+        if node.op_type in ("Conv", "ConvTranspose", "Gemm") and len(weight_names) > 1 and weight_names[-1] not in initializers and not np.any(weights[-1]):
+            weights, weight_names = weights[:-1], weight_names[:-1]  # a zero bias the exporter made up: no variable
+        if node.op_type == "Pad" and _fold_pad(node, readers, constants, weights, attrs, folded_pads, skip):
+            builder.alias(node.output[0], node.input[0])
+            shapes[node.output[0]] = shapes.get(node.input[0])
+            continue
+        if node.output[0] in folded_pads:
+            attrs["pads"] = folded_pads[node.output[0]]
+        rule = table.get(node.op_type, (None, None))[1]
+        fused = []
+        if rule is not None and rule.fuses and len(readers.get(node.output[0], [])) == 1:
+            follower = readers[node.output[0]][0]
+            others = [i for i in follower.input if i != node.output[0]]
+            if follower.op_type in rule.fuses and len(others) == 1 and others[0] in constants:
+                weights.append(constants[others[0]])
+                weight_names.append(others[0])
+                skip.add(follower.output[0])
+                fused.append(follower.output[0])
+        key = tuple(n for n in weight_names if n in initializers)
+        share = used_weights.get(key) if key else None
+        scope, node_name = _place(key[0] if key and share is None else name, bool(key) and share is None, builder)
+        layer = Layer(name, node.op_type, "onnx", attrs, data, list(node.output[:1]), weights, scope=scope, node=node_name, where=where, share=share, folded=fused)
+        made = builder.add(layer)
+        if made is not None:
+            if key and share is None:
+                used_weights[key] = made.name
+            shapes[node.output[0]] = [-1, *builder.tensors[node.output[0]].type.shape[1:]]
+            for tensor in fused:
+                builder.alias(tensor, node.output[0])
+                shapes[tensor] = shapes[node.output[0]]
+    if builder.problems:
+        raise unmappable_error(str(path), builder)
+    refs = [builder.tensors[o].ref for o in wanted]
+    meta = {p.key: p.value for p in model.metadata_props}
+    versions = {"opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0), "producer": f"{model.producer_name} {model.producer_version}".strip()}
+    name = meta.get("tfn.graph_name") or valid_name(path.stem)
+    return Imported(name, path, "onnx", versions, builder, refs, wanted, default_losses(builder, refs), None)
+
+
+def _fold_pad(node, readers, constants, weights, attrs, folded_pads, skip) -> bool:
+    """A constant Pad of the spatial axes whose one reader is a Conv (value 0) or MaxPool (value -inf) with no pads of its own."""
+    followers = readers.get(node.output[0], [])
+    if len(followers) != 1 or attrs.get("mode", "constant") != "constant" or not weights:
+        return False
+    follower = followers[0]
+    pads = [int(p) for p in weights[0]]
+    value = float(weights[1].reshape(-1)[0]) if len(weights) > 1 and weights[1] is not None and weights[1].size else 0.0
+    rank = len(pads) // 2
+    if follower.op_type not in ("Conv", "MaxPool") or any(pads[i] or pads[i + rank] for i in (0, 1)) or len(weights) > 2:
+        return False
+    if value != (0.0 if follower.op_type == "Conv" else -np.inf):
+        return False
+    own = _attrs(follower).get("pads", [0] * (2 * (rank - 2)))
+    if any(own) or _attrs(follower).get("auto_pad", "NOTSET") != "NOTSET":
+        return False
+    folded_pads[follower.output[0]] = pads[2:rank] + pads[rank + 2 :]
+    return True
+
+
+def _place(name: str, from_weight: bool, builder: Builder) -> tuple[str, str]:
+    """(scope, node name) from a weight's name (`graph_module.conv1/kernel` -> conv1; `layer1.conv.weight` -> layer1.conv)
+    or a node's own name."""
+    if from_weight:
+        name = name.removeprefix("graph_module.")  # tfn's own export wraps the graph module
+        name = name.rsplit("/", 1)[0] if "/" in name else name.rsplit(".", 1)[0] if "." in name else name
+    return builder.place(name)
