@@ -217,7 +217,7 @@ class Reader:
         where = f"in model {'/'.join(scope) or 'the top level'}" if scope else "top level"
         if kind in MODEL_CLASSES:
             return self.model(entry, scope + [name], inputs)
-        if entry.get("registered_name") and "keras" not in str(entry.get("module") or "keras") :
+        if entry.get("registered_name") and not str(entry.get("module") or "").startswith("keras"):
             self.builder.unmapped(Unmapped(name, entry["registered_name"], where, "a custom layer (its code is not in the file)"))
             return [output]
         key = ("/".join(scope), name)

@@ -98,8 +98,9 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
         raise ImportFailed(f"--outputs: error: the ONNX graph makes no tensor {missing[0]!r}")
     readers: dict[str, list] = {}
     for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+        for position, name in enumerate(node.input):
+            if not (node.op_type == "CastLike" and position == 1):  # reads only the dtype
+                readers.setdefault(name, []).append(node)
     folded_pads: dict[str, list[int]] = {}  # a conv/pool's output -> pads taken from a Pad before it
     skip: set[str] = set()
     used_weights: dict[tuple, str] = {}  # the initializers a node reads -> its tfn node (sharing)

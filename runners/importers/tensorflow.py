@@ -98,19 +98,17 @@ class GraphReader:
     # --- outputs -------------------------------------------------------------------
 
     def ends(self) -> list[str]:
-        """Nodes whose value nothing reads, that a model may output: the inference ends."""
+        """Nodes whose value nothing reads, that a model may output: the one end of a frozen graph,
+        else (a training graph has many) those computed by mappable ops only."""
         table = im.rules("tf")
-        found = []
-        for name in self.order:
-            node = self.nodes[name]
-            if name in self.consumers or node.op in _NOT_ENDS or node.op in ("Const", "Placeholder", *VARIABLES):
-                continue
-            if all(self.nodes[n].op in table or self.nodes[n].op in PASS_THROUGH or self.nodes[n].op in ("Const", "Placeholder", *VARIABLES) for n in self.needed([name])):
-                found.append(name)
-        return found
+        ends = [n for n in self.order if n not in self.consumers and self.nodes[n].op not in (*_NOT_ENDS, "Const", "Placeholder", *VARIABLES)]
+        if len(ends) <= 1:
+            return ends
+        plumbing = (*PASS_THROUGH, "Const", "Placeholder", *VARIABLES)
+        return [e for e in ends if all(self.nodes[n].op in table or self.nodes[n].op in plumbing for n in self.needed([e]))]
 
-    def needed(self, outputs: list[str]) -> list[str]:
-        """The nodes the outputs read through data edges, in graph order."""
+    def needed(self, outputs: list[str], control: bool = False) -> list[str]:
+        """The nodes the outputs read through data edges (and control edges too), in graph order."""
         seen: set[str] = set()
         stack = list(outputs)
         while stack:
@@ -120,7 +118,7 @@ class GraphReader:
             if name not in self.nodes:
                 raise ImportFailed(f"{self.path}: error: the graph has no node {name!r}")
             seen.add(name)
-            stack += [_split(r)[0] for r in self.nodes[name].input if not _split(r)[2]]
+            stack += [_split(r)[0] for r in self.nodes[name].input if control or not _split(r)[2]]
         return [n for n in self.order if n in seen]
 
     # --- mapping -------------------------------------------------------------------
@@ -182,6 +180,11 @@ class GraphReader:
         return f"{self.source(name)}:{index}"
 
 
+def _is_training(name: str, op: str) -> bool:
+    """Gradient computations and optimizer updates: what a training graph adds to the model."""
+    return name.startswith("gradients/") or op.startswith(("Apply", "ResourceApply", "Assign")) or op.endswith("Grad")
+
+
 def _finish(path: Path, fmt: str, versions: dict, reader: GraphReader, outputs: list[str] | None) -> Imported:
     if outputs:
         names = [_split(o)[0] for o in outputs]
@@ -196,10 +199,15 @@ def _finish(path: Path, fmt: str, versions: dict, reader: GraphReader, outputs: 
         if len(names) != 1:
             listed = ", ".join(names) if names else "none (every end of the graph passes through an op tfn does not map)"
             raise ImportFailed(f"{path}: error: give the model's outputs with --outputs NAME[,NAME]: the graph's inference ends are {listed}")
-    builder, tensors, source_names = reader.build(names)
-    training = [n for n in reader.needed(names) if reader.nodes[n].op not in im.rules("tf") and n.startswith(("gradients/", "train", "save/"))]
+    training = [n for n in reader.needed(names, control=True) if _is_training(n, reader.nodes[n].op)]
     if training:
-        builder.unmapped(Unmapped(training[0], reader.nodes[training[0]].op, "the training subgraph", "the outputs depend on training ops; name inference outputs with --outputs"))
+        ends = ", ".join(reader.ends()) or "none"
+        raise ImportFailed(
+            f"{path}: error: the outputs {', '.join(names)} depend on the training subgraph ({len(training)} ops, e.g. "
+            f"{reader.nodes[training[0]].op} {training[0]!r}), which tfn does not import; name inference outputs with --outputs "
+            f"(the graph's inference ends: {ends})"
+        )
+    builder, tensors, source_names = reader.build(names)
     if builder.problems:
         raise unmappable_error(str(path), builder)
     refs = [builder.tensors[t].ref for t in tensors]

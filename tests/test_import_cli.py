@@ -1,0 +1,253 @@
+"""`tfn import` on the command line: the model directory every verb takes, --list, and every refusal."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+
+from tests.import_helpers import FIXTURES, channels_first, meta, reference
+
+
+@pytest.fixture(scope="module")
+def lenet(tmp_path_factory):
+    """lenet5.h5 imported once for the verbs below."""
+    from tfn.runners.importers import read, write
+
+    out = tmp_path_factory.mktemp("imports") / "lenet5"
+    write(read(FIXTURES / "lenet5.h5"), out)
+    return out
+
+
+def _keras_with(tmp_path, name: str, change) -> str:
+    """A copy of fixture NAME.keras whose config.json `change(config)` edited."""
+    source = FIXTURES / f"{name}.keras"
+    target = tmp_path / f"{name}_edited.keras"
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for item in old.namelist():
+            data = old.read(item)
+            if item == "config.json":
+                config = json.loads(data)
+                change(config)
+                data = json.dumps(config).encode()
+            new.writestr(item, data)
+    return str(target)
+
+
+def _layer(config: dict, name: str) -> dict:
+    def walk(layers):
+        for entry in layers:
+            if entry["config"].get("name") == name:
+                return entry
+            if "layers" in entry["config"]:
+                found = walk(entry["config"]["layers"])
+                if found:
+                    return found
+        return None
+
+    return walk(config["config"]["layers"])
+
+
+# --- the directory works with every verb ----------------------------------------
+
+
+def test_the_import_command_writes_a_model_directory(tfn_cli, tmp_path):
+    code, out, err = tfn_cli("import", str(FIXTURES / "cnn_bn.keras"), "-o", str(tmp_path / "m"))
+    assert code == 0, err
+    assert "cnn_bn.keras (keras3) ->" in out and "673 trainable" in out and "output logits -> logits" in out
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["checkpoints", "graph.json", "import.json", "spec.yaml"]
+    code, out, err = tfn_cli("import", str(FIXTURES / "cnn_bn.keras"), "-o", str(tmp_path / "m"))
+    assert code == 2 and "exists and is not empty" in err
+
+
+def test_check_run_and_predict_take_the_directory(lenet, tfn_cli, tmp_path):
+    code, out, _ = tfn_cli("check", str(lenet / "spec.yaml"))
+    assert code == 0 and "parameters: 61,706 (61,706 trainable, 0 non-trainable)" in out
+    inputs, outputs = reference("lenet5")
+    batch = tmp_path / "x.npy"
+    np.save(batch, channels_first(inputs["conv1_input"]))
+    code, out, err = tfn_cli("run", str(lenet), "--feed", f"conv1_input={batch}", "--fetch", "probs_softmax", "--out", str(tmp_path / "y.npz"))
+    assert code == 0, err
+    with np.load(tmp_path / "y.npz") as got:
+        np.testing.assert_allclose(got["probs_softmax"], outputs["probs"], atol=1e-5, rtol=0)
+    code, out, err = tfn_cli("predict", str(lenet), str(batch), "--json", "--top-k", "1")
+    assert code == 0, err
+    top = [row["top"][0] for row in json.loads(out)]
+    assert [t["class"] for t in top] == list(outputs["probs"].argmax(axis=1))
+    np.testing.assert_allclose([t["probability"] for t in top], outputs["probs"].max(axis=1), atol=1e-5)
+
+
+def test_inspect_and_export_take_the_directory(lenet, tfn_cli, tmp_path):
+    code, out, _ = tfn_cli("inspect-checkpoint", str(lenet))
+    assert code == 0 and "conv1/kernel" in out and "[6, 1, 5, 5]" in out and "fc1/kernel" in out
+    code, _, err = tfn_cli("export-graph", str(lenet), "-o", str(tmp_path / "graph.json"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "graph.json").read_text()) == json.loads((lenet / "graph.json").read_text())
+    code, _, err = tfn_cli("export-graph", str(lenet), "--format", "tensorboard", "-o", str(tmp_path / "tb"))
+    assert code == 0 and list((tmp_path / "tb").glob("events.out.tfevents.*")), err
+
+
+def test_train_init_from_the_directory(lenet, tfn_cli, tmp_path):
+    code, out, err = tfn_cli(
+        "train", str(lenet / "spec.yaml"), "--init-from", str(lenet), "--strict", "--steps", "1", "--out", str(tmp_path / "run"),
+        "--set", "data.samples={train: 32, validation: 8, test: 8}",
+    )
+    assert code == 0, err
+    assert "initialised 10 of 10 variables" in out + err
+
+
+# --- --list ----------------------------------------------------------------------
+
+
+def test_list_shows_each_layer_and_writes_nothing(tfn_cli, tmp_path):
+    code, out, _ = tfn_cli("import", str(FIXTURES / "depthwise_separable.keras"), "--list")
+    assert code == 0
+    lines = out.splitlines()
+    assert any(line.split()[:3] == ["depthwise", "DepthwiseConv2D", "depthwise_conv2d"] for line in lines)
+    assert any(line.split()[:3] == ["separable2_elu", "elu", "elu"] for line in lines)
+    assert out.rstrip().endswith("entries, 0 without a mapping")
+    code, out, _ = tfn_cli("import", str(FIXTURES / "embedding_lstm.keras"), "--list", "--json")
+    rows = {r["source"]: r for r in json.loads(out)}
+    assert code == 0 and rows["logits"]["reason"] == "not converted: an input could not be"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_list_marks_layers_without_a_mapping(tfn_cli, tmp_path):
+    edited = _keras_with(tmp_path, "mlp", lambda c: _layer(c, "drop").update(class_name="Lambda"))
+    code, out, _ = tfn_cli("import", edited, "--list")
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("drop "))
+    assert "Lambda" in row and "no mapping: a Lambda layer holds Python code" in row
+    assert "1 without a mapping" in out
+
+
+# --- what cannot be imported: exit 2, each problem named --------------------------
+
+
+def test_a_lambda_and_a_custom_layer_are_listed_with_their_place(tfn_cli, tmp_path):
+    def change(config):
+        _layer(config, "drop").update(class_name="Lambda")
+        _layer(config, "hidden").update(class_name="Scale", module=None, registered_name="my_package>Scale")
+
+    code, out, err = tfn_cli("import", _keras_with(tmp_path, "mlp", change), "-o", str(tmp_path / "out"))
+    assert code == 2 and out == ""
+    assert "error: 2 layer(s) or op(s) cannot be imported:" in err
+    assert "  my_package>Scale 'hidden' (top level): a custom layer (its code is not in the file)" in err
+    assert "  Lambda 'drop' (top level): a Lambda layer holds Python code" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_attribute_without_a_counterpart_names_the_layer(tfn_cli, tmp_path):
+    edited = _keras_with(tmp_path, "cnn_bn", lambda c: _layer(c, "conv1")["config"].update(groups=3))
+    code, _, err = tfn_cli("import", edited, "-o", str(tmp_path / "out"))
+    assert code == 2 and "  Conv2D 'conv1' (top level): groups 3: tfn's grouped convolution is depthwise_conv2d only" in err
+    (tmp_path / "cnn_bn_edited.keras").unlink()
+    edited = _keras_with(tmp_path, "cnn_bn", lambda c: _layer(c, "relu1")["config"].update(negative_slope=0.2))
+    code, _, err = tfn_cli("import", edited, "-o", str(tmp_path / "out"))
+    assert code == 2 and "  ReLU 'relu1' (top level): negative_slope 0.2: tfn's relu has none" in err
+
+
+def test_a_layer_inside_a_nested_model_is_placed(tfn_cli, tmp_path):
+    edited = _keras_with(tmp_path, "nested", lambda c: _layer(c, "inner1").update(class_name="Lambda"))
+    code, _, err = tfn_cli("import", edited, "-o", str(tmp_path / "out"))
+    assert code == 2 and "  Lambda 'inner1' (in model block): a Lambda layer" in err
+
+
+def test_a_tf_op_outside_the_catalogue(tfn_cli, tmp_path):
+    from tensorboard.compat.proto import graph_pb2
+
+    graph = graph_pb2.GraphDef()
+    graph.ParseFromString((FIXTURES / "tf1_cnn.pb").read_bytes())
+    next(n for n in graph.node if n.name == "fc/Elu").op = "Atan"
+    path = tmp_path / "edited.pb"
+    path.write_bytes(graph.SerializeToString())
+    code, _, err = tfn_cli("import", str(path), "-o", str(tmp_path / "out"))
+    assert code == 2 and "  Atan 'fc/Elu' (node 'fc/Elu'): tfn has no op it maps to" in err
+
+
+def test_the_training_subgraph_is_refused(tfn_cli, tmp_path):
+    code, _, err = tfn_cli("import", str(FIXTURES / "tf1_cnn.ckpt"), "--outputs", "Momentum", "-o", str(tmp_path / "out"))
+    assert code == 2
+    assert "depend on the training subgraph" in err and "the graph's inference ends: probabilities" in err
+    code, _, err = tfn_cli("import", str(FIXTURES / "tf1_cnn.ckpt"), "--outputs", "probabilitis", "-o", str(tmp_path / "out"))
+    assert code == 2 and "the graph has no node 'probabilitis' (did you mean 'probabilities'?)" in err
+
+
+def test_a_graph_that_reads_variables_needs_freezing(tfn_cli, tmp_path):
+    from tfn.runners.importers.tensorflow import read_meta
+
+    path = tmp_path / "unfrozen.pb"
+    path.write_bytes(read_meta(FIXTURES / "tf1_cnn.ckpt").graph_def.SerializeToString())
+    code, _, err = tfn_cli("import", str(path), "--outputs", "probabilities", "-o", str(tmp_path / "out"))
+    assert code == 2 and "freeze it (convert_variables_to_constants) or import the checkpoint" in err
+
+
+def test_an_onnx_op_without_a_counterpart(tfn_cli, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["h"], name="act"), helper.make_node("Hardmax", ["h"], ["y"], name="pick")], "g", [x], [y])
+    path = tmp_path / "hardmax.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    code, _, err = tfn_cli("import", str(path), "-o", str(tmp_path / "out"))
+    assert code == 2 and "  Hardmax 'pick' (node 1 of the graph): tfn has no op it maps to" in err
+
+
+def test_files_that_are_not_models(tfn_cli, tmp_path):
+    import h5py
+
+    code, _, err = tfn_cli("import", str(tmp_path / "none.keras"), "-o", str(tmp_path / "out"))
+    assert code == 2 and "none.keras: error: no such file" in err
+    (tmp_path / "notes.txt").write_text("hello")
+    code, _, err = tfn_cli("import", str(tmp_path / "notes.txt"), "-o", str(tmp_path / "out"))
+    assert code == 2 and "cannot tell the format" in err
+    with h5py.File(tmp_path / "weights.h5", "w") as f:
+        f.create_dataset("dense/kernel:0", data=np.zeros((2, 2)))
+    code, _, err = tfn_cli("import", str(tmp_path / "weights.h5"), "-o", str(tmp_path / "out"))
+    assert code == 2 and "weights alone (save_weights) hold no model" in err
+    with zipfile.ZipFile(tmp_path / "other.keras", "w") as z:
+        z.writestr("readme.txt", "no model")
+    code, _, err = tfn_cli("import", str(tmp_path / "other.keras"), "-o", str(tmp_path / "out"))
+    assert code == 2 and "without config.json and model.weights.h5 is not a Keras 3 .keras file" in err
+
+
+def test_a_corrupt_checkpoint_index(tfn_cli, tmp_path):
+    for suffix in (".index", ".data-00000-of-00001", ".meta"):
+        shutil.copy(FIXTURES / f"tf1_cnn.ckpt{suffix}", tmp_path / f"model.ckpt{suffix}")
+    (tmp_path / "model.ckpt.index").write_bytes(b"\x00" * 100)
+    code, _, err = tfn_cli("import", str(tmp_path / "model.ckpt"), "-o", str(tmp_path / "out"))
+    assert code == 2 and "model.ckpt.index: error: not a TensorFlow checkpoint index" in err
+    (tmp_path / "model.ckpt.meta").unlink()
+    code, _, err = tfn_cli("import", str(tmp_path / "model.ckpt"), "-o", str(tmp_path / "out"))
+    assert code == 2 and "model.ckpt.meta: error: no such file" in err and "--spec" in err
+
+
+def test_verify_says_what_it_needs(tfn_cli, tmp_path):
+    code, out, err = tfn_cli("import", str(FIXTURES / "mlp.keras"), "-o", str(tmp_path / "m"), "--verify")
+    assert code == 2
+    assert "--verify: error: running the original mlp.keras needs Keras 3 with TensorFlow: pip install tensorflow" in err
+    assert (tmp_path / "m" / "spec.yaml").is_file()
+
+
+def test_input_layout_nhwc_needs_a_transpose_op(tfn_cli, tmp_path):
+    code, _, err = tfn_cli("import", str(FIXTURES / "mlp.keras"), "-o", str(tmp_path / "m"), "--input-layout", "nhwc")
+    assert code == 2 and "--input-layout nhwc: error: needs tfn's transpose op" in err
+
+
+def test_usage_errors(tfn_cli):
+    code, _, err = tfn_cli("import", str(FIXTURES / "mlp.keras"))
+    assert code == 2 and "give -o/--out DIR" in err
+    code, _, err = tfn_cli("import", str(FIXTURES / "mlp.keras"), "--list", "--outputs", "x")
+    assert code == 2 and "--outputs: error: a Keras model names its own outputs" in err
+
+
+def test_pb_output_names_are_checked_and_found(tmp_path):
+    from tfn.runners.importers import read
+
+    imported = read(FIXTURES / "tf1_cnn.pb")
+    assert imported.output_names == ["probabilities"] and meta("tf1_cnn_pb")["outputs"] == ["probabilities"]
