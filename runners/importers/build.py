@@ -93,11 +93,12 @@ NO_OP = {
     "TFOpLambda": "a TensorFlow function called on Keras tensors, saved as Python code",
 }
 
-_NAME = re.compile(r"[^A-Za-z0-9_.\-]")
+_NAME = re.compile(r"[^A-Za-z0-9_\-]")
 
 
 def valid_name(text: str) -> str:
-    """A spec name (letters, digits, `_.-`, not starting with a digit or punctuation) close to `text`."""
+    """A node name close to `text`: letters, digits, `_` and `-`, not starting with a digit or `-`
+    (no `.`: variable names become torch parameter names, which cannot hold one)."""
     name = _NAME.sub("_", text).strip("_") or "node"
     return name if re.match(r"[A-Za-z_]", name) else f"_{name}"
 
