@@ -59,9 +59,9 @@ def global_pool(f: im.Foreign) -> im.Emitted:
 
 def reduce_spatial(f: im.Foreign) -> im.Emitted:
     """TF Mean / Max, ONNX ReduceMean / ReduceMax over every spatial axis: the global pools."""
-    given = f.weight(0).reshape(-1) if f.weights else f.attr("axes", [])
-    axes = sorted(f.axis(int(a)) for a in given)
-    f.require(axes == list(range(2, f.rank)), f"a reduction over axes {list(given)}: tfn imports the spatial ones (a global pool)")
+    given = [int(a) for a in (f.weight(0).reshape(-1) if f.weights else f.attr("axes", []))]
+    axes = sorted(f.axis(a) for a in given)
+    f.require(axes == list(range(2, f.rank)), f"a reduction over axes {given}: tfn imports the spatial ones (a global pool)")
     return im.Emitted({"keepdims": bool(f.attr("keep_dims", f.attr("keepdims", 1 if f.framework == "onnx" else 0)))})
 
 

@@ -156,3 +156,21 @@ def test_import_json_records_source_and_mapping(tmp_path):
     conv = next(r for r in stored["mapped"] if r["source"] == "conv1/Conv2D")
     assert conv == {"source": "conv1/Conv2D", "kind": "Conv2D", "node": "conv1", "op": "conv2d", "folded": ["conv1/BiasAdd"]}
     assert stored["outputs"] == {"probabilities": "probabilities"}
+
+
+def test_the_tensor_bundle_reader_agrees_with_the_frozen_graph():
+    """The checkpoint and the frozen GraphDef were written from one TF session: same values, two encodings."""
+    from tensorboard.compat.proto import graph_pb2
+    from tensorboard.util import tensor_util
+
+    from tfn.runners.importers import bundle
+
+    graph = graph_pb2.GraphDef()
+    graph.ParseFromString((FIXTURES / "tf1_cnn.pb").read_bytes())
+    frozen = {n.name: tensor_util.make_ndarray(n.attr["value"].tensor) for n in graph.node if n.op == "Const" and "/" in n.name and "Reshape" not in n.name}
+    saved = bundle.read(FIXTURES / "tf1_cnn.ckpt", sorted(frozen))
+    assert sorted(saved) == sorted(frozen) and len(frozen) == 12
+    for name, value in frozen.items():
+        np.testing.assert_array_equal(saved[name], value, err_msg=name)
+    everything = bundle.read(FIXTURES / "tf1_cnn.ckpt")
+    assert "conv1/kernel/Momentum" in everything and everything["conv1/kernel/Momentum"].shape == (3, 3, 3, 6)
