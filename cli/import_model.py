@@ -43,10 +43,15 @@ def command(source, out, listing, outputs, spec, input_layout, verify, tolerance
       tfn import model.onnx -o imported/ --verify
       tfn check imported/spec.yaml && tfn run imported --feed image=x.npy
     """
-    from tfn.runners.importers import ImportFailed, read, write
+    from tfn.runners.importers import ImportFailed, into_spec, read, write
 
     if not listing and not out:
         raise click.UsageError("give -o/--out DIR (or --list to see the mapping without writing)")
+    if spec and not listing:
+        record, report = into_spec(source, spec, out)
+        click.echo(json.dumps(record, indent=2) if as_json else f"imported {source} into {spec} -> {out}")
+        click.echo(report.describe(), err=True)
+        return
     names = [o.strip() for o in outputs.split(",") if o.strip()] if outputs else None
     try:
         imported = read(source, outputs=names, spec=spec, input_layout=input_layout.lower())

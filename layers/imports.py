@@ -231,6 +231,19 @@ def flattened_order(sample_shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(i) for i in np.moveaxis(source, -1, 0).reshape(-1))
 
 
+def from_tf_layout(role: str, value: np.ndarray) -> np.ndarray:
+    """A TF 1.x variable (tf.layers' layouts) in tfn's layout, by its role: kernels [in, out] and
+    [*spatial, in, out] (a transposed conv's [*spatial, out, in] alike) and depthwise filters
+    [kh, kw, C, multiplier]; every other role (bias, gamma, moving statistics, ...) as it is."""
+    if role == "depthwise_kernel" and value.ndim == 4:
+        return depthwise_kernel(value)
+    if role in ("kernel", "pointwise_kernel") and value.ndim >= 3:
+        return channels_first_kernel(value)
+    if role == "kernel" and value.ndim == 2:
+        return value.T.copy()
+    return value
+
+
 def padding_mode(foreign: Foreign, key: str = "padding") -> str:
     """Keras's `same`/`valid` (TF's SAME/VALID) as tfn's padding; anything else has no mapping."""
     value = str(foreign.attr(key, "valid")).upper()

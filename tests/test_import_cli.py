@@ -251,3 +251,66 @@ def test_pb_output_names_are_checked_and_found(tmp_path):
 
     imported = read(FIXTURES / "tf1_cnn.pb")
     assert imported.output_names == ["probabilities"] and meta("tf1_cnn_pb")["outputs"] == ["probabilities"]
+
+
+TF1_SPEC = """
+version: 1
+name: tf1_cnn
+model:
+  inputs:
+    image: {shape: [3, 12, 12]}
+  layers:
+    - {name: conv1, op: conv2d, filters: 6, kernel_size: 3, padding: SAME}
+    - {name: bn1, op: batch_normalization}
+    - {op: relu}
+    - {op: max_pool, pool_size: 2}
+    - scope: block
+      layers:
+        - {name: conv, op: conv2d, filters: 8, kernel_size: 3, strides: 2, padding: SAME}
+        - {op: relu6}
+        - {op: avg_pool, pool_size: 2, strides: 1, padding: SAME}
+    - {op: flatten}
+    - {name: fc, op: dense, units: 16}
+    - {op: elu}
+    - {name: logits, op: dense, units: 4}
+    - {name: probabilities, op: softmax}
+    - {name: extra, op: dense, units: 3}
+loss: {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}
+data: {source: synthetic, classes: 4, fields: {image: {shape: [3, 12, 12]}}}
+"""
+
+
+def test_a_checkpoint_into_a_spec_by_variable_name(tfn_cli, write_spec, tmp_path):
+    """The weights land by name, in tfn's layouts (the dense after the NHWC flatten permuted); what is missing is reported."""
+    from tfn.runners.session import load_model, run
+
+    spec = write_spec(TF1_SPEC)
+    code, out, err = tfn_cli("import", str(FIXTURES / "tf1_cnn.ckpt"), "--spec", str(spec), "-o", str(tmp_path / "m"))
+    assert code == 0, err
+    assert "initialised 12 of 14 variables" in err and "missing from checkpoint (kept as initialised): extra/kernel" in err
+    assert "not in graph" not in err  # optimizer slots (conv1/kernel/Momentum, ...) are not model variables
+    inputs, outputs = reference("tf1_cnn_ckpt")
+    got = run(load_model(tmp_path / "m"), {"image": channels_first(inputs["image"])}, ["probabilities"]).values
+    np.testing.assert_allclose(got["probabilities"], outputs["probabilities"], atol=1e-5, rtol=0)
+    record = json.loads((tmp_path / "m" / "import.json").read_text())
+    assert record["missing"] == ["extra/kernel", "extra/bias"] and record["source"]["format"] == "tf1_checkpoint"
+
+
+def test_a_spec_that_shares_no_name_with_the_checkpoint(tfn_cli, write_spec, tmp_path):
+    spec = write_spec(
+        """
+        version: 1
+        name: other
+        model:
+          inputs: {image: {shape: [3, 12, 12]}}
+          layers:
+            - {op: flatten}
+            - {name: head, op: dense, units: 4}
+        loss: {op: sparse_softmax_cross_entropy_with_logits, logits: head, labels: label}
+        data: {source: synthetic, classes: 4, fields: {image: {shape: [3, 12, 12]}}}
+        """
+    )
+    code, _, err = tfn_cli("import", str(FIXTURES / "tf1_cnn.ckpt"), "--spec", str(spec), "-o", str(tmp_path / "m"))
+    assert code == 2 and "error: no variable of the spec is in the checkpoint" in err
+    code, _, err = tfn_cli("import", str(FIXTURES / "mlp.keras"), "--spec", str(spec), "-o", str(tmp_path / "m"))
+    assert code == 2 and "--spec takes a TF 1.x checkpoint" in err

@@ -61,8 +61,8 @@ def read(path: str | Path, *, outputs: list[str] | None = None, spec: str | Path
     kind = detect(path) if path.exists() or not checkpoint_prefix(path).with_name(checkpoint_prefix(path).name + ".index").exists() else "checkpoint"
     if kind != "checkpoint" and not path.is_file():
         raise ImportFailed(f"{path}: error: no such file")
-    if spec is not None and kind != "checkpoint":
-        raise ImportFailed(f"--spec: error: a spec takes the weights of a TF 1.x checkpoint; {path} is a {kind} file")
+    if spec is not None:
+        raise ImportFailed(f"--spec: error: a spec takes the weights of a TF 1.x checkpoint; {path} is a {kind} file" if kind != "checkpoint" else "--spec: use into_spec()")
     if kind == "keras":
         from tfn.runners.importers import keras
 
@@ -80,4 +80,15 @@ def read(path: str | Path, *, outputs: list[str] | None = None, spec: str | Path
     return tensorflow.read_checkpoint(checkpoint_prefix(path), outputs)
 
 
-__all__ = ["FORMATS", "ImportFailed", "Imported", "detect", "read", "write"]
+def into_spec(path: str | Path, spec: str | Path, out: str | Path):
+    """A TF 1.x checkpoint's weights into a spec's graph by variable name: (import.json's record, the --init-from report)."""
+    from tfn.runners.importers.tensorflow import write_into_spec
+
+    path = Path(path)
+    prefix = checkpoint_prefix(path)
+    if not Path(f"{prefix}.index").is_file():
+        raise ImportFailed(f"{path}: error: --spec takes a TF 1.x checkpoint (PREFIX.index and .data-*); no {prefix}.index")
+    return write_into_spec(prefix, spec, out)
+
+
+__all__ = ["FORMATS", "ImportFailed", "Imported", "detect", "into_spec", "read", "write"]

@@ -266,3 +266,88 @@ def read_checkpoint(prefix: Path, outputs: list[str] | None) -> Imported:
     imported = _finish(prefix, "tf1_checkpoint", versions, GraphReader(prefix, meta.graph_def, variables), outputs)
     imported.source = Path(f"{prefix}.index")
     return imported
+
+
+def _slots(names: set[str]) -> set[str]:
+    """Optimizer slots and counters (`conv1/kernel/Momentum`, `global_step`): not model variables."""
+    return {n for n in names if n == "global_step" or any(n.startswith(other + "/") for other in names if other != n)}
+
+
+def write_into_spec(prefix: Path, spec: str | Path, out: str | Path):
+    """A TF 1.x checkpoint's tensors by variable name into the graph of a spec the user wrote, as a model directory.
+
+    Returns (import.json's record, the InitReport --init-from prints). A kernel
+    whose input is a flattened [C, H, W] tensor gets its rows permuted from
+    TF's NHWC flatten order. Variables the checkpoint lacks keep their initial values.
+    """
+    import math
+
+    import torch
+
+    from tfn import layers
+    from tfn.runners import checkpoint as ckpt
+    from tfn.runners.files import atomic_write, prepare_out_dir, write_json
+    from tfn.runners.importers import bundle
+    from tfn.runners.importers.directory import sha256
+    from tfn.runners.module import GraphModule
+    from tfn.specs import load, resolve_spec_path
+
+    loaded = load(spec)
+    graph = loaded.graph
+    index = Path(f"{prefix}.index")
+    shards, entries = bundle.read_index(prefix)
+    names = set(entries) - _slots(set(entries))
+    tensors = bundle.read(prefix, sorted(names & {v.name for v in graph.variables}))
+    model = GraphModule(graph, torch.Generator().manual_seed(loaded.spec.train.seed))
+    variables = model.variables()
+    report = ckpt.InitReport(index, [], [], sorted(names - set(variables)), [])
+    for node in graph.nodes:
+        flattened = _flattened_input(graph, node, layers)
+        for role, name in node.variables.items():
+            if not name.startswith(node.name + "/"):
+                continue  # shared: the owner loads it
+            if name not in tensors:
+                report.missing.append(name)
+                continue
+            value = im.from_tf_layout(role, tensors[name])
+            if flattened is not None and role == "kernel" and value.ndim == 2 and value.shape[1] == math.prod(flattened):
+                value = value[:, np.asarray(im.flattened_order(flattened))]
+            if tuple(value.shape) != tuple(variables[name].shape):
+                report.wrong_shape.append((name, tuple(tensors[name].shape), tuple(variables[name].shape)))
+                continue
+            with torch.no_grad():
+                variables[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
+            report.loaded.append(name)
+    if not report.loaded:
+        raise ImportFailed(report.describe().replace(": initialised", ": error: no variable of the spec is in the checkpoint; it would initialise", 1))
+    out = prepare_out_dir(out)
+    atomic_write(out / "spec.yaml", resolve_spec_path(spec).read_text())
+    atomic_write(out / "graph.json", graph.to_json())
+    ckpt.CheckpointManager(out / "checkpoints", keep=1).save(
+        dict(variables), {}, {"imported_from": str(index)}, step=0, epoch=0, graph_hash=graph.hash
+    )
+    trainable, frozen = graph.parameter_counts()
+    record = {
+        "format": "tfn.import",
+        "version": 1,
+        "source": {"file": str(index.resolve()), "format": "tf1_checkpoint", "versions": {}, "sha256": sha256(index), "shards": shards},
+        "spec": str(spec),
+        "parameters": {"trainable": trainable, "non_trainable": frozen},
+        "loaded": report.loaded,
+        "missing": report.missing,
+        "not_in_graph": report.unexpected,
+        "wrong_shape": [[n, list(c), list(g)] for n, c, g in report.wrong_shape],
+    }
+    write_json(out / "import.json", record)
+    return record, report
+
+
+def _flattened_input(graph, node, layers) -> tuple[int, ...] | None:
+    """The [C, H, W] sample shape a node's input was flattened from (by a data-movement op), if it was."""
+    if len(node.inputs) != 1 or node.inputs[0] not in graph.by_name:
+        return None
+    source = graph.by_name[node.inputs[0]]
+    if not layers.get(source.op).pure_data_movement or len(source.outputs) != 1 or source.outputs[0].rank != 2 or len(source.inputs) != 1:
+        return None
+    before = graph.type_of(source.inputs[0])
+    return before.sample_shape if before.rank >= 4 else None
