@@ -272,7 +272,7 @@ class BiasAdd(Op):
     """
 
     name = "bias_add"
-    imports = (im.tf("BiasAdd", tf_bias_add, "alone (after a conv or MatMul it is their bias)"),)
+    imports = (im.tf("BiasAdd", tf_bias_add, "not after a conv or MatMul, which take it as their bias"),)
     family = "activation"
     tf_notes = "tf.nn.bias_add(value, bias, data_format='NCHW'); the bias is a variable of this node."
     example_inputs = ((2, 3, 4, 4),)

@@ -255,3 +255,23 @@ def channels_last_only(foreign: Foreign) -> None:
     """Keras layers in the default data_format; channels_first layers have no mapping (yet)."""
     fmt = foreign.attr("data_format", "channels_last") or "channels_last"
     foreign.require(fmt == "channels_last", f"data_format {fmt!r}: tfn imports channels_last Keras layers")
+
+
+# --- the mapping table (docs/import.md) ------------------------------------------
+
+_COLUMNS = (("keras", "Keras layer"), ("keras_activation", "Keras activation"), ("keras_loss", "Keras loss"), ("tf", "TensorFlow op"), ("onnx", "ONNX op"))
+
+
+def mapping_table() -> str:
+    """The Markdown table of every op's import rules: one row per tfn op that has any, one column per framework."""
+    rows = []
+    for name, op in all_ops().items():
+        if not op.imports:
+            continue
+        cells = []
+        for framework, _ in _COLUMNS:
+            kinds = [f"`{r.kind}`" + (f" ({r.note})" if r.note else "") for r in op.imports if r.framework == framework]
+            cells.append(", ".join(kinds) or "")
+        rows.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    header = "| tfn op | " + " | ".join(title for _, title in _COLUMNS) + " |"
+    return "\n".join([header, "|" + "---|" * (len(_COLUMNS) + 1), *rows]) + "\n"
