@@ -10,16 +10,65 @@ from tfn.layers import imports as im
 from tfn.layers.attrs import Initializer, resolve_axis
 from tfn.layers.base import Op, OpError, Params, TensorType, VariableDef, register
 
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
 
 # --- import rules (layers/imports.py) ------------------------------------------
 
 def keras_relu(f: im.Foreign) -> im.Emitted:
-    """Keras's ReLU layer: plain, or capped at 6 (relu6); a slope or threshold has no tfn op yet."""
-    f.require(not f.attr("negative_slope", 0.0), f"negative_slope {f.attrs.get('negative_slope')}: tfn's relu has none")
+    """Keras's ReLU layer: plain, capped at 6 (relu6) or with a negative slope (leaky_relu); not both, no threshold."""
     f.require(not f.attr("threshold", 0.0), f"threshold {f.attrs.get('threshold')}: tfn's relu has none")
-    cap = f.attr("max_value", None)
+    cap, slope = f.attr("max_value", None), float(f.attr("negative_slope", 0.0) or 0.0)
     f.require(cap in (None, 6, 6.0), f"max_value {cap}: tfn has relu (none) and relu6 (6)")
+    f.require(not (cap and slope), f"max_value {cap} with negative_slope {slope}: tfn's relu6 has no slope")
+    if slope:
+        return im.Emitted({"alpha": slope}, op="leaky_relu", feature_order=im.same_order(f))
     return im.Emitted(op="relu6" if cap else None, feature_order=im.same_order(f))
+
+
+def leaky_alpha(f: im.Foreign) -> im.Emitted:
+    """tf.keras's LeakyReLU `alpha` (default 0.3), Keras 3's `negative_slope` (0.3; the leaky_relu activation 0.2),
+    TF's LeakyRelu `alpha` (0.2), ONNX's LeakyRelu `alpha` (0.01)."""
+    default = {"keras": 0.3, "keras_activation": 0.2, "tf": 0.2, "onnx": 0.01}[f.framework]
+    alpha = f.attr("negative_slope", None) if f.attr("negative_slope", None) is not None else f.attr("alpha", default)
+    return im.Emitted({"alpha": float(alpha)}, feature_order=im.same_order(f))
+
+
+def exact_gelu(f: im.Foreign) -> im.Emitted:
+    """Keras's gelu activation is exact (erf) unless `approximate`; ONNX Gelu says `tanh` for the approximation."""
+    approximate = f.attr("approximate", False)
+    return im.Emitted({"approximate": approximate in (True, "tanh")}, feature_order=im.same_order(f))
+
+
+def selu_constants(f: im.Foreign) -> im.Emitted:
+    alpha, gamma = float(f.attr("alpha", SELU_ALPHA)), float(f.attr("gamma", SELU_SCALE))
+    f.require(abs(alpha - SELU_ALPHA) < 1e-6 and abs(gamma - SELU_SCALE) < 1e-6, f"alpha {alpha}, gamma {gamma}: tfn's selu has the standard constants")
+    return im.Emitted(feature_order=im.same_order(f))
+
+
+def hard_sigmoid_slope(f: im.Foreign) -> im.Emitted:
+    """tf.keras 2's hard_sigmoid has slope 0.2, Keras 3's 1/6 (the reader passes the Keras version); ONNX: alpha, beta 0.5."""
+    if f.framework == "onnx":
+        f.require(float(f.attr("beta", 0.5)) == 0.5, f"beta {f.attrs.get('beta')}: tfn's hard_sigmoid is centred at 0.5")
+        return im.Emitted({"slope": float(f.attr("alpha", 0.2))}, feature_order=im.same_order(f))
+    slope = 1.0 / 6.0 if int(f.attr("keras_major", 2)) >= 3 else 0.2
+    return im.Emitted({"slope": slope}, feature_order=im.same_order(f))
+
+
+def keras_prelu(f: im.Foreign) -> im.Emitted:
+    """Keras PReLU: alpha has the sample's shape (features last) with shared axes 1; shared_axes count the sample's axes from 1."""
+    import numpy as np
+
+    shared = sorted(f.axis(int(a)) for a in (f.attr("shared_axes", None) or []))
+    alpha = f.weight(0)
+    if f.channels_last and alpha.ndim >= 2:
+        alpha = np.moveaxis(alpha, -1, 0)
+    return im.Emitted({"shared_axes": shared}, {"alpha": alpha}, feature_order=None if f.rank > 2 else _prelu_order(f))
+
+
+def _prelu_order(f: im.Foreign):
+    f.require(f.order(0) is None, "a PReLU on features flattened from an NHWC tensor")
+    return None
 
 
 def onnx_clip(f: im.Foreign) -> im.Emitted:
@@ -96,7 +145,7 @@ class Relu(Elementwise):
     """
 
     name = "relu"
-    imports = (im.keras("ReLU", keras_relu, "max_value 6: relu6"), im.keras_activation("relu"), im.tf("Relu"), im.onnx("Relu"))
+    imports = (im.keras("ReLU", keras_relu, "max_value 6: relu6; negative_slope: leaky_relu"), im.keras_activation("relu"), im.tf("Relu"), im.onnx("Relu"))
     torch_function = "torch.relu"
 
 
@@ -378,6 +427,7 @@ class LeakyRelu(Elementwise):
     """
 
     name = "leaky_relu"
+    imports = (im.keras("LeakyReLU", leaky_alpha), im.keras_activation("leaky_relu", leaky_alpha), im.tf("LeakyRelu", leaky_alpha), im.onnx("LeakyRelu", leaky_alpha))
     cost = 2
     tf_notes = "tf.nn.leaky_relu(features, alpha=0.2); tf.keras.layers.LeakyReLU's default alpha is 0.3: give it explicitly."
 
@@ -411,6 +461,7 @@ class Gelu(Elementwise):
     """
 
     name = "gelu"
+    imports = (im.keras_activation("gelu", exact_gelu), im.onnx("Gelu", exact_gelu))
     cost = 8
     tf_notes = "tf.nn.gelu(features, approximate=False); Keras 3's activations.gelu defaults to approximate=True."
 
@@ -428,8 +479,6 @@ class Gelu(Elementwise):
         return gelu
 
 
-SELU_ALPHA = 1.6732632423543772848170429916717
-SELU_SCALE = 1.0507009873554804934193349852946
 
 
 @register
@@ -446,6 +495,7 @@ class Selu(Elementwise):
     """
 
     name = "selu"
+    imports = (im.keras_activation("selu"), im.tf("Selu"), im.onnx("Selu", selu_constants))
     cost = 4
     tf_notes = "tf.nn.selu; TF's gradient at 0 (scale, not scale * alpha as torch.selu)."
 
@@ -475,6 +525,7 @@ class Swish(Elementwise):
     """
 
     name = "swish"
+    imports = (im.keras_activation("swish"),)
     cost = 5
     tf_notes = "tf.nn.swish(features, beta=1.0) (also tf.nn.silu); PyTorch's F.silu has no beta."
 
@@ -505,6 +556,7 @@ class Silu(Swish):
     """
 
     name = "silu"
+    imports = (im.keras_activation("silu"),)
     tf_notes = "tf.nn.silu(features, beta=1.0), an alias of tf.nn.swish; Keras's activations.silu."
 
 
@@ -525,6 +577,7 @@ class HardSigmoid(Elementwise):
     """
 
     name = "hard_sigmoid"
+    imports = (im.keras_activation("hard_sigmoid", hard_sigmoid_slope, "slope 0.2, Keras 3: 1/6"), im.onnx("HardSigmoid", hard_sigmoid_slope))
     cost = 3
     tf_notes = "tf.keras.activations.hard_sigmoid (tf.keras 2: slope 0.2); Keras 3's hard_sigmoid is slope 1/6."
 
@@ -559,6 +612,7 @@ class Prelu(Op):
     """
 
     name = "prelu"
+    imports = (im.keras("PReLU", keras_prelu),)
     family = "activation"
     tf_notes = (
         "tf.keras.layers.PReLU(alpha_initializer='zeros', shared_axes=None); tfn's default shares alpha over every axis "

@@ -14,7 +14,8 @@ from tfn.layers.attrs import Initializer, Regularizer
 
 def _dense(f: im.Foreign, kernel, bias) -> im.Emitted:
     """A dense layer from a kernel [in, units]: its rows in tfn's feature order, then [units, in]."""
-    f.require(f.rank == 2 or not f.channels_last, f"a rank-{f.rank} input: tfn's dense acts on the last axis, Keras's on the features")
+    # tfn's dense maps axis 1: Keras's features (last, channels-first here); a channels-first source's matmul maps the last axis
+    f.require(f.rank == 2 or f.channels_last, f"a rank-{f.rank} input: tfn's dense maps the feature axis 1, this {f.kind} the last axis")
     attrs = {"units": int(kernel.shape[1]), "use_bias": bias is not None}
     return im.Emitted(attrs, {"kernel": im.dense_kernel(kernel, f.order(0)), **({"bias": bias} if bias is not None else {})})
 

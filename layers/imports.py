@@ -116,6 +116,9 @@ class Emitted:
     #: a loss (keras_loss): the op whose input is the logits, when Keras's loss takes its output
     #: (probabilities after a softmax or sigmoid) rather than logits
     logits_before: str | None = None
+    #: further nodes after this one, each with its `op` (no variables): a reshape to a features-last
+    #: shape is a reshape, then a transpose to channels-first
+    then: tuple = ()
 
 
 def keep_attributes(foreign: Foreign) -> Emitted:
@@ -194,6 +197,29 @@ def rules(framework: str) -> dict[str, tuple[str, Rule]]:
 
 
 # --- conversions shared by the ops' rules -------------------------------------
+
+
+def to_channels_first(rank: int) -> list[int]:
+    """The transpose perm that puts a features-last tensor's last axis at 1 ([0, 3, 1, 2] for NHWC)."""
+    return [0, rank - 1, *range(1, rank - 1)]
+
+
+def channels_first_input(rank: int) -> tuple[str, Rule]:
+    """The op and rule that turn a features-last model input into tfn's layout (`tfn import --input-layout nhwc`)."""
+    return "transpose", Rule("keras", "channels_first", lambda foreign: Emitted({"perm": to_channels_first(rank)}))
+
+
+def tfn_perm(source: Sequence[int], rank: int) -> list[int]:
+    """A features-last source's transpose (batch included) as the transpose of the tensors in tfn's layout.
+
+    tfn's tensors are the source's with the last axis moved to 1, before and
+    after: out = transpose(in, m^-1 . source . m) with m = to_channels_first.
+    """
+    if rank <= 2:
+        return list(source)
+    m = to_channels_first(rank)
+    inverse = [m.index(i) for i in range(rank)]
+    return [inverse[source[m[i]]] for i in range(rank)]
 
 
 def channels_first_kernel(kernel: np.ndarray) -> np.ndarray:

@@ -14,9 +14,27 @@ from typing import Annotated
 
 from pydantic import Field, PositiveInt, field_validator
 
+from tfn.layers import imports as im
 from tfn.layers.attrs import DType, resolve_axis
 from tfn.layers.base import IndexRangeError, Op, OpError, Params, TensorType, register
 from tfn.layers.structure import same_types
+
+
+# --- import rules (layers/imports.py) ------------------------------------------
+
+
+def permutation(f: im.Foreign) -> im.Emitted:
+    """Keras Permute (`dims` from 1, the batch left out), TF Transpose (a constant perm), ONNX Transpose (`perm`),
+    converted to the transpose of tfn's channels-first tensors."""
+    if f.framework == "keras":
+        source = [0, *(int(d) for d in f.attr("dims"))]
+    elif f.framework == "tf":
+        source = [int(d) for d in f.weight(0).reshape(-1)]
+    else:
+        source = [int(d) for d in f.attr("perm", list(reversed(range(f.rank))))]
+    f.require(sorted(source) == list(range(f.rank)) and source[0] == 0, f"perm {source} moves the batch axis or is not a permutation")
+    f.require(f.order(0) is None, "a transpose of features flattened from an NHWC tensor")
+    return im.Emitted({"perm": im.tfn_perm(source, f.rank) if f.channels_last else source})
 
 
 def _per_axis(values: list[int], x: TensorType, field: str) -> None:
@@ -50,6 +68,7 @@ class Transpose(Op):
     """
 
     name = "transpose"
+    imports = (im.keras("Permute", permutation), im.tf("Transpose", permutation), im.onnx("Transpose", permutation))
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.transpose(a, perm) with perm[0] = 0 (the batch); TF's NHWC perm [0, 3, 1, 2] has no use here: tensors are channels-first already."

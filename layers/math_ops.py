@@ -8,8 +8,28 @@ from __future__ import annotations
 
 import math
 
+from tfn.layers import imports as im
 from tfn.layers.attrs import resolve_axis
 from tfn.layers.base import Op, OpError, Params, TensorType, register
+
+
+# --- import rules (layers/imports.py) ------------------------------------------
+
+
+def reduce_axes(f: im.Foreign) -> im.Emitted:
+    """TF Mean/Sum/Max/Min (axes: a constant input, keep_dims) and ONNX Reduce* (axes input or attribute, keepdims 1)."""
+    if f.weights:
+        given = [int(a) for a in f.weight(0).reshape(-1)]
+    else:
+        f.require("axes" in f.attrs, "no axes: ONNX would reduce the batch axis too")
+        given = [int(a) for a in f.attr("axes")]
+    keep = bool(f.attr("keep_dims", f.attr("keepdims", 1 if f.framework == "onnx" else 0)))
+    axes = sorted(f.axis(a) for a in given)
+    f.require(0 not in axes, "a reduction over the batch axis")
+    out_rank = f.rank - (0 if keep else len(axes))
+    # tfn's tensors are the source's with the feature axis moved to 1: true of the result only if that axis stays
+    f.require(not (f.channels_last and f.rank > 2 and 1 in axes and not keep and out_rank > 2), "a reduction of the feature axis that leaves a rank > 2 tensor")
+    return im.Emitted({"axis": axes, "keepdims": keep})
 
 
 @register
@@ -147,6 +167,7 @@ class ReduceMean(Reduce):
     """
 
     name = "reduce_mean"
+    imports = (im.tf("Mean", reduce_axes), im.onnx("ReduceMean", reduce_axes))
     torch_function = "mean"
     floats_only = True
     tf_notes = "tf.reduce_mean(input_tensor, axis, keepdims); axis counts channels-first, batch 0 (NHWC [1, 2] is tfn [2, 3])."
@@ -166,6 +187,7 @@ class ReduceSum(Reduce):
     """
 
     name = "reduce_sum"
+    imports = (im.tf("Sum", reduce_axes), im.onnx("ReduceSum", reduce_axes))
     torch_function = "sum"
     tf_notes = "tf.reduce_sum(input_tensor, axis, keepdims); axis counts channels-first, batch 0."
 
@@ -184,6 +206,7 @@ class ReduceMax(Reduce):
     """
 
     name = "reduce_max"
+    imports = (im.tf("Max", reduce_axes), im.onnx("ReduceMax", reduce_axes))
     torch_function = "amax"
     tf_notes = "tf.reduce_max(input_tensor, axis, keepdims); ties share the gradient equally, as in TF."
 
@@ -202,5 +225,6 @@ class ReduceMin(Reduce):
     """
 
     name = "reduce_min"
+    imports = (im.tf("Min", reduce_axes), im.onnx("ReduceMin", reduce_axes))
     torch_function = "amin"
     tf_notes = "tf.reduce_min(input_tensor, axis, keepdims); ties share the gradient equally, as in TF."

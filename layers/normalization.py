@@ -47,6 +47,47 @@ def _batch_norm(f: im.Foreign, attrs: dict, variables: dict, roles: list) -> im.
     return im.Emitted(attrs, variables, feature_order=order)
 
 
+def layer_norm(f: im.Foreign) -> im.Emitted:
+    """Keras LayerNormalization (axis: an int or a list), ONNX LayerNormalization (every axis from `axis` on)."""
+    import numpy as np
+
+    if f.framework == "onnx":
+        start = f.attr("axis", -1) % f.rank
+        f.require(start >= 1, "normalising the batch axis")
+        source_axes = list(range(start, f.rank))
+        scale, center = True, len(f.weights) > 1
+        variables = {"gamma": f.weight(0)} | ({"beta": f.weight(1)} if center else {})
+        epsilon = float(f.attr("epsilon", 1e-5))
+    else:
+        f.require(not f.attr("rms_scaling", False), "rms_scaling: tfn's layer normalization centres")
+        given = f.attr("axis", -1)
+        source_axes = sorted(int(a) % f.rank for a in (given if isinstance(given, list) else [given]))
+        scale, center = bool(f.attr("scale", True)), bool(f.attr("center", True))
+        roles = (["gamma"] if scale else []) + (["beta"] if center else [])
+        f.require(len(f.weights) == len(roles), f"expected {len(roles)} weights ({', '.join(roles)}), found {len(f.weights)}")
+        variables = dict(zip(roles, f.weights))
+        epsilon = float(f.attr("epsilon", 1e-3))
+    axes = sorted(f.axis(a) for a in source_axes)
+    if f.channels_last and f.rank > 2 and f.rank - 1 in source_axes:  # Keras's gamma is [..., C]: tfn's [C, ...]
+        variables = {role: np.moveaxis(v, -1, 0) if v.ndim > 1 else v for role, v in variables.items()}
+    order = f.order(0)
+    if order is not None:
+        variables = {role: v[np.asarray(order)] for role, v in variables.items()}
+    attrs = {"axis": axes[0] if len(axes) == 1 else axes, "epsilon": epsilon, "center": center, "scale": scale}
+    return im.Emitted(attrs, variables, feature_order=order)
+
+
+def local_response(f: im.Foreign) -> im.Emitted:
+    """TF's LRN (alpha on the plain sum) or ONNX's (alpha divided by the window `size`, which must be odd)."""
+    if f.framework == "onnx":
+        size = int(f.attr("size"))
+        f.require(size % 2 == 1, f"size {size}: TF's window is 2 * depth_radius + 1 (odd)")
+        attrs = {"depth_radius": size // 2, "bias": float(f.attr("bias", 1.0)), "alpha": float(f.attr("alpha", 1e-4)) / size, "beta": float(f.attr("beta", 0.75))}
+        return im.Emitted(attrs)
+    attrs = {k: f.attr(k, d) for k, d in (("depth_radius", 5), ("bias", 1.0), ("alpha", 1.0), ("beta", 0.5))}
+    return im.Emitted({"depth_radius": int(attrs["depth_radius"]), **{k: float(v) for k, v in attrs.items() if k != "depth_radius"}})
+
+
 @register
 class BatchNormalization(Op):
     """Batch normalization, as tf.layers.batch_normalization.
@@ -189,6 +230,7 @@ class LocalResponseNormalization(Op):
     """
 
     name = "local_response_normalization"
+    imports = (im.tf("LRN", local_response), im.onnx("LRN", local_response, "alpha / size"))
     family = "normalization"
     example_inputs = ((2, 6, 3, 4),)
     tf_notes = (
@@ -244,6 +286,7 @@ class LayerNormalization(Op):
     """
 
     name = "layer_normalization"
+    imports = (im.keras("LayerNormalization", layer_norm), im.onnx("LayerNormalization", layer_norm))
     family = "normalization"
     example_inputs = ((3, 4, 5),)
     tf_notes = (

@@ -57,14 +57,6 @@ def global_pool(f: im.Foreign) -> im.Emitted:
     return im.Emitted({"keepdims": bool(f.attr("keepdims", False))})
 
 
-def reduce_spatial(f: im.Foreign) -> im.Emitted:
-    """TF Mean / Max, ONNX ReduceMean / ReduceMax over every spatial axis: the global pools."""
-    given = [int(a) for a in (f.weight(0).reshape(-1) if f.weights else f.attr("axes", []))]
-    axes = sorted(f.axis(a) for a in given)
-    f.require(axes == list(range(2, f.rank)), f"a reduction over axes {given}: tfn imports the spatial ones (a global pool)")
-    return im.Emitted({"keepdims": bool(f.attr("keep_dims", f.attr("keepdims", 1 if f.framework == "onnx" else 0)))})
-
-
 
 class _DefaultStrides(Params):
     @model_validator(mode="after")
@@ -380,7 +372,7 @@ class GlobalAveragePool(GlobalPool):
     """
 
     name = "global_average_pool"
-    imports = tuple(im.keras(f"GlobalAveragePooling{d}D", global_pool) for d in (1, 2, 3)) + (im.tf("Mean", reduce_spatial, "over the spatial axes"), im.onnx("GlobalAveragePool", global_pool), im.onnx("ReduceMean", reduce_spatial, "over the spatial axes"))
+    imports = tuple(im.keras(f"GlobalAveragePooling{d}D", global_pool) for d in (1, 2, 3)) + (im.onnx("GlobalAveragePool", global_pool),)
     tf_notes = "tf.reduce_mean(x, axis=[1, 2]) in NHWC."
     example_inputs = ((2, 3, 4, 5),)
 
@@ -404,7 +396,7 @@ class GlobalMaxPool(GlobalPool):
     """
 
     name = "global_max_pool"
-    imports = tuple(im.keras(f"GlobalMaxPooling{d}D", global_pool) for d in (1, 2, 3)) + (im.tf("Max", reduce_spatial, "over the spatial axes"), im.onnx("GlobalMaxPool", global_pool), im.onnx("ReduceMax", reduce_spatial, "over the spatial axes"))
+    imports = tuple(im.keras(f"GlobalMaxPooling{d}D", global_pool) for d in (1, 2, 3)) + (im.onnx("GlobalMaxPool", global_pool),)
     tf_notes = "tf.reduce_max(x, axis=[1, 2]) in NHWC."
     example_inputs = ((2, 3, 4, 5),)
 

@@ -27,8 +27,38 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
+from tfn.layers import imports as im
 from tfn.layers.attrs import Choice, Size2
 from tfn.layers.base import Op, OpError, Params, TensorType, register
+
+
+# --- import rules (layers/imports.py) ------------------------------------------
+
+_TF_RESIZE = {"ResizeBilinear": "BILINEAR", "ResizeNearestNeighbor": "NEAREST", "ResizeBicubic": "BICUBIC", "ResizeArea": "AREA"}
+_KERAS_RESIZE = {"bilinear": "BILINEAR", "nearest": "NEAREST", "bicubic": "BICUBIC", "area": "AREA"}
+
+
+def keras_upsampling(f: im.Foreign) -> im.Emitted:
+    im.channels_last_only(f)
+    interpolation = str(f.attr("interpolation", "nearest")).upper()
+    f.require(interpolation in ("NEAREST", "BILINEAR"), f"interpolation {interpolation.lower()}: tfn upsamples NEAREST or BILINEAR")
+    return im.Emitted({"size": f.spatial_sizes(f.attr("size", 2), 2, "size"), "interpolation": interpolation})
+
+
+def tf_resize(f: im.Foreign) -> im.Emitted:
+    """TF 1.x's Resize* ops: the size is their constant input; align_corners and half_pixel_centers as given."""
+    attrs = {"size": [int(d) for d in f.weight(0).reshape(-1)], "method": _TF_RESIZE[f.kind]}
+    return im.Emitted(attrs | {k: bool(f.attr(k, False)) for k in ("align_corners", "half_pixel_centers")})
+
+
+def keras_resizing(f: im.Foreign) -> im.Emitted:
+    """Keras's Resizing layer is tf.image.resize: half-pixel centres, no antialiasing, no cropping or padding."""
+    im.channels_last_only(f)
+    f.require(not f.attr("crop_to_aspect_ratio", False) and not f.attr("pad_to_aspect_ratio", False), "crop_to_aspect_ratio / pad_to_aspect_ratio")
+    method = _KERAS_RESIZE.get(str(f.attr("interpolation", "bilinear")))
+    f.require(method is not None, f"interpolation {f.attrs.get('interpolation')}: tfn resizes nearest, bilinear, bicubic and area")
+    size = [int(f.attr("height")), int(f.attr("width"))]
+    return im.Emitted({"size": size, "method": method, "half_pixel_centers": method != "AREA"})
 
 if TYPE_CHECKING:
     import numpy as np
@@ -247,6 +277,7 @@ class Resize(Resampling):
     """
 
     name = "resize"
+    imports = (im.keras("Resizing", keras_resizing),) + tuple(im.tf(kind, tf_resize) for kind in _TF_RESIZE)
     tf_notes = (
         "tf.compat.v1.image.resize_images(images, size, method, align_corners) and the resize_* ops with half_pixel_centers; "
         "TF 2's tf.image.resize(antialias=False) is half_pixel_centers: true (BICUBIC there uses Keys' kernel without TF 1.x's table)."
@@ -279,6 +310,7 @@ class Upsampling2D(Resampling):
     """
 
     name = "upsampling2d"
+    imports = (im.keras("UpSampling2D", keras_upsampling),)
     tf_notes = "tf.keras.layers.UpSampling2D(size, interpolation) with data_format channels_first; TF 1.x's resize with other corner rules is `resize`."
 
     class Params(Params):

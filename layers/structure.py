@@ -43,9 +43,21 @@ def _target_shape(f: im.Foreign, shape: list[int]) -> im.Emitted:
         from tfn.layers.core import flatten_order
 
         return im.Emitted({"shape": shape}, feature_order=flatten_order(f))
-    f.require(not f.channels_last, f"a reshape to the features-last shape {shape}: tfn's tensors are channels-first (needs a transpose)")
     f.require(f.order(0) is None, "a reshape of features flattened from an NHWC tensor")
-    return im.Emitted({"shape": shape})
+    if not f.channels_last:
+        return im.Emitted({"shape": shape})
+    # the source reshapes its features-last tensor: back to that layout, reshape, then channels-first again
+    rank = len(shape) + 1
+    then = (im.Emitted({"shape": shape}, op="reshape"), im.Emitted({"perm": im.to_channels_first(rank)}, op="transpose"))
+    if f.rank > 2:
+        back = im.to_channels_first(f.rank)
+        return im.Emitted({"perm": [back.index(i) for i in range(f.rank)]}, op="transpose", then=then)
+    return im.Emitted({"shape": shape}, then=then[1:])
+
+
+def keras_cropping(f: im.Foreign) -> im.Emitted:
+    im.channels_last_only(f)
+    return im.Emitted({"cropping": f.attr("cropping")})
 
 
 def keras_reshape(f: im.Foreign) -> im.Emitted:
@@ -426,6 +438,7 @@ class Cropping2D(Edges2D):
     """
 
     name = "cropping2d"
+    imports = (im.keras("Cropping2D", keras_cropping),)
     direction, field = -1, "cropping"
     tf_notes = "tf.keras.layers.Cropping2D(cropping) with data_format channels_first."
 

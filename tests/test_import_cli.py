@@ -234,9 +234,20 @@ def test_verify_says_what_it_needs(tfn_cli, tmp_path):
     assert (tmp_path / "m" / "spec.yaml").is_file()
 
 
-def test_input_layout_nhwc_needs_a_transpose_op(tfn_cli, tmp_path):
-    code, _, err = tfn_cli("import", str(FIXTURES / "mlp.keras"), "-o", str(tmp_path / "m"), "--input-layout", "nhwc")
-    assert code == 2 and "--input-layout nhwc: error: needs tfn's transpose op" in err
+def test_input_layout_nhwc_keeps_the_original_inputs(tfn_cli, tmp_path):
+    """The arrays fed to Keras feed the import as they are: a transpose node after the input."""
+    import yaml
+
+    from tfn.runners.session import load_model, run
+
+    code, _, err = tfn_cli("import", str(FIXTURES / "lenet5.h5"), "-o", str(tmp_path / "m"), "--input-layout", "nhwc")
+    assert code == 0, err
+    spec = yaml.safe_load((tmp_path / "m" / "spec.yaml").read_text())
+    assert spec["model"]["inputs"] == {"conv1_input": {"shape": [28, 28, 1]}}
+    assert spec["model"]["layers"][0] == {"name": "conv1_input_channels_first", "op": "transpose", "perm": [0, 3, 1, 2], "inputs": ["conv1_input"]}
+    inputs, outputs = reference("lenet5")
+    got = run(load_model(tmp_path / "m"), {"conv1_input": inputs["conv1_input"]}, ["probs_softmax"]).values["probs_softmax"]
+    np.testing.assert_allclose(got, outputs["probs"], atol=1e-5, rtol=0)
 
 
 def test_usage_errors(tfn_cli):

@@ -40,7 +40,7 @@ def _parity_cases():
 
 def test_every_fixture_names_the_versions_that_wrote_it():
     names = fixture_names()
-    assert len(names) == 14
+    assert len(names) == 17
     for name in names:
         m = meta(name)
         assert m["made_by"] == "tests/tf_reference/make_import_fixtures.py" and MAKER.is_file()

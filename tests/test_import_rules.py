@@ -95,16 +95,21 @@ def test_padding_conversions():
 @pytest.mark.parametrize(
     ("framework", "kind", "kwargs", "message"),
     [
-        ("keras", "Reshape", {"attrs": {"target_shape": [2, 2, 3]}, "inputs": ((None, 12),)}, "a reshape to the features-last shape [2, 2, 3]: tfn's tensors are channels-first (needs a transpose)"),
-        ("keras", "Dense", {"attrs": {"use_bias": False}, "inputs": ((None, 4, 7),), "weights": (np.zeros((4, 2)),)}, "a rank-3 input: tfn's dense acts on the last axis, Keras's on the features"),
+        ("keras", "Reshape", {"attrs": {"target_shape": [2, 9]}, "inputs": ((None, 18),), "orders": (im.flattened_order((2, 3, 3)),)}, "a reshape of features flattened from an NHWC tensor"),
+        ("onnx", "MatMul", {"inputs": ((None, 4, 7),), "weights": (np.zeros((7, 2)),), "channels_last": False}, "a rank-3 input: tfn's dense maps the feature axis 1, this MatMul the last axis"),
         ("keras", "BatchNormalization", {"attrs": {"axis": 1}, "inputs": ((None, 3, 5, 5),), "weights": (np.ones(5),) * 4}, "axis 1: tfn normalises the feature axis"),
         ("keras", "Conv2D", {"attrs": {"filters": 2, "kernel_size": 3, "data_format": "channels_first"}, "inputs": ((None, 3, 5, 5),)}, "data_format 'channels_first'"),
         ("keras", "ELU", {"attrs": {"alpha": 0.5}}, "alpha 0.5: tfn's elu has alpha 1"),
         ("keras", "Conv2DTranspose", {"attrs": {"filters": 2, "kernel_size": 3, "output_padding": [1, 1]}, "inputs": ((None, 3, 5, 5),)}, "output_padding"),
         ("tf", "MatMul", {"inputs": ((None, 3), (None, 3))}, "a MatMul of two computed tensors"),
         ("tf", "FusedBatchNormV3", {"attrs": {"is_training": True}, "inputs": ((None, 3, 4, 4),)}, "is_training: a training-mode batch norm"),
-        ("tf", "Mean", {"inputs": ((None, 3, 4, 4),), "weights": (np.array([3]),)}, "a reduction over axes [3]: tfn imports the spatial ones"),
         ("onnx", "Clip", {"inputs": ((None, 3),), "weights": (np.float32(0), np.float32(1)), "channels_last": False}, "Clip to [0.0, 1.0]: tfn has relu6"),
+        ("tf", "Mean", {"inputs": ((None, 3, 4, 4),), "weights": (np.array([3]),)}, "a reduction of the feature axis that leaves a rank > 2 tensor"),
+        ("tf", "Sum", {"inputs": ((None, 3, 4, 4),), "weights": (np.array([0]),)}, "a reduction over the batch axis"),
+        ("keras", "Permute", {"attrs": {"dims": [1, 1, 2]}, "inputs": ((None, 3, 4, 4),)}, "perm [0, 1, 1, 2] moves the batch axis or is not a permutation"),
+        ("keras", "ReLU", {"attrs": {"max_value": 6.0, "negative_slope": 0.1}}, "max_value 6.0 with negative_slope 0.1: tfn's relu6 has no slope"),
+        ("keras", "LayerNormalization", {"attrs": {"rms_scaling": True}, "inputs": ((None, 3, 4, 4),)}, "rms_scaling"),
+        ("onnx", "LRN", {"attrs": {"size": 4}, "inputs": ((None, 3, 4, 4),), "channels_last": False}, "size 4: TF's window is 2 * depth_radius + 1 (odd)"),
         ("onnx", "Pad", {"attrs": {"mode": "edge"}, "inputs": ((None, 3),), "weights": (np.array([0, 1, 0, 1]),), "channels_last": False}, "mode edge"),
     ],
 )
@@ -155,3 +160,29 @@ def test_the_documented_mapping_table_is_the_generated_one():
         end = text.index("<!-- end of mapping table -->")
     assert text[start:end] == im.mapping_table()
     assert "| `conv2d` | `Conv2D` |  |  | `Conv2D` (+ BiasAdd) |  |" in text
+
+
+def test_a_source_transpose_in_tfn_layout_against_numpy():
+    rng = np.random.default_rng(2)
+    source = rng.standard_normal((2, 3, 4, 5))  # NHWC
+    perm = [0, 2, 1, 3]
+    expected = np.moveaxis(np.transpose(source, perm), -1, 1)
+    np.testing.assert_array_equal(np.transpose(np.moveaxis(source, -1, 1), im.tfn_perm(perm, 4)), expected)
+    _, emitted = _convert("keras", "Permute", attrs={"dims": [2, 1, 3]}, inputs=((None, 5, 3, 4),))
+    assert emitted.attrs == {"perm": im.tfn_perm(perm, 4)}
+
+
+def test_a_reshape_to_a_features_last_shape_is_a_reshape_then_a_transpose():
+    """Dense -> Reshape((H, W, C)): tfn reshapes to the source's [H, W, C], then moves C to axis 1."""
+    rng = np.random.default_rng(3)
+    flat = rng.standard_normal((2, 24))
+    expected = np.moveaxis(flat.reshape(2, 2, 3, 4), -1, 1)
+    _, emitted = _convert("keras", "Reshape", attrs={"target_shape": [2, 3, 4]}, inputs=((None, 24),))
+    assert emitted.attrs == {"shape": [2, 3, 4]} and [(e.op, e.attrs) for e in emitted.then] == [("transpose", {"perm": [0, 3, 1, 2]})]
+    np.testing.assert_array_equal(np.transpose(flat.reshape(2, *emitted.attrs["shape"]), emitted.then[0].attrs["perm"]), expected)
+    nchw = rng.standard_normal((2, 4, 2, 3))  # a features-last [2, 3, 4] in tfn's layout, reshaped to (3, 2, 4)
+    _, emitted = _convert("keras", "Reshape", attrs={"target_shape": [3, 2, 4]}, inputs=((None, 4, 2, 3),))
+    out = nchw
+    for step in (emitted, *emitted.then):
+        out = np.transpose(out, step.attrs["perm"]) if (step.op or "transpose") == "transpose" else out.reshape(2, *step.attrs["shape"])
+    np.testing.assert_array_equal(out, np.moveaxis(np.moveaxis(nchw, 1, -1).reshape(2, 3, 2, 4), -1, 1))

@@ -55,8 +55,6 @@ def read(path: str | Path, *, outputs: list[str] | None = None, spec: str | Path
     """
     if input_layout not in ("nchw", "nhwc"):
         raise ImportFailed(f"--input-layout: error: {input_layout!r} is not nchw or nhwc")
-    if input_layout == "nhwc":
-        raise ImportFailed("--input-layout nhwc: error: needs tfn's transpose op, which this tfn does not have yet")
     path = Path(path)
     kind = detect(path) if path.exists() or not checkpoint_prefix(path).with_name(checkpoint_prefix(path).name + ".index").exists() else "checkpoint"
     if kind != "checkpoint" and not path.is_file():
@@ -68,16 +66,18 @@ def read(path: str | Path, *, outputs: list[str] | None = None, spec: str | Path
 
         if outputs:
             raise ImportFailed("--outputs: error: a Keras model names its own outputs")
-        return keras.read(path)
+        return keras.read(path, input_layout)
     if kind == "onnx":
         from tfn.runners.importers import onnx
 
+        if input_layout == "nhwc":
+            raise ImportFailed("--input-layout nhwc: error: an ONNX model's inputs are channels-first already")
         return onnx.read(path, outputs)
     from tfn.runners.importers import tensorflow
 
     if kind == "pb":
-        return tensorflow.read_graphdef(path, outputs)
-    return tensorflow.read_checkpoint(checkpoint_prefix(path), outputs)
+        return tensorflow.read_graphdef(path, outputs, input_layout)
+    return tensorflow.read_checkpoint(checkpoint_prefix(path), outputs, input_layout)
 
 
 def into_spec(path: str | Path, spec: str | Path, out: str | Path):

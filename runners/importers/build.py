@@ -106,9 +106,11 @@ def valid_name(text: str) -> str:
 class Builder:
     """Collects tfn nodes and weights from foreign layers, tracking each tensor's type and layout."""
 
-    def __init__(self, framework: str, channels_last: bool):
+    def __init__(self, framework: str, channels_last: bool, input_layout: str = "nchw"):
         self.framework = framework
         self.channels_last = channels_last
+        #: nhwc: features-last inputs stay so, a transpose node after each makes them channels-first
+        self.keep_input_layout = input_layout == "nhwc" and channels_last
         self.tensors: dict[str, Tensor] = {}
         self.inputs: dict[str, TensorType] = {}
         self.source_inputs: dict[str, str] = {}  # tfn input -> the source's name of it
@@ -148,11 +150,18 @@ class Builder:
     # --- building ----------------------------------------------------------------
 
     def add_input(self, tensor: str, name: str, type_: TensorType) -> str:
+        """A model input of `type_` (tfn's layout); with --input-layout nhwc declared features-last, then transposed."""
         full = self.unique("", name)
-        self.inputs[full] = type_
+        declared = type_
+        if self.keep_input_layout and type_.rank > 2:
+            declared = TensorType((None, *type_.shape[2:], type_.shape[1]), type_.dtype)
+        self.inputs[full] = declared
         self.source_inputs[full] = name
-        self.tensors[tensor] = Tensor(full, type_)
-        self.rows.append({"source": name, "kind": "input", "where": "", "op": None, "node": full, "reason": f"model input {type_}"})
+        self.tensors[tensor] = Tensor(full, declared)
+        self.rows.append({"source": name, "kind": "input", "where": "", "op": None, "node": full, "reason": f"model input {declared}"})
+        if declared is not type_:
+            layout = Layer(name, "channels_first", "keras", {}, [tensor], [tensor], node=f"{full}_channels_first", where="--input-layout nhwc")
+            self.add(layout, im.channels_first_input(type_.rank))
         return full
 
     def fail(self, layer: Layer, reason: str) -> None:
@@ -167,9 +176,9 @@ class Builder:
         if source in self.tensors:
             self.tensors[tensor] = self.tensors[source]
 
-    def add(self, layer: Layer) -> Node | None:
-        """Convert one layer; None (after recording the problem) when it cannot be mapped."""
-        table = im.rules(layer.framework)
+    def add(self, layer: Layer, rule: tuple[str, im.Rule] | None = None) -> Node | None:
+        """Convert one layer (by its kind's rule, or `rule`); None (after recording the problem) when it cannot be mapped."""
+        table = im.rules(layer.framework) if rule is None else {layer.kind: rule}
         if layer.kind not in table:
             self.fail(layer, NO_OP.get(layer.kind, "tfn has no op it maps to"))
             return None
@@ -197,11 +206,35 @@ class Builder:
         if unread:
             self.fail(layer, "its input was flattened from a features-last tensor, and tfn's op would see the features in another order")
             return None
-        op = layers.get(emitted.op or op_name)
-        node = self.node(layer, op, emitted, ins)
-        return node
+        steps = [(layers.get(emitted.op or op_name), emitted)] + [(layers.get(e.op), e) for e in emitted.then]
+        planned = []
+        in_types = [t.type for t in ins]
+        for k, (op, step) in enumerate(steps):
+            checked = self.check(layer, op, step, in_types, with_variables=k == 0)
+            if checked is None:
+                return None
+            planned.append(checked)
+            in_types = [checked[2][0]]
+        refs, first = [t.ref for t in ins], None
+        for k, ((op, step), (params, attrs, outputs)) in enumerate(zip(steps, planned)):
+            full = self.unique(layer.scope, layer.node or layer.name) if k == 0 else self.unique(layer.scope, f"{first.name.rsplit('/', 1)[-1]}_{op.name}")
+            node = Node(full, layer.scope, op.name, attrs, refs, layer.share if k == 0 else None)
+            self.nodes.append(node)
+            first = first or node
+            if k == 0 and layer.share is None and step.variables:
+                self.weights[full] = {role: np.array(v, dtype=np.float32) for role, v in step.variables.items()}  # a writable copy
+            record = {"source": layer.name, "kind": layer.kind, "node": full, "op": op.name}
+            record |= ({"folded": layer.folded} if layer.folded and k == 0 else {}) | ({"shares": layer.share} if layer.share and k == 0 else {})
+            self.records.append(record)
+            self.rows.append({"source": layer.name, "kind": layer.kind, "where": layer.where, "op": op.name, "node": full, "reason": ""})
+            refs = [full]
+        last = steps[-1][1]
+        for i, tensor in enumerate(layer.outputs):
+            self.tensors[tensor] = Tensor(refs[0] if i == 0 else f"{refs[0]}:{i}", planned[-1][2][i], last.feature_order)
+        return first
 
-    def node(self, layer: Layer, op, emitted: im.Emitted, ins: list[Tensor]) -> Node | None:
+    def check(self, layer: Layer, op, emitted: im.Emitted, in_types: list[TensorType], with_variables: bool):
+        """(params, attrs as written, output types) when the op takes these attributes, inputs and weights; else None."""
         try:
             params = op.Params.model_validate(_plain(emitted.attrs))
         except ValidationError as exc:
@@ -209,7 +242,6 @@ class Builder:
             where = ".".join(str(p) for p in error["loc"])
             self.fail(layer, f"tfn's {op.name} refuses {where}: {error['msg']}")
             return None
-        in_types = [t.type for t in ins]
         try:
             outputs = op.infer(params, in_types)
             expected = {v.role: tuple(v.shape) for v in op.variables(params, in_types)}
@@ -217,23 +249,11 @@ class Builder:
             self.fail(layer, f"as tfn's {op.name}: {exc}")
             return None
         given = {role: tuple(np.shape(v)) for role, v in emitted.variables.items()}
-        if layer.share is None and given != expected:
+        if with_variables and layer.share is None and given != expected:
             self.fail(layer, f"weights {given} do not fit tfn's {op.name}, which needs {expected}")
             return None
-        full = self.unique(layer.scope, layer.node or layer.name)
         dumped = params.model_dump(mode="json")
-        attrs = {k: dumped[k] for k in emitted.attrs if k in dumped}
-        node = Node(full, layer.scope, op.name, attrs, [t.ref for t in ins], layer.share)
-        self.nodes.append(node)
-        if layer.share is None and emitted.variables:
-            self.weights[full] = {role: np.array(v, dtype=np.float32) for role, v in emitted.variables.items()}  # a writable copy
-        for i, tensor in enumerate(layer.outputs):
-            self.tensors[tensor] = Tensor(full if i == 0 else f"{full}:{i}", outputs[i], emitted.feature_order)
-        record = {"source": layer.name, "kind": layer.kind, "node": full, "op": op.name}
-        record |= ({"folded": layer.folded} if layer.folded else {}) | ({"shares": layer.share} if layer.share else {})
-        self.records.append(record)
-        self.rows.append({"source": layer.name, "kind": layer.kind, "where": layer.where, "op": op.name, "node": full, "reason": ""})
-        return node
+        return params, {k: dumped[k] for k in emitted.attrs if k in dumped}, outputs
 
 
 def _plain(value):

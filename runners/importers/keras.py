@@ -135,6 +135,8 @@ class Reader:
     built: dict = field(default_factory=dict)
     # a model-local tensor -> the tensor it stands for (a nested model's inputs and outputs)
     aliases: dict = field(default_factory=dict)
+    #: activations that changed between Keras 2 and 3 (hard_sigmoid's slope) read it
+    keras_major: int = 2
 
     def model(self, config: dict, scope: list[str], inputs: list[str] | None) -> list[str]:
         """Add a model's layers; returns its output tensors. `inputs` are the tensors a nested model is called on."""
@@ -235,6 +237,7 @@ class Reader:
         )
         if kind == "Activation":
             layer.framework, layer.kind = "keras_activation", _activation_name(config.get("activation"))
+            layer.attrs = {**_activation_config(config.get("activation")), "keras_major": self.keras_major}
             layer.outputs = [output]
         else:  # a shared call's rule reads them too (the sizes); only the first call's are stored
             layer.weights = self.weights.layer(scope + [name])
@@ -243,7 +246,8 @@ class Reader:
             self.built[key] = node.name
         activation = _activation(config) if kind != "Activation" else None
         if activation:
-            act = Layer(f"{name}_{activation}", activation, "keras_activation", {}, layer.outputs, [output], scope="/".join(scope), where=f"activation of {kind} {name!r}")
+            attrs = {**_activation_config(config.get("activation")), "keras_major": self.keras_major}
+            act = Layer(f"{name}_{activation}", activation, "keras_activation", attrs, layer.outputs, [output], scope="/".join(scope), where=f"activation of {kind} {name!r}")
             if node is not None:
                 act.node = node.name.rsplit("/", 1)[-1] + f"_{activation}"
             self.builder.add(act)
@@ -290,6 +294,13 @@ def _activation_name(value) -> str:
         config = value.get("config")
         return str(config if isinstance(config, str) else (config or {}).get("name") or value.get("class_name")).lower()
     return str(value or "linear")
+
+
+def _activation_config(value) -> dict:
+    """The arguments of an activation Keras 3 saved as an object (gelu's approximate, ...)."""
+    if isinstance(value, dict) and isinstance(value.get("config"), dict):
+        return {k: v for k, v in value["config"].items() if k != "name"}
+    return {}
 
 
 def _activation(config: dict) -> str | None:
@@ -359,10 +370,10 @@ def optimizer(config: dict | None) -> Optimizer | None:
     return Optimizer({**settings, "learning_rate": float(lr)}, source=f"Keras {config.get('class_name')} (compile config)")
 
 
-def read(path: Path) -> Imported:
+def read(path: Path, input_layout: str = "nchw") -> Imported:
     config, weights, fmt, versions, training = read_file(path)
-    builder = Builder("keras", channels_last=True)
-    reader = Reader(path, weights, builder)
+    builder = Builder("keras", channels_last=True, input_layout=input_layout)
+    reader = Reader(path, weights, builder, keras_major=int(str(versions.get("keras", "2")).split(".")[0] or 2))
     try:
         outputs = reader.model(config, [], None)
     except KeyError as exc:

@@ -58,8 +58,9 @@ def _split(ref: str) -> tuple[str, int, bool]:
 
 
 class GraphReader:
-    def __init__(self, path: Path, graph_def, variables: dict[str, np.ndarray] | None):
+    def __init__(self, path: Path, graph_def, variables: dict[str, np.ndarray] | None, input_layout: str = "nchw"):
         self.path = path
+        self.input_layout = input_layout
         self.nodes = {n.name: n for n in graph_def.node}
         self.order = [n.name for n in graph_def.node]
         self.variables = variables
@@ -124,7 +125,7 @@ class GraphReader:
     # --- mapping -------------------------------------------------------------------
 
     def build(self, outputs: list[str]) -> tuple[Builder, list[str], list[str]]:
-        builder = Builder("tf", channels_last=True)
+        builder = Builder("tf", channels_last=True, input_layout=self.input_layout)
         table = im.rules("tf")
         folded: dict[str, str] = {}  # a fused consumer -> the node it was folded into
         for name in self.needed(outputs):
@@ -215,7 +216,7 @@ def _finish(path: Path, fmt: str, versions: dict, reader: GraphReader, outputs: 
     return Imported(name, path, fmt, versions, builder, refs, source_names, default_losses(builder, refs), None)
 
 
-def read_graphdef(path: Path, outputs: list[str] | None) -> Imported:
+def read_graphdef(path: Path, outputs: list[str] | None, input_layout: str = "nchw") -> Imported:
     from google.protobuf.message import DecodeError
     from tensorboard.compat.proto import graph_pb2
 
@@ -233,7 +234,7 @@ def read_graphdef(path: Path, outputs: list[str] | None) -> Imported:
     if not graph_def.node:
         raise ImportFailed(f"{path}: error: not a TensorFlow GraphDef (no nodes)")
     versions = {"graphdef_producer": graph_def.versions.producer} if graph_def.versions.producer else {}
-    return _finish(path, "tf_graphdef", versions, GraphReader(path, graph_def, None), outputs)
+    return _finish(path, "tf_graphdef", versions, GraphReader(path, graph_def, None, input_layout), outputs)
 
 
 def text_format_error():
@@ -257,13 +258,13 @@ def read_meta(prefix: Path):
     return meta
 
 
-def read_checkpoint(prefix: Path, outputs: list[str] | None) -> Imported:
+def read_checkpoint(prefix: Path, outputs: list[str] | None, input_layout: str = "nchw") -> Imported:
     from tfn.runners.importers import bundle
 
     meta = read_meta(prefix)
     variables = bundle.read(prefix)
     versions = {"tensorflow": meta.meta_info_def.tensorflow_version} if meta.meta_info_def.tensorflow_version else {}
-    imported = _finish(prefix, "tf1_checkpoint", versions, GraphReader(prefix, meta.graph_def, variables), outputs)
+    imported = _finish(prefix, "tf1_checkpoint", versions, GraphReader(prefix, meta.graph_def, variables, input_layout), outputs)
     imported.source = Path(f"{prefix}.index")
     return imported
 

@@ -43,7 +43,7 @@ def _source_layout(array: np.ndarray, channels_last: bool) -> np.ndarray:
 
 def run_original(imported: Imported, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     """The original model's outputs (in the source's layout) on `feeds` (given in tfn's layout)."""
-    channels_last = imported.builder.channels_last
+    channels_last = imported.builder.channels_last and not imported.builder.keep_input_layout  # nhwc inputs are the source's already
     source = {name: _source_layout(v, channels_last) for name, v in feeds.items()}
     fmt = imported.format
     if fmt == "onnx":

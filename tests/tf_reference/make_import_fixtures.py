@@ -175,6 +175,39 @@ def keras3() -> None:
     save("nested", keras.Model(x, y, name="nested"), {"x": rng(13).normal(size=(2, 6)).astype("float32")})
 
 
+def keras3_more() -> None:
+    """Keras 3 layers of the newer ops: a decoder from a dense code (Reshape to NHWC), resampling, cropping, permutes."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    versions = {"tensorflow": tf.__version__, "keras": keras.__version__}
+    keras.utils.set_random_seed(1)
+    x = keras.Input((6,), name="code")
+    h = layers.Dense(3 * 3 * 4, name="project")(x)
+    h = layers.Reshape((3, 3, 4), name="to_map")(h)
+    h = layers.UpSampling2D(2, interpolation="bilinear", name="up")(h)
+    h = layers.Conv2D(4, 3, padding="same", activation="swish", name="conv")(h)
+    h = layers.Cropping2D(((1, 0), (0, 1)), name="crop")(h)
+    h = layers.LayerNormalization(axis=[1, 2, 3], name="norm")(h)
+    h = layers.LeakyReLU(negative_slope=0.1, name="leaky")(h)
+    h = layers.Permute((2, 1, 3), name="swap")(h)
+    h = layers.Conv2D(3, 3, activation="hard_sigmoid", name="conv2")(h)
+    h = layers.PReLU(shared_axes=[1, 2], name="prelu")(h)
+    h = layers.Resizing(4, 5, name="resize")(h)
+    h = layers.Flatten(name="flat")(h)
+    y = layers.Dense(3, activation="selu", name="out")(h)
+    model = keras.Model(x, y, name="resampling")
+    r = rng(40)
+    for layer in (model.get_layer("norm"), model.get_layer("prelu")):
+        layer.set_weights([r.uniform(0.5, 1.5, w.shape).astype("float32") if i == 0 else r.normal(0, 0.3, w.shape).astype("float32") for i, w in enumerate(layer.get_weights())])
+    path = OUT / "resampling.keras"
+    model.save(path)
+    feed = rng(41).normal(size=(2, 6)).astype("float32")
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    record("resampling", "keras3", path.name, versions, (trainable, 0), {"code": feed}, {"out": np.asarray(model(feed, training=False))})
+
+
 def randomize_recurrent_bias(model, seed: int) -> None:
     """Recurrent biases away from zero (Keras initialises them to 0, the forget gate to 1)."""
     r = rng(seed)
@@ -256,7 +289,20 @@ def legacy() -> None:
     y = layers.Dense(2, name="logits")(h)
     save("shared", keras.Model([a, b], y, name="shared"), {"left": rng(25).normal(size=(2, 5)).astype("float32"), "right": rng(26).normal(size=(2, 5)).astype("float32")})
 
+    # tf.keras 2's activations where Keras 3 differs: hard_sigmoid (slope 0.2), LeakyReLU's alpha, gelu
+    model = keras.Sequential(
+        [
+            layers.Dense(6, activation="hard_sigmoid", input_shape=(5,), name="hard"),
+            layers.LeakyReLU(alpha=0.25, name="leaky"),
+            layers.Dense(4, activation="gelu", name="gelu"),
+            layers.Dense(3, activation="swish", name="out"),
+        ],
+        name="legacy_activations",
+    )
+    save("legacy_activations", model, {"hard_input": rng(27).normal(0, 3, size=(3, 5)).astype("float32")})
+
     tf1_graph(versions)
+    tf1_ops(versions)
 
 
 def tf1_graph(versions: dict) -> None:
@@ -306,12 +352,42 @@ def tf1_graph(versions: dict) -> None:
             record("tf1_cnn_pb", "tf_graphdef", "tf1_cnn.pb", versions, (trainable, frozen), {"image": feed}, {"probabilities": probs})
 
 
+def tf1_ops(versions: dict) -> None:
+    """A frozen TF 1.x graph of the newer ops: LRN, TF 1.x's bilinear resize, leaky ReLU, a transpose, a mean over one axis."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(1)
+        image = v1.placeholder(tf.float32, [None, 6, 6, 3], name="image")
+        h = v1.layers.conv2d(image, 4, 3, padding="same", name="conv")
+        h = tf.nn.local_response_normalization(h, depth_radius=2, bias=1.5, alpha=0.3, beta=0.75)
+        h = v1.image.resize_bilinear(h, [9, 9], align_corners=False)
+        h = tf.nn.leaky_relu(h, alpha=0.15)
+        h = tf.transpose(h, [0, 2, 1, 3])
+        h = tf.reduce_mean(h, axis=[1], keepdims=True)
+        h = tf.reshape(h, [-1, 9 * 4])
+        logits = v1.layers.dense(h, 3, name="logits")
+        tf.identity(logits, name="scores")
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            feed = rng(50).normal(size=(2, 6, 6, 3)).astype("float32")
+            scores = sess.run("scores:0", {image: feed})
+            trainable = sum(int(np.prod(v.shape)) for v in v1.trainable_variables())
+            frozen_def = v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), ["scores"])
+            (OUT / "tf1_ops.pb").write_bytes(frozen_def.SerializeToString())
+            record("tf1_ops_pb", "tf_graphdef", "tf1_ops.pb", versions, (trainable, 0), {"image": feed}, {"scores": scores})
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
     if "--legacy" in sys.argv:
         legacy()
     else:
         keras3()
+        keras3_more()
         env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
         subprocess.run([sys.executable, __file__, "--legacy"], check=True, env=env)
+    (OUT / "checkpoint").unlink(missing_ok=True)  # the Saver's state file: tfn takes the prefix
     print(f"wrote {OUT}")
