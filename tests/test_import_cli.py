@@ -145,9 +145,9 @@ def test_an_attribute_without_a_counterpart_names_the_layer(tfn_cli, tmp_path):
     code, _, err = tfn_cli("import", edited, "-o", str(tmp_path / "out"))
     assert code == 2 and "  Conv2D 'conv1' (top level): groups 3: tfn's grouped convolution is depthwise_conv2d only" in err
     (tmp_path / "cnn_bn_edited.keras").unlink()
-    edited = _keras_with(tmp_path, "cnn_bn", lambda c: _layer(c, "relu1")["config"].update(negative_slope=0.2))
+    edited = _keras_with(tmp_path, "cnn_bn", lambda c: _layer(c, "relu1")["config"].update(threshold=0.5))
     code, _, err = tfn_cli("import", edited, "-o", str(tmp_path / "out"))
-    assert code == 2 and "  ReLU 'relu1' (top level): negative_slope 0.2: tfn's relu has none" in err
+    assert code == 2 and "  ReLU 'relu1' (top level): threshold 0.5: tfn's relu has none" in err
 
 
 def test_a_layer_inside_a_nested_model_is_placed(tfn_cli, tmp_path):
