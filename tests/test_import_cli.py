@@ -58,7 +58,8 @@ def test_the_import_command_writes_a_model_directory(tfn_cli, tmp_path):
     code, out, err = tfn_cli("import", str(FIXTURES / "cnn_bn.keras"), "-o", str(tmp_path / "m"))
     assert code == 0, err
     assert "cnn_bn.keras (keras3) ->" in out and "673 trainable" in out and "output logits -> logits" in out
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["checkpoints", "graph.json", "import.json", "spec.yaml"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["checkpoints", "graph.json", "import.json", "preprocessing.json", "spec.yaml"]
+    assert json.loads((tmp_path / "m" / "preprocessing.json").read_text()) == {"format": "tfn.preprocessing", "version": 1, "fields": {}}
     code, out, err = tfn_cli("import", str(FIXTURES / "cnn_bn.keras"), "-o", str(tmp_path / "m"))
     assert code == 2 and "exists and is not empty" in err
 

@@ -291,9 +291,22 @@ def write(imported: Imported, out: Path) -> dict:
         "notes": imported.notes,
     }
     write_json(out / "import.json", record)
-    if imported.preprocessing:
-        write_json(out / "preprocessing.json", {"format": "tfn.preprocessing", "version": 1, "fields": imported.preprocessing})
+    write_preprocessing(out, imported.preprocessing)
     return record
+
+
+def write_preprocessing(out: Path, fields: dict | None) -> None:
+    """preprocessing.json, as a run has one: the steps the source file records, none when it records none
+    (Keras, TF and ONNX files keep preprocessing in the model's own layers, or nowhere)."""
+    from tfn.runners.preprocessing import FILE, Preprocessing
+
+    if fields:
+        from tfn.runners.files import write_json
+
+        write_json(out / FILE, {"format": "tfn.preprocessing", "version": 1, "fields": fields})
+        Preprocessing.read(out / FILE)  # a record tfn could not read back is a bug here, not the user's
+    else:
+        Preprocessing({}, "the imported file").write(out)
 
 
 def output_tensor(builder: Builder, tensor: str) -> Tensor:

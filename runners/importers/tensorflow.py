@@ -289,7 +289,7 @@ def write_into_spec(prefix: Path, spec: str | Path, out: str | Path):
     from tfn.runners import checkpoint as ckpt
     from tfn.runners.files import atomic_write, prepare_out_dir, write_json
     from tfn.runners.importers import bundle
-    from tfn.runners.importers.directory import sha256
+    from tfn.runners.importers.directory import sha256, write_preprocessing
     from tfn.runners.module import GraphModule
     from tfn.specs import load, resolve_spec_path
 
@@ -340,6 +340,7 @@ def write_into_spec(prefix: Path, spec: str | Path, out: str | Path):
         "wrong_shape": [[n, list(c), list(g)] for n, c, g in report.wrong_shape],
     }
     write_json(out / "import.json", record)
+    write_preprocessing(out, None)
     return record, report
 
 
