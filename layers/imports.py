@@ -283,6 +283,58 @@ def channels_last_only(foreign: Foreign) -> None:
     foreign.require(fmt == "channels_last", f"data_format {fmt!r}: tfn imports channels_last Keras layers")
 
 
+# --- Keras's sequence layers (the rules of embedding, lstm and gru) -------------------
+# Written and tested against tfn's embedding/lstm/gru (Keras's variable layouts, gate
+# orders i, f, c, o and z, r, h, GRU's reset_after two-row bias); the op classes name them:
+#   Embedding: imports = (im.keras("Embedding", im.keras_embedding),)
+#   LSTM:      imports = (im.keras("LSTM", im.keras_recurrent), im.keras("Bidirectional", im.keras_bidirectional, "of an LSTM or GRU"))
+#   GRU:       imports = (im.keras("GRU", im.keras_recurrent),)
+
+
+def keras_embedding(f: Foreign) -> Emitted:
+    """Keras Embedding: the table as it is; mask_zero's implicit mask has no tfn edge yet."""
+    f.require(not f.attr("mask_zero", False), "mask_zero: Keras passes the mask implicitly; wire tfn's lengths (embedding:1) into the recurrent layer by hand")
+    attrs = {"input_dim": int(f.attr("input_dim")), "output_dim": int(f.attr("output_dim"))}
+    return Emitted(attrs, {"embeddings": f.weight(0)})
+
+
+def _keras_recurrent(f: Foreign, gates: int, config: dict, weights: list, prefix: str) -> tuple[dict, dict]:
+    activation = str(config.get("activation", "tanh"))
+    recurrent = str(config.get("recurrent_activation", "sigmoid"))
+    f.require(activation == "tanh" and recurrent == "sigmoid", f"activation {activation} / recurrent_activation {recurrent}: tfn's cells use tanh and sigmoid")
+    f.require(bool(config.get("use_bias", True)), "use_bias false: tfn's recurrent ops have a bias")
+    f.require(not config.get("return_state", False), "return_state: the importer passes one output per layer")
+    f.require(not config.get("stateful", False), "stateful: tfn's recurrent ops start from zeros each batch")
+    kernel, recurrent_kernel, bias = weights
+    variables = {f"{prefix}kernel": kernel.T, f"{prefix}recurrent_kernel": recurrent_kernel.T, f"{prefix}bias": bias}
+    attrs = {"units": int(config["units"]), "return_sequences": bool(config.get("return_sequences", False)), "go_backwards": bool(config.get("go_backwards", False))}
+    if gates == 3:
+        attrs["reset_after"] = bool(config.get("reset_after", True))
+    return attrs, variables
+
+
+def keras_recurrent(f: Foreign) -> Emitted:
+    """Keras LSTM / GRU: kernels [in, gates*u] transposed; Keras's gate order is tfn's (i, f, c, o; z, r, h)."""
+    gates = 4 if f.kind == "LSTM" else 3
+    attrs, variables = _keras_recurrent(f, gates, f.attrs, list(f.weights), "")
+    return Emitted(attrs, variables)
+
+
+def keras_bidirectional(f: Foreign) -> Emitted:
+    """Keras Bidirectional(LSTM/GRU): both directions' weights (forward first), merged by concat or sum."""
+    inner = f.attr("layer")
+    kind = inner.get("class_name")
+    f.require(kind in ("LSTM", "GRU"), f"a Bidirectional {kind}: tfn's bidirectional ops are lstm and gru")
+    mode = f.attr("merge_mode", "concat")
+    f.require(mode in ("concat", "sum"), f"merge_mode {mode}: tfn merges by concat or sum")
+    gates = 4 if kind == "LSTM" else 3
+    config = inner.get("config", {})
+    f.require(len(f.weights) == 6, f"expected 6 weights (two directions), found {len(f.weights)}")
+    attrs, forward = _keras_recurrent(f, gates, config, list(f.weights[:3]), "forward/")
+    _, backward = _keras_recurrent(f, gates, config, list(f.weights[3:]), "backward/")
+    return Emitted({**attrs, "bidirectional": mode}, forward | backward, op="lstm" if kind == "LSTM" else "gru")
+
+
 # --- the mapping table (docs/import.md) ------------------------------------------
 
 _COLUMNS = (("keras", "Keras layer"), ("keras_activation", "Keras activation"), ("keras_loss", "Keras loss"), ("tf", "TensorFlow op"), ("onnx", "ONNX op"))

@@ -20,6 +20,7 @@ from tests.import_helpers import FIXTURES, MAKER, channels_first, channels_last,
 #: fixtures whose layers need ops that are not in the catalogue yet: the test fails strictly as soon
 #: as one of the named ops is registered, so that its import rule gets written then
 NEEDS = {
+    "bidirectional": ({"embedding"}, {"lstm"}, {"gru"}),
     "embedding_lstm": ({"embedding"}, {"lstm"}),
     "gru": ({"gru"},),
     "layernorm_gelu": ({"layer_normalization", "layer_norm"}, {"gelu"}),
@@ -40,7 +41,7 @@ def _parity_cases():
 
 def test_every_fixture_names_the_versions_that_wrote_it():
     names = fixture_names()
-    assert len(names) == 17
+    assert len(names) == 18
     for name in names:
         m = meta(name)
         assert m["made_by"] == "tests/tf_reference/make_import_fixtures.py" and MAKER.is_file()

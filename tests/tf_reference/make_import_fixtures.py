@@ -208,6 +208,31 @@ def keras3_more() -> None:
     record("resampling", "keras3", path.name, versions, (trainable, 0), {"code": feed}, {"out": np.asarray(model(feed, training=False))})
 
 
+def keras3_recurrent() -> None:
+    """A Bidirectional LSTM over embedded tokens, then a GRU without reset_after, returning sequences between."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    versions = {"tensorflow": tf.__version__, "keras": keras.__version__}
+    keras.utils.set_random_seed(2)
+    x = keras.Input((6,), dtype="int32", name="tokens")
+    h = layers.Embedding(15, 5, name="embed")(x)
+    h = layers.Bidirectional(layers.LSTM(4, return_sequences=True), merge_mode="concat", name="bilstm")(h)
+    h = layers.GRU(3, reset_after=False, go_backwards=True, name="gru")(h)
+    y = layers.Dense(2, name="logits")(h)
+    model = keras.Model(x, y, name="bidirectional")
+    r = rng(60)
+    for layer in model.layers:
+        if layer.name in ("bilstm", "gru"):
+            layer.set_weights([w if w.ndim > 1 else r.normal(0, 0.5, w.shape).astype("float32") for w in layer.get_weights()])
+    path = OUT / "bidirectional.keras"
+    model.save(path)
+    feed = rng(61).integers(0, 15, (2, 6)).astype("int32")
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    record("bidirectional", "keras3", path.name, versions, (trainable, 0), {"tokens": feed}, {"logits": np.asarray(model(feed, training=False))})
+
+
 def randomize_recurrent_bias(model, seed: int) -> None:
     """Recurrent biases away from zero (Keras initialises them to 0, the forget gate to 1)."""
     r = rng(seed)
@@ -387,6 +412,7 @@ if __name__ == "__main__":
     else:
         keras3()
         keras3_more()
+        keras3_recurrent()
         env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
         subprocess.run([sys.executable, __file__, "--legacy"], check=True, env=env)
     (OUT / "checkpoint").unlink(missing_ok=True)  # the Saver's state file: tfn takes the prefix
