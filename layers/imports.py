@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from tfn.layers.base import TensorType, all_ops
+from tfn.layers.base import TensorType, UserError, all_ops
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,8 +38,10 @@ FRAMEWORKS = ("keras", "keras_activation", "keras_loss", "tf", "onnx")
 _MISSING = object()
 
 
-class NoMapping(Exception):
-    """This foreign layer has no tfn counterpart (with the reason, e.g. the attribute at fault)."""
+class NoMapping(UserError):
+    """This foreign layer has no tfn counterpart (with the reason, e.g. the attribute at fault).
+
+    The importer collects these and reports every one with its layer's name and place."""
 
 
 @dataclass(frozen=True)

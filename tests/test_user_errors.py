@@ -51,12 +51,17 @@ INTERNAL = {
     ("runners/preprocessing.py", "RuntimeError"): "a preprocessing kind registered twice at import: a bug",
     ("runners/preprocessing.py", "TypeError"): "a spec data class without a preprocessing rule: a bug",
     ("runners/session.py", "ValueError"): "a prediction kind no reader implements: caught by test_predict's contract test",
+    ("layers/imports.py", "ValueError"): "an import rule written for a framework tfn has no reader for: a bug in that op's imports",
+    ("layers/imports.py", "RuntimeError"): "two ops claiming one foreign kind: a bug, raised by test_import_rules",
+    ("runners/importers/bundle.py", "ValueError"): "a protobuf wire type TF never writes: caught by read_index, which names the corrupt index file",
 }
 
 
 def _module_name(path: Path) -> str:
-    package = PACKAGES[path.relative_to(ROOT).parts[0]]
-    return package if path.stem == "__init__" else f"{package}.{path.stem}"
+    """layers/core.py -> tfn.layers.core; runners/importers/keras.py -> tfn.runners.importers.keras."""
+    folder, *inner = path.relative_to(ROOT).with_suffix("").parts
+    parts = [PACKAGES[folder], *inner]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _resolve(module, expr: ast.expr, local_imports: dict[str, str]):
