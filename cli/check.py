@@ -27,9 +27,10 @@ def command(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
       tfn check spec.yaml --set model.layers.3.filters=64 --json
     """
     from tfn.specs import load
-    from tfn.specs.summary import summarize
+    from tfn.specs.summary import format_bytes, summarize
 
-    summary = summarize(load(target, overrides).graph)
+    loaded = load(target, overrides)
+    summary = summarize(loaded.graph)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
         return
@@ -52,3 +53,8 @@ def command(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
         f"({summary.trainable_parameters:,} trainable, {summary.non_trainable_parameters:,} non-trainable)"
     )
     click.echo(f"forward FLOPs per sample: {summary.flops_per_sample:,}")
+    memory, batch = summary.memory, loaded.spec.data.batch_size
+    click.echo(
+        f"memory: {format_bytes(memory.parameter_bytes)} of variables + {format_bytes(memory.activation_bytes_per_sample)} of activations per sample"
+        + (f" (at least {format_bytes(memory.for_batch(batch))} for a batch of {batch})" if isinstance(batch, int) else "")
+    )
