@@ -120,14 +120,25 @@ class Params(BaseModel):
 
     @field_validator("*", mode="after")
     @classmethod
-    def _int32(cls, value):
-        for number in value if isinstance(value, (list, tuple)) else [value]:
+    def _int32_and_float32(cls, value):
+        for number in value if isinstance(value, (list, tuple)) else value.values() if isinstance(value, dict) else [value]:
             if isinstance(number, int) and not isinstance(number, bool) and not -MAX_SIZE <= number <= MAX_SIZE:
                 raise ValueError(f"{number} is out of range: integer attributes lie within +-(2**31 - 1) = +-{MAX_SIZE:,}")
+            check_float32(number)
         return value
 
 
 PREDICTIONS = ("softmax", "sigmoid", "values")
+
+#: the largest float32: tensors are float32, so a spec's numbers are too
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def check_float32(number) -> None:
+    """ValueError for a float beyond float32's range (it would become inf in a tensor)."""
+    if isinstance(number, float) and abs(number) > FLOAT32_MAX:
+        raise ValueError(f"{number:g} is out of range: numbers are float32, at most {FLOAT32_MAX:.4g} in magnitude")
+
 
 # A kernel is what an op's builder returns: called with the node's input
 # tensors, its variables by role, and whether the model is training.

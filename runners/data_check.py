@@ -114,6 +114,8 @@ def augment_problems(augment, fields: dict[str, FieldType], source: str) -> list
     have = fields[augment.field]
     if len(have.shape) != 3 or kind(have.dtype) != "float":
         return [(("data", "augment", "field"), f"augmentation needs float images [C, H, W]; field {augment.field!r} is {have.dtype} {list(have.shape)}")]
+    if augment.crop_padding > min(have.shape[1:]):
+        return [(("data", "augment", "crop_padding"), f"{augment.crop_padding} is more than the images' size {list(have.shape[1:])}: crops would be mostly padding")]
     return []
 
 

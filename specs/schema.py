@@ -25,11 +25,13 @@ from pydantic import (
     StringConstraints,
     Tag,
     create_model,
+    field_validator,
     model_validator,
 )
 
 from tfn import layers
 from tfn.layers.attrs import DType
+from tfn.layers.base import check_float32
 
 SPEC_VERSION = 1
 
@@ -42,6 +44,13 @@ Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _float32(cls, value):
+        for number in value if isinstance(value, list) else value.values() if isinstance(value, dict) else [value]:
+            check_float32(number)
+        return value
 
 
 @dataclass(frozen=True)

@@ -226,6 +226,15 @@ def test_augmentation_of_a_field_that_is_not_an_image(check):
     assert err == ["spec.yaml:10:83: error: data.augment.field: augmentation needs float images [C, H, W]; field 'x' is float32 [4]"]
 
 
+def test_a_crop_padding_beyond_the_image(check, tfn_cli):
+    """It made training allocate [N, C, H + 2p, W + 2p] and fail inside torch (internal error)."""
+    text = spec("{source: digits, augment: {crop_padding: 2147483647}}", input="image", shape="[1, 8, 8]", classes=10)
+    code, _, err = check(text)
+    assert err == ["spec.yaml:10:48: error: data.augment.crop_padding: 2147483647 is more than the images' size [8, 8]: crops would be mostly padding"]
+    code, _, err = tfn_cli("train", "spec.yaml", "--steps", "1", "--out", "run", "--quiet")
+    assert code == 2 and err.startswith("data.augment.crop_padding: error: 2147483647 is more than")
+
+
 def test_check_json_carries_the_data_and_the_memory(check):
     code, out, _ = check(spec("{source: digits}", input="image", shape="[1, 8, 8]", classes=10), "--json")
     report = json.loads(out)

@@ -160,6 +160,18 @@ CASES: dict[str, tuple[str, str, list[tuple[int, int]]]] = {
     ),
     # bounded numbers and nesting
     "size_beyond_int32": ("spec.yaml", spec("- {op: flatten}\n- {name: logits, op: dense, units: 9223372036854775808}"), [(8, 40)]),
+    "beyond_float32": ("spec.yaml", VALID + "optimizer: {type: adam, learning_rate: 1e308}\n", [(11, 40)]),
+    # rate 2**31 - 1 passed check, then killed `tfn time` with SIGFPE inside the convolution
+    "dilated_window_beyond_int32": (
+        "spec.yaml",
+        spec("- {op: atrous_conv2d, filters: 4, kernel_size: 3, rate: 2147483647, padding: SAME}\n- {op: flatten}\n- {name: logits, op: dense, units: 10}"),
+        [(7, 52)],
+    ),
+    "pool_padding_beyond_a_tensor": (
+        "spec.yaml",
+        spec("- {op: max_pool, pool_size: 2000000, strides: 1, padding: SAME}\n- {op: flatten}\n- {name: logits, op: dense, units: 10}"),
+        [(7, 33)],
+    ),
     "infinite_rate": ("spec.yaml", spec("- {op: dropout, rate: .inf}\n- {op: flatten}\n- {name: logits, op: dense, units: 10}"), [(7, 27)]),
     "yaml_nesting_too_deep": ("spec.yaml", VALID + "train: " + "[" * 120 + "]" * 120 + "\n", [(11, 107)]),
     "toml_nesting_too_deep": ("spec.toml", TOML_VALID + "\n[train]\nepochs = " + "[" * 120 + "]" * 120 + "\n", [(24, 110)]),
