@@ -179,9 +179,10 @@ class _Where:
             return DataError(f"{format_path(path)}: error: {message}")
         return DataError(str(self.doc.error(path, message)))
 
-    def raise_first(self, problems: list) -> None:
+    def raise_all(self, problems: list) -> None:
+        """One DataError listing every problem, if there are any."""
         if problems:
-            raise self.error(*problems[0])
+            raise DataError("\n".join(str(self.error(*problem)) for problem in problems))
 
 
 def bind(graph: Graph, source: Source, source_name: str, doc: Document | None = None) -> dict[str, torch.dtype]:
@@ -343,7 +344,7 @@ class DataPipeline:
                     f"data: error: the last batch of each epoch has {last} of the {self.size('train')} training samples, "
                     f"fewer than the {count} processes; set drop_remainder: true"
                 )
-        _Where(None).raise_first(augment_problems(self.spec.augment, self.source.field_types(), self.spec.source))
+        _Where(None).raise_all(augment_problems(self.spec.augment, self.source.field_types(), self.spec.source))
 
     def _batches(
         self, split: str, order: np.ndarray | None, bounds: list[tuple[int, int]], shard: tuple[int, int] = (0, 1)
