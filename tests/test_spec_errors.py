@@ -172,6 +172,12 @@ CASES: dict[str, tuple[str, str, list[tuple[int, int]]]] = {
         spec("- {op: max_pool, pool_size: 2000000, strides: 1, padding: SAME}\n- {op: flatten}\n- {name: logits, op: dense, units: 10}"),
         [(7, 33)],
     ),
+    # a name holding a line break made a report line without a position (found by the fuzzer)
+    "scope_name_with_a_line_break": (
+        "spec.yaml",
+        spec('- scope: "a\\nb"\n  layers: [{op: flatten}]\n- {name: logits, op: dense, units: 10, inputs: [c/flatten]}'),
+        [(7, 14), (9, 53)],
+    ),
     "infinite_rate": ("spec.yaml", spec("- {op: dropout, rate: .inf}\n- {op: flatten}\n- {name: logits, op: dense, units: 10}"), [(7, 27)]),
     "yaml_nesting_too_deep": ("spec.yaml", VALID + "train: " + "[" * 120 + "]" * 120 + "\n", [(11, 107)]),
     "toml_nesting_too_deep": ("spec.toml", TOML_VALID + "\n[train]\nepochs = " + "[" * 120 + "]" * 120 + "\n", [(24, 110)]),
