@@ -124,7 +124,8 @@ class Params(BaseModel):
         for number in value if isinstance(value, (list, tuple)) else value.values() if isinstance(value, dict) else [value]:
             if isinstance(number, int) and not isinstance(number, bool) and not -MAX_SIZE <= number <= MAX_SIZE:
                 raise ValueError(f"{number} is out of range: integer attributes lie within +-(2**31 - 1) = +-{MAX_SIZE:,}")
-            check_float32(number)
+            if beyond_float32(number):
+                raise ValueError(beyond_float32(number))
         return value
 
 
@@ -134,10 +135,11 @@ PREDICTIONS = ("softmax", "sigmoid", "values")
 FLOAT32_MAX = 3.4028234663852886e38
 
 
-def check_float32(number) -> None:
-    """ValueError for a float beyond float32's range (it would become inf in a tensor)."""
+def beyond_float32(number) -> str | None:
+    """What is wrong with a float beyond float32's range (it would become inf in a tensor); None if nothing."""
     if isinstance(number, float) and abs(number) > FLOAT32_MAX:
-        raise ValueError(f"{number:g} is out of range: numbers are float32, at most {FLOAT32_MAX:.4g} in magnitude")
+        return f"{number:g} is out of range: numbers are float32, at most {FLOAT32_MAX:.4g} in magnitude"
+    return None
 
 
 # A kernel is what an op's builder returns: called with the node's input

@@ -193,12 +193,12 @@ def bind(graph: Graph, source: Source, source_name: str, doc: Document | None = 
     if isinstance(source, ArraySource):
         for inp in graph.inputs:
             if kind(source.field_types()[inp.name].dtype) == "integer":
-                _check_range(source, inp.name, inp.type.dtype, where.error, declared_at(graph, inp.name, doc.data if doc else None))
+                _check_range(source, inp.name, inp.type.dtype, where, declared_at(graph, inp.name, doc.data if doc else None))
     _check_classes(graph, source, source_name, where)
     return {inp.name: DTYPES[inp.type.dtype] for inp in graph.inputs}
 
 
-def _check_range(source: ArraySource, name: str, dtype: str, error, declared: tuple) -> None:
+def _check_range(source: ArraySource, name: str, dtype: str, where: _Where, declared: tuple) -> None:
     """Integer data for a narrower integer input (a uint8 label input, 300 classes) would wrap around: refused."""
     info = np.iinfo(dtype)
     for split, fields in source.splits.items():
@@ -207,7 +207,7 @@ def _check_range(source: ArraySource, name: str, dtype: str, error, declared: tu
         if bad.size == 0:
             continue
         sample, value = int(bad[0]) // max(1, values[0].size), int(values.flat[bad[0]])
-        raise error(
+        raise where.error(
             declared + ("dtype",),
             f"field {name!r} holds {value} (sample {sample} of the {split} split), outside the range of the input's {dtype} ({info.min} to {info.max})",
         )

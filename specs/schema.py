@@ -31,7 +31,7 @@ from pydantic import (
 
 from tfn import layers
 from tfn.layers.attrs import DType
-from tfn.layers.base import check_float32
+from tfn.layers.base import beyond_float32
 
 SPEC_VERSION = 1
 
@@ -49,7 +49,8 @@ class Strict(BaseModel):
     @classmethod
     def _float32(cls, value):
         for number in value if isinstance(value, list) else value.values() if isinstance(value, dict) else [value]:
-            check_float32(number)
+            if beyond_float32(number):
+                raise ValueError(beyond_float32(number))
         return value
 
 
