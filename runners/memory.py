@@ -24,6 +24,8 @@ def available_memory(device: torch.device | str) -> int | None:
     """Bytes the device can still allocate (None where the system does not say)."""
     device = torch.device(device)
     if device.type == "cuda":
+        if not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count():
+            return None  # placing the model reports the missing device
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
     if device.type != "cpu":
