@@ -16,6 +16,13 @@ def command(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
     Every problem in the spec is reported at once, as FILE:LINE:COL: error: ...;
     the exit status is then 2.
 
+    The data section is checked against the graph from cheap metadata only
+    (the source's declaration, npz/npy and IDX headers, a CSV's header line,
+    one image of an image folder), never by loading the data: a missing
+    file, array or column, a model input or label without a data field, a
+    field of another shape or dtype, more classes than the logits. What that
+    cannot check is listed.
+
     \b
     In the table, `^b` after the inputs is a control edge (runs after b),
     `@cuda:0` after a name is its placement, and `=a` in the parameters
@@ -26,12 +33,17 @@ def command(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
       tfn check lenet5
       tfn check spec.yaml --set model.layers.3.filters=64 --json
     """
-    from tfn.specs import load
-    from tfn.specs.summary import summarize
+    from tfn.runners.data_check import check_data
+    from tfn.specs import SpecError, load
+    from tfn.specs.summary import format_bytes, summarize
 
-    summary = summarize(load(target, overrides).graph)
+    loaded = load(target, overrides)
+    data = check_data(loaded.graph, loaded.spec.data, loaded.doc)
+    if data.problems:
+        raise SpecError(data.problems)
+    summary = summarize(loaded.graph)
     if as_json:
-        click.echo(json.dumps(summary.to_dict(), indent=2))
+        click.echo(json.dumps({**summary.to_dict(), "data": data.to_dict()}, indent=2))
         return
     rows = [("node", "op", "inputs", "output", "params", "FLOPs")]
     for r in summary.nodes:
@@ -52,3 +64,13 @@ def command(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
         f"({summary.trainable_parameters:,} trainable, {summary.non_trainable_parameters:,} non-trainable)"
     )
     click.echo(f"forward FLOPs per sample: {summary.flops_per_sample:,}")
+    memory, batch = summary.memory, loaded.spec.data.batch_size
+    click.echo(
+        f"memory: {format_bytes(memory.parameter_bytes)} of variables + {format_bytes(memory.activation_bytes_per_sample)} of activations per sample"
+        + (f" (at least {format_bytes(memory.for_batch(batch))} for a batch of {batch})" if isinstance(batch, int) else "")
+    )
+    fields = ", ".join(f"{name} {list(f.shape)} {f.dtype}" for name, f in data.fields.items())
+    classes = f", {data.classes} classes" if data.classes is not None else ""
+    click.echo(f"data: source {data.source} gives {fields}{classes}: they fit the graph's inputs")
+    for item in data.unchecked:
+        click.echo(f"  not checked without reading the data: {item}")

@@ -44,6 +44,8 @@ def command(target, overrides, iterations, warmup, batch_size, device, memory_fo
     else:
         loaded = load(target, overrides)
         graph, default_batch, default_format = loaded.graph, loaded.spec.data.batch_size, loaded.spec.train.memory_format
+        if default_batch == "full" and batch_size is None:
+            raise click.UsageError("data.batch_size is `full` (the whole training split, unknown without the data): give --batch-size")
     timing = time_graph(
         graph,
         batch_size=batch_size or default_batch,

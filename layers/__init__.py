@@ -12,6 +12,8 @@ no edit elsewhere.
 
 from tfn.layers import activations, convolution, core, fractional, indexing, losses, math_ops, normalization, pooling, resizing, structure  # noqa: F401  (registers)
 from tfn.layers.base import (
+    MAX_ELEMENTS,
+    MAX_SIZE,
     PREDICTIONS,
     IndexRangeError,
     Op,
@@ -29,6 +31,8 @@ from tfn.layers.base import (
 )
 
 __all__ = [
+    "MAX_ELEMENTS",
+    "MAX_SIZE",
     "PREDICTIONS",
     "IndexRangeError",
     "Op",

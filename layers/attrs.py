@@ -7,12 +7,14 @@ VALID in any case. See tf_semantics.md §0.2 for the padding rule.
 
 from __future__ import annotations
 
+import math
 import re
 
 from typing import Annotated, Literal, Union
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
+from tfn.layers.base import MAX_ELEMENTS, MAX_SIZE
 from tfn.layers.initializers import INITIALIZERS
 
 
@@ -171,10 +173,18 @@ def window_geometry(spatial, kernel, strides, dilation, padding: str, kernel_fie
     from tfn.layers.base import OpError
 
     axes = [window_output(n, k, s, d, padding) for n, k, s, d in zip(spatial, kernel, strides, dilation)]
+    dilated = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    extent = f" (dilated {dilated})" if dilated != list(kernel) else ""
     if any(out < 1 for out, _, _ in axes):
-        dilated = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
-        extent = f" (dilated {dilated})" if dilated != list(kernel) else ""
         raise OpError(f"window {list(kernel)}{extent} is larger than the input {list(spatial)} with VALID padding", kernel_field)
+    # the padded input is a tensor too (kernels copy it, or index it in int32): bounded like every tensor
+    padded = [n + before + after for n, (_, before, after) in zip(spatial, axes)]
+    if max(padded + dilated) > MAX_SIZE or math.prod(padded) > MAX_ELEMENTS:
+        raise OpError(
+            f"window {list(kernel)}{extent} pads the input {list(spatial)} to {padded}: beyond tfn's bounds "
+            f"(2**31 - 1 along an axis, 2**40 elements in a tensor)",
+            kernel_field,
+        )
     return axes
 
 

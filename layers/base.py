@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 if TYPE_CHECKING:
     import torch
@@ -26,6 +26,15 @@ if TYPE_CHECKING:
     from tfn.layers.imports import Rule
 
 Shape = tuple  # tuple[int | None, ...]; a leading None is the batch dimension
+
+#: the largest size attribute (units, filters, kernel sizes, ...): TF's int32
+MAX_SIZE = 2**31 - 1
+
+
+_ITEMSIZE = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2, "int8": 1, "uint8": 1, "bool": 1}
+
+#: the most elements one tensor (one sample of an activation, or a variable) may have
+MAX_ELEMENTS = 2**40
 
 
 def is_integer(dtype: str) -> bool:
@@ -56,6 +65,11 @@ class TensorType:
     @property
     def is_integer(self) -> bool:
         return is_integer(self.dtype)
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes per element."""
+        return _ITEMSIZE.get(self.dtype, 4)
 
     def __str__(self) -> str:
         dims = ", ".join("?" if d is None else str(d) for d in self.shape)
@@ -101,12 +115,34 @@ class IndexRangeError(UserError, ValueError):
 
 
 class Params(BaseModel):
-    """Base of every op's parameter class: unknown attributes are errors; no silent coercion."""
+    """Base of every op's parameter class: unknown attributes are errors; no silent coercion;
+    numbers are finite and integers fit TF's int32 attributes."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _int32_and_float32(cls, value):
+        for number in value if isinstance(value, (list, tuple)) else value.values() if isinstance(value, dict) else [value]:
+            if isinstance(number, int) and not isinstance(number, bool) and not -MAX_SIZE <= number <= MAX_SIZE:
+                raise ValueError(f"{number} is out of range: integer attributes lie within +-(2**31 - 1) = +-{MAX_SIZE:,}")
+            if beyond_float32(number):
+                raise ValueError(beyond_float32(number))
+        return value
 
 
 PREDICTIONS = ("softmax", "sigmoid", "values")
+
+#: the largest float32: tensors are float32, so a spec's numbers are too
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def beyond_float32(number) -> str | None:
+    """What is wrong with a float beyond float32's range (it would become inf in a tensor); None if nothing."""
+    if isinstance(number, float) and abs(number) > FLOAT32_MAX:
+        return f"{number:g} is out of range: numbers are float32, at most {FLOAT32_MAX:.4g} in magnitude"
+    return None
+
 
 # A kernel is what an op's builder returns: called with the node's input
 # tensors, its variables by role, and whether the model is training.

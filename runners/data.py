@@ -37,9 +37,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from tfn.layers import is_integer, suggest
+from tfn.runners.data_check import augment_problems, binding_problems, class_problems, declared_at, kind
 from tfn.runners.data_files import DataError
-from tfn.runners.data_sources import SPLITS, ArraySource, FieldType, ImageFileSource, Source, load_source
+from tfn.runners.data_sources import SKIP_BAD_HINT, SPLITS, ArraySource, ImageFileSource, Source, load_source
 from tfn.runners.module import DTYPES
 from tfn.runners.preprocessing import Preprocessing, record_for
 from tfn.specs import schema
@@ -168,75 +168,37 @@ def augment_images(images: torch.Tensor, rng: np.random.Generator, crop_padding:
 # --- binding -------------------------------------------------------------------------
 
 
-def _kind(dtype: str) -> str:
-    return "integer" if is_integer(dtype) else "float"
-
-
 class _Where:
     """Positions binding errors in the spec file when its document is known: `FILE:LINE:COL: error: PATH: ...`."""
 
     def __init__(self, doc: Document | None):
         self.doc = doc
 
-    def input(self, name: str) -> tuple:
-        """The spec path that declares graph input `name`: a model input, or else the loss's label field."""
-        if self.doc is None or ("model", "inputs", name) in self.doc.keys:
-            return ("model", "inputs", name)
-        for path in self.doc.values:  # `labels: NAME` of the loss (or of one of several losses)
-            if path[:1] == ("loss",) and path[-1] == "labels" and _value_at(self.doc.data, path) == name:
-                return path
-        return ("loss",)
-
     def error(self, path: tuple, message: str) -> DataError:
         if self.doc is None:
             return DataError(f"{format_path(path)}: error: {message}")
         return DataError(str(self.doc.error(path, message)))
 
-
-def _value_at(data, path: tuple):
-    for part in path:
-        try:
-            data = data[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
+    def raise_all(self, problems: list) -> None:
+        """One DataError listing every problem, if there are any."""
+        if problems:
+            raise DataError("\n".join(str(self.error(*problem)) for problem in problems))
 
 
 def bind(graph: Graph, source: Source, source_name: str, doc: Document | None = None) -> dict[str, torch.dtype]:
     """Check that every graph input has a fitting data field: {input name: the dtype to feed}."""
     where = _Where(doc)
-    types = source.field_types()
-    fed = {}
-    for inp in graph.inputs:
-        if inp.name not in types:
-            hint = suggest(inp.name, list(types))
-            raise where.error(
-                where.input(inp.name),
-                f"the graph input {inp.name!r} is fed by the data field of that name, but source {source_name!r} has no such field"
-                + (f" (did you mean {hint!r}?)" if hint else "")
-                + f"; its fields are {', '.join(types)}",
-            )
-        have: FieldType = types[inp.name]
-        want = tuple(inp.type.sample_shape)
-        if have.shape != want:
-            raise where.error(
-                where.input(inp.name) + ("shape",),
-                f"field {inp.name!r} of source {source_name!r} has samples of shape {list(have.shape)}; the model input {inp.name!r} expects {list(want)}",
-            )
-        if _kind(have.dtype) != _kind(inp.type.dtype):
-            hint = " (scale integer pixels to floats first, e.g. x / 255)" if _kind(have.dtype) == "integer" else ""
-            raise where.error(
-                where.input(inp.name),
-                f"field {inp.name!r} of source {source_name!r} holds {have.dtype}; the model input {inp.name!r} expects {inp.type.dtype}{hint}",
-            )
-        fed[inp.name] = DTYPES[inp.type.dtype]
-        if isinstance(source, ArraySource) and _kind(have.dtype) == "integer":
-            _check_range(source, inp.name, inp.type.dtype, where)
+    where.raise_all(binding_problems(graph, source.field_types(), source_name, doc.data if doc else None))
+    where.raise_all(class_problems(graph, len(source.class_names) if source.class_names is not None else None, source_name))
+    if isinstance(source, ArraySource):
+        for inp in graph.inputs:
+            if kind(source.field_types()[inp.name].dtype) == "integer":
+                _check_range(source, inp.name, inp.type.dtype, where, declared_at(graph, inp.name, doc.data if doc else None))
     _check_classes(graph, source, source_name, where)
-    return fed
+    return {inp.name: DTYPES[inp.type.dtype] for inp in graph.inputs}
 
 
-def _check_range(source: ArraySource, name: str, dtype: str, where: _Where) -> None:
+def _check_range(source: ArraySource, name: str, dtype: str, where: _Where, declared: tuple) -> None:
     """Integer data for a narrower integer input (a uint8 label input, 300 classes) would wrap around: refused."""
     info = np.iinfo(dtype)
     for split, fields in source.splits.items():
@@ -246,7 +208,7 @@ def _check_range(source: ArraySource, name: str, dtype: str, where: _Where) -> N
             continue
         sample, value = int(bad[0]) // max(1, values[0].size), int(values.flat[bad[0]])
         raise where.error(
-            where.input(name) + ("dtype",),
+            declared + ("dtype",),
             f"field {name!r} holds {value} (sample {sample} of the {split} split), outside the range of the input's {dtype} ({info.min} to {info.max})",
         )
 
@@ -255,18 +217,12 @@ def _check_classes(graph: Graph, source: Source, source_name: str, where: _Where
     """Class-index labels must lie in [0, K), K the width of the logits they are scored against."""
     for loss in graph.losses:
         logits_ref, label_ref = graph.node(loss.node).inputs[:2]
-        if _kind(graph.type_of(label_ref).dtype) != "integer":
+        if kind(graph.type_of(label_ref).dtype) != "integer":
             continue
         logits_shape = graph.type_of(logits_ref).shape
         if len(logits_shape) < 2 or logits_shape[1] is None:
             continue
         classes = int(logits_shape[1])
-        names = source.class_names
-        if names is not None and len(names) > classes:
-            raise where.error(
-                ("data",),
-                f"source {source_name!r} has {len(names)} classes, but the logits {logits_ref!r} give {classes}; give the last layer {len(names)} units",
-            )
         for split in SPLITS:
             labels = source.labels(split, label_ref)
             if labels.size == 0:
@@ -388,15 +344,7 @@ class DataPipeline:
                     f"data: error: the last batch of each epoch has {last} of the {self.size('train')} training samples, "
                     f"fewer than the {count} processes; set drop_remainder: true"
                 )
-        augment = self.spec.augment
-        if augment is not None:
-            types = self.source.field_types()
-            if augment.field not in types:
-                raise DataError(f"data.augment.field: error: source {self.spec.source!r} has no field {augment.field!r}; its fields are {', '.join(types)}")
-            if len(types[augment.field].shape) != 3 or _kind(types[augment.field].dtype) != "float":
-                raise DataError(
-                    f"data.augment.field: error: augmentation needs float images [C, H, W]; field {augment.field!r} is {types[augment.field].dtype} {list(types[augment.field].shape)}"
-                )
+        _Where(None).raise_all(augment_problems(self.spec.augment, self.source.field_types(), self.spec.source))
 
     def _batches(
         self, split: str, order: np.ndarray | None, bounds: list[tuple[int, int]], shard: tuple[int, int] = (0, 1)
@@ -434,7 +382,7 @@ class DataPipeline:
                     raise DataLoaderFailed(f"the data loader failed: {exc}") from exc
                 if errors:
                     if not spec.skip_bad:
-                        raise DataError(errors[0] + "; set `skip_bad: true` in the data section to skip bad images with a warning")
+                        raise DataError(errors[0] + SKIP_BAD_HINT)
                     for message in errors:
                         print(message.replace(": error: ", ": warning: skipped: ", 1), file=sys.stderr, flush=True)
                     if len(fields["label"]) == 0:

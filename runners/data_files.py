@@ -9,10 +9,12 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import math
 import os
 import sys
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,18 @@ from tfn.specs.errors import UserError
 
 
 class DataError(UserError):
-    """The data is missing, malformed or does not fit the model: exit status 2."""
+    """The data is missing, malformed or does not fit the model: exit status 2.
+
+    `spec_path` names the field of the spec's data section at fault (("data", "path")),
+    where one does, so that `tfn check` can point at its line.
+    """
+
+    def __init__(self, message: str, spec_path: tuple = ()):
+        super().__init__(message)
+        self.spec_path = spec_path
+
+
+ArrayHeader = tuple[np.dtype, tuple[int, ...]]  # the dtype and shape of a stored array
 
 
 def resolve(path: str | Path) -> Path:
@@ -110,14 +123,62 @@ def read_npy(path: str | Path) -> np.ndarray:
         raise DataError(f"{path}: error: not a .npy file ({exc})") from None
 
 
+def npy_header(path: str | Path) -> ArrayHeader:
+    """The dtype and shape of a .npy file, from its header only."""
+    path = require_file(path, ".npy file")
+    with open(path, "rb") as f:
+        dtype, shape = _npy_header(path, f)
+        if path.stat().st_size < f.tell() + math.prod(shape) * dtype.itemsize:
+            raise DataError(f"{path}: error: the file is shorter than its header's array of shape {list(shape)} {dtype} (truncated)")
+    return dtype, shape
+
+
+def npz_headers(path: str | Path, names: list[str]) -> dict[str, ArrayHeader]:
+    """The dtype and shape of the named arrays of a .npz file, from their headers only."""
+    path = require_file(path, ".npz file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            stored = [n.removesuffix(".npy") for n in archive.namelist() if n.endswith(".npy")]
+            _require_arrays(path, names, stored)
+            out = {}
+            for name in names:
+                with archive.open(f"{name}.npy") as f:
+                    out[name] = _npy_header(path, f, name)
+            return out
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise DataError(f"{path}: error: not a .npz file ({exc})") from None
+
+
+def _npy_header(path: Path, f, name: str = "") -> ArrayHeader:
+    what = f"array {name!r}" if name else "the file"
+    try:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read(f)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise DataError(f"{path}: error: {what} is not a .npy array ({exc})") from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: error: {what} holds Python objects, which need pickle to read; save plain numeric arrays")
+    return dtype, tuple(shape)
+
+
+def _require_arrays(path: Path, names: list[str], stored: list[str]) -> None:
+    missing = [n for n in names if n not in stored]
+    if missing:
+        hint = suggest(missing[0], stored)
+        raise DataError(
+            f"{path}: error: no array named {', '.join(map(repr, missing))}"
+            + (f" (did you mean {hint!r}?)" if hint else "")
+            + f"; the file has {', '.join(stored) or 'no arrays'}"
+        )
+
+
 def read_npz(path: str | Path, names: list[str]) -> dict[str, np.ndarray]:
     """The named arrays of a .npz file; a missing name lists the arrays there are."""
     path = require_file(path, ".npz file")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            missing = [n for n in names if n not in archive.files]
-            if missing:
-                raise DataError(f"{path}: error: no array named {', '.join(map(repr, missing))}; the file has {', '.join(archive.files) or 'no arrays'}")
+            _require_arrays(path, names, archive.files)
             return {n: archive[n] for n in names}
     except ValueError as exc:
         raise DataError(f"{path}: error: cannot read this .npz file without pickle ({exc}); save plain numeric arrays") from None
@@ -146,25 +207,43 @@ def read_csv(
         raise DataError(f"{path}: error: not readable as CSV: {exc}") from None
 
 
+def csv_header(path: str | Path, fields: dict[str, str | list[str]], delimiter: str) -> list[str]:
+    """The column names of a CSV file, from its first line only; every column a field names must be there."""
+    path = require_file(path, "CSV file")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return _header(path, csv.reader(f, delimiter=delimiter), fields)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: error: not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: error: not readable as CSV: {exc}") from None
+
+
+def _header(path: Path, reader, fields: dict[str, str | list[str]]) -> list[str]:
+    header = next(reader, None)
+    if header is None:
+        raise DataError(f"{path}: error: the file is empty; a CSV source needs a header row naming the columns")
+    header = [h.strip() for h in header]
+    for field, cols in fields.items():
+        for col in [cols] if isinstance(cols, str) else cols:
+            if col not in header:
+                hint = suggest(col, header)
+                raise DataError(
+                    f"{path}:1: error: field {field!r}: no column {col!r}"
+                    + (f" (did you mean {hint!r}?)" if hint else "")
+                    + f"; the columns are {', '.join(header)}",
+                    ("data", "fields", field),
+                )
+    return header
+
+
 def _read_csv(
     path: Path, fields: dict[str, str | list[str]], classes: list[str] | None, delimiter: str
 ) -> tuple[dict[str, np.ndarray], list[str] | None, list[int]]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f, delimiter=delimiter)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{path}: error: the file is empty; a CSV source needs a header row naming the columns")
-        header = [h.strip() for h in header]
+        header = _header(path, reader, fields)
         column = {name: i for i, name in enumerate(header)}
-        for field, cols in fields.items():
-            for col in [cols] if isinstance(cols, str) else cols:
-                if col not in column:
-                    hint = suggest(col, header)
-                    raise DataError(
-                        f"{path}:1: error: field {field!r}: no column {col!r}"
-                        + (f" (did you mean {hint!r}?)" if hint else "")
-                        + f"; the columns are {', '.join(header)}"
-                    )
         vectors: dict[str, list[list[float]]] = {f: [] for f, c in fields.items() if not isinstance(c, str)}
         labels: dict[str, list[str]] = {f: [] for f, c in fields.items() if isinstance(c, str)}
         lines: list[int] = []
@@ -242,6 +321,18 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def absent_files(directory: Path, files: dict[str, str], base_url: str, *, download: bool, source: str) -> list[str]:
+    """The names of `files` that `directory` lacks; DataError naming them when they may not be downloaded."""
+    missing = [name for name in files if not (directory / name).is_file()]
+    if missing and not download:
+        raise DataError(f"{directory}: error: the {source} files are missing and `download: false`; {_put_files(missing, directory, base_url)}")
+    return missing
+
+
+def _put_files(missing: list[str], directory: Path, base_url: str) -> str:
+    return f"put {', '.join(missing)} into {directory} (from {base_url})"
+
+
 def fetch_verified(directory: Path, files: dict[str, str], base_url: str, *, download: bool, source: str, timeout: float = 60.0) -> None:
     """Make sure `directory` holds each file of `files` (name -> SHA-256), downloading those absent.
 
@@ -249,7 +340,7 @@ def fetch_verified(directory: Path, files: dict[str, str], base_url: str, *, dow
     replaced); a downloaded file is verified before it is moved into place.
     Offline, the error names the files and where to put them.
     """
-    missing = [name for name in files if not (directory / name).is_file()]
+    missing = absent_files(directory, files, base_url, download=download, source=source)
     for name in files:
         if name not in missing:
             actual = sha256_of(directory / name)
@@ -257,9 +348,7 @@ def fetch_verified(directory: Path, files: dict[str, str], base_url: str, *, dow
                 raise DataError(f"{directory / name}: error: SHA-256 {actual} does not match the published {files[name]}; delete the file to download it again")
     if not missing:
         return
-    help_text = f"put {', '.join(missing)} into {directory} (from {base_url})"
-    if not download:
-        raise DataError(f"{directory}: error: the {source} files are missing and `download: false`; {help_text}")
+    help_text = _put_files(missing, directory, base_url)
     directory.mkdir(parents=True, exist_ok=True)
     for name in missing:
         url = base_url.rstrip("/") + "/" + name

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import singledispatch
 from pathlib import Path
@@ -18,13 +19,20 @@ from pathlib import Path
 import numpy as np
 
 from tfn.runners.data_files import (
+    ArrayHeader,
     DataError,
+    absent_files,
+    csv_header,
     fetch_verified,
+    idx_header,
+    npy_header,
+    npz_headers,
     read_csv,
     read_idx,
     read_npy,
     read_npz,
     require_directory,
+    require_file,
     resolve,
 )
 from tfn.runners.preprocessing import Preprocessing, record_for
@@ -33,6 +41,7 @@ from tfn.specs import schema
 SPLITS = ("train", "validation", "test")
 DATASETS = Path(__file__).parent / "datasets"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SKIP_BAD_HINT = "; set `skip_bad: true` in the data section to skip bad images with a warning"
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,24 @@ def load_source(spec) -> Source:
     raise TypeError(f"no loader for data source {type(spec).__name__}")
 
 
+@dataclass
+class SourceFields:
+    """What a source gives, known without loading its data: the fields' types, the
+    number of classes where the source says, and what could not be known that way."""
+
+    fields: dict[str, FieldType]
+    classes: int | None = None
+    unchecked: list[str] = field(default_factory=list)
+
+
+@singledispatch
+def describe_source(spec) -> SourceFields:
+    """The fields of a source from cheap metadata only (its declaration, file headers, a CSV's
+    first line, one image): never the data. DataError (with the spec field at fault) when a
+    file or column is missing or is not what the source reads."""
+    raise TypeError(f"no description of data source {type(spec).__name__}")
+
+
 # --- splitting ---------------------------------------------------------------------
 
 
@@ -149,12 +176,35 @@ def carve_splits(n: int, fractions: schema.SplitFractions, carve: set[str], sour
     return {s: np.sort(out[s]) for s in carve | {"train"}}
 
 
-def _same_length(arrays: dict[str, np.ndarray], split: str, source: str) -> int:
-    lengths = {name: len(a) if a.ndim else 0 for name, a in arrays.items()}
+def _same_length(shapes: dict[str, tuple], split: str, source: str) -> int:
+    lengths = {name: shape[0] if shape else 0 for name, shape in shapes.items()}
     if len(set(lengths.values())) > 1:
         listed = ", ".join(f"{name} {n}" for name, n in lengths.items())
-        raise DataError(f"data: error: the {split} fields of source {source!r} have different numbers of samples: {listed}")
+        raise DataError(f"data: error: the {split} fields of source {source!r} have different numbers of samples: {listed}", ("data",))
     return next(iter(lengths.values()))
+
+
+def check_split_shapes(shapes: dict[str, dict[str, tuple]], source: str) -> int:
+    """The arrays' shapes of each given split fit together: as many samples in every field of a
+    split, the same fields and sample shapes in every split. The training split's sample count."""
+    n = _same_length(shapes["train"], "train", source)
+    for split in ("validation", "test"):
+        if split in shapes:
+            _same_length(shapes[split], split, source)
+            if set(shapes[split]) != set(shapes["train"]):
+                raise DataError(
+                    f"data: error: source {source!r}: the {split} fields ({', '.join(shapes[split])}) differ from the training fields ({', '.join(shapes['train'])})",
+                    ("data",),
+                )
+            for name, shape in shapes[split].items():
+                train = shapes["train"][name]
+                if shape[1:] != train[1:]:
+                    raise DataError(
+                        f"data: error: source {source!r}: field {name!r} has samples of shape {list(shape[1:])} in the {split} split "
+                        f"but {list(train[1:])} in the training split",
+                        ("data",),
+                    )
+    return n
 
 
 def arrays_to_splits(
@@ -164,21 +214,7 @@ def arrays_to_splits(
 
     Also where each split's samples come from, from `rows` of the given splits.
     """
-    n = _same_length(given["train"], "train", source)
-    for split in ("validation", "test"):
-        if split in given:
-            _same_length(given[split], split, source)
-            if set(given[split]) != set(given["train"]):
-                raise DataError(
-                    f"data: error: source {source!r}: the {split} fields ({', '.join(given[split])}) differ from the training fields ({', '.join(given['train'])})"
-                )
-            for name, array in given[split].items():
-                train = given["train"][name]
-                if array.shape[1:] != train.shape[1:]:
-                    raise DataError(
-                        f"data: error: source {source!r}: field {name!r} has samples of shape {list(array.shape[1:])} in the {split} split "
-                        f"but {list(train.shape[1:])} in the training split"
-                    )
+    n = check_split_shapes({split: {name: a.shape for name, a in arrays.items()} for split, arrays in given.items()}, source)
     carve = {s for s in ("validation", "test") if s not in given}
     if not carve:
         return dict(given), dict(rows)
@@ -191,6 +227,14 @@ def arrays_to_splits(
 
 
 # --- sources -----------------------------------------------------------------------
+
+
+DIGITS_FIELDS = {"image": FieldType((1, 8, 8), "float32"), "label": FieldType((), "int64")}
+
+
+@describe_source.register
+def _describe_digits(spec: schema.DigitsData) -> SourceFields:
+    return SourceFields(dict(DIGITS_FIELDS), classes=10)
 
 
 @load_source.register
@@ -228,30 +272,80 @@ def _synthetic(spec: schema.SyntheticData) -> ArraySource:
     return ArraySource(splits, [str(c) for c in range(spec.classes)])
 
 
+@describe_source.register
+def _describe_synthetic(spec: schema.SyntheticData) -> SourceFields:
+    fields = {name: FieldType(tuple(f.shape), f.dtype) for name, f in spec.fields.items()}
+    return SourceFields({**fields, spec.label: FieldType((), "int64")}, classes=spec.classes)
+
+
 def _class_pattern(seed: int, field_name: str, label: int, f: schema.SyntheticField) -> np.ndarray:
     """The standard-normal pattern of one class in one field: the same in every split."""
     rng = np.random.default_rng([seed, 0, zlib.crc32(field_name.encode()), label])
     return rng.standard_normal(tuple(f.shape), dtype=np.dtype(f.dtype).type)
 
 
+@contextmanager
+def _blame(*spec_path):
+    """DataErrors raised inside concern this field of the spec's data section (unless they say another)."""
+    try:
+        yield
+    except DataError as exc:
+        exc.spec_path = exc.spec_path or spec_path
+        raise
+
+
+def _idx_fields(images_path: str | Path, images: ArrayHeader, labels_path: str | Path, labels: ArrayHeader) -> dict[str, tuple]:
+    """The fields an image IDX file and a label IDX file make, as array shapes [N, ...] by field
+    (images: [N, C, H, W]), from their shapes and dtypes; DataError when they do not go together."""
+    (_, image_shape), (label_dtype, label_shape) = images, labels
+    if len(label_shape) != 1:
+        raise DataError(f"{resolve(labels_path)}: error: labels must be one number per sample; the IDX array has shape {list(label_shape)}")
+    if image_shape[0] != label_shape[0]:
+        raise DataError(f"{resolve(labels_path)}: error: {label_shape[0]} labels for the {image_shape[0]} images of {resolve(images_path)}")
+    if not np.issubdtype(label_dtype, np.integer):
+        raise DataError(f"{resolve(labels_path)}: error: labels must be integers, the IDX file holds {label_dtype}")
+    if len(image_shape) not in (3, 4):
+        raise DataError(f"{resolve(images_path)}: error: images must be [N, H, W] or [N, C, H, W]; the IDX array has shape {list(image_shape)}")
+    return {"image": image_shape[:1] + (1,) + image_shape[1:] if len(image_shape) == 3 else image_shape, "label": label_shape}
+
+
+def _idx_image_dtype(dtype: np.dtype) -> str:
+    return "float32" if dtype == np.uint8 else dtype.name  # uint8 pixels are scaled to [0, 1]
+
+
 def _images_and_labels(images_path: str | Path, labels_path: str | Path) -> dict[str, np.ndarray]:
     images, labels = read_idx(images_path), read_idx(labels_path)
-    if labels.ndim != 1:
-        raise DataError(f"{resolve(labels_path)}: error: labels must be one number per sample; the IDX array has shape {list(labels.shape)}")
-    if len(images) != len(labels):
-        raise DataError(f"{resolve(labels_path)}: error: {len(labels)} labels for the {len(images)} images of {resolve(images_path)}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{resolve(labels_path)}: error: labels must be integers, the IDX file holds {labels.dtype}")
-    if images.ndim == 3:
-        images = images[:, None]
-    elif images.ndim != 4:
-        raise DataError(f"{resolve(images_path)}: error: images must be [N, H, W] or [N, C, H, W]; the IDX array has shape {list(images.shape)}")
+    shapes = _idx_fields(images_path, (images.dtype, images.shape), labels_path, (labels.dtype, labels.shape))
+    images = images.reshape(shapes["image"])
     images = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images
     return {"image": images, "label": labels.astype(np.int64)}
 
 
 def _idx_rows(images: str | Path, labels: str | Path) -> Rows:
     return Rows({"image": (str(resolve(images)), None), "label": (str(resolve(labels)), None)})
+
+
+def _idx_pair(images_path: str | Path, labels_path: str | Path, keys: tuple[str, str]) -> tuple[dict[str, tuple], str]:
+    """The array shapes by field and the image dtype of an image and a label IDX file, from their headers."""
+    with _blame("data", keys[0]):
+        images = idx_header(images_path)
+    with _blame("data", keys[1]):
+        labels = idx_header(labels_path)
+        return _idx_fields(images_path, images, labels_path, labels), _idx_image_dtype(images[0])
+
+
+def _array_fields(shapes: dict[str, tuple], dtypes: dict[str, str]) -> dict[str, FieldType]:
+    return {name: FieldType(tuple(shape[1:]), dtypes[name]) for name, shape in shapes.items()}
+
+
+@describe_source.register
+def _describe_idx(spec: schema.IdxData) -> SourceFields:
+    shapes = {}
+    shapes["train"], image_dtype = _idx_pair(spec.images, spec.labels, ("images", "labels"))
+    if spec.test_images is not None:
+        shapes["test"], _ = _idx_pair(spec.test_images, spec.test_labels, ("test_images", "test_labels"))
+    check_split_shapes(shapes, "idx")
+    return SourceFields(_array_fields(shapes["train"], {"image": image_dtype, "label": "int64"}))
 
 
 @load_source.register
@@ -290,15 +384,50 @@ def data_directory(source: str, directory: str | None) -> Path:
     return (resolve(root) if root else Path.home() / ".cache" / "tfn" / "datasets") / source
 
 
+MNIST_FIELDS = {"image": FieldType((1, 28, 28), "float32"), "label": FieldType((), "int64")}
+MNIST_TRAIN_IMAGES = 60000
+
+
+def _mnist_location(spec: schema.MnistData, default_url: str) -> tuple[Path, str]:
+    return data_directory(spec.source, spec.directory), spec.url or os.environ.get(f"TFN_{spec.source.upper()}_URL") or default_url
+
+
+def _mnist_validation(spec: schema.MnistData, train_images: int) -> None:
+    if spec.validation >= train_images:
+        raise DataError(
+            f"data: error: validation {spec.validation} leaves none of the {train_images} {spec.source} training images to train on", ("data", "validation")
+        )
+
+
+def _describe_mnist_like(spec: schema.MnistData, files: dict[str, str], default_url: str) -> SourceFields:
+    directory, url = _mnist_location(spec, default_url)
+    with _blame("data", "directory" if spec.directory else "download"):
+        missing = absent_files(directory, files, url, download=spec.download, source=spec.source)
+    _mnist_validation(spec, MNIST_TRAIN_IMAGES)
+    if missing:
+        unchecked = f"the {spec.source} files, not in {directory} yet: downloaded and verified when training starts"
+    else:
+        unchecked = f"the {spec.source} files in {directory} (their SHA-256): verified when training starts"
+    return SourceFields(dict(MNIST_FIELDS), classes=10, unchecked=[unchecked])
+
+
+@describe_source.register
+def _describe_mnist(spec: schema.MnistData) -> SourceFields:
+    return _describe_mnist_like(spec, MNIST_FILES, MNIST_URL)
+
+
+@describe_source.register
+def _describe_fashion_mnist(spec: schema.FashionMnistData) -> SourceFields:
+    return _describe_mnist_like(spec, FASHION_MNIST_FILES, FASHION_MNIST_URL)
+
+
 def _mnist_like(spec: schema.MnistData, files: dict[str, str], default_url: str, class_names: list[str]) -> ArraySource:
-    directory = data_directory(spec.source, spec.directory)
-    url = spec.url or os.environ.get(f"TFN_{spec.source.upper()}_URL") or default_url
+    directory, url = _mnist_location(spec, default_url)
     fetch_verified(directory, files, url, download=spec.download, source=spec.source)
     train = _images_and_labels(directory / "train-images-idx3-ubyte.gz", directory / "train-labels-idx1-ubyte.gz")
     test = _images_and_labels(directory / "t10k-images-idx3-ubyte.gz", directory / "t10k-labels-idx1-ubyte.gz")
     n_val = spec.validation
-    if n_val >= len(train["label"]):
-        raise DataError(f"data: error: validation {n_val} leaves none of the {len(train['label'])} {spec.source} training images to train on")
+    _mnist_validation(spec, len(train["label"]))
     splits = {
         "train": {k: v[n_val:] for k, v in train.items()},
         "validation": {k: v[:n_val] for k, v in train.items()},  # TF's read_data_sets: the first images
@@ -323,14 +452,55 @@ def _fashion_mnist(spec: schema.FashionMnistData) -> ArraySource:
     return _mnist_like(spec, FASHION_MNIST_FILES, FASHION_MNIST_URL, FASHION_MNIST_CLASSES)
 
 
+def _split_mappings(spec: schema.NpzData | schema.NpyData):
+    """(split, the spec's key, its field mapping) for each split the spec names arrays of."""
+    for split, key in (("train", "fields"), ("validation", "validation_fields"), ("test", "test_fields")):
+        if getattr(spec, key) is not None:
+            yield split, key, getattr(spec, key)
+
+
+def _describe_arrays(spec: schema.NpzData | schema.NpyData, headers) -> SourceFields:
+    shapes, dtypes = {}, {}
+    for split, key, mapping in _split_mappings(spec):
+        with _blame("data", key):
+            found = headers(mapping, key)
+        shapes[split] = {name: shape for name, (_, shape) in found.items()}
+        dtypes = dtypes or {name: dtype.name for name, (dtype, _) in found.items()}
+    check_split_shapes(shapes, spec.source)
+    return SourceFields(_array_fields(shapes["train"], dtypes))
+
+
+@describe_source.register
+def _describe_npz(spec: schema.NpzData) -> SourceFields:
+    with _blame("data", "path"):
+        require_file(spec.path, ".npz file")
+
+    def headers(mapping: dict[str, str], key: str) -> dict[str, ArrayHeader]:
+        found = npz_headers(spec.path, list(mapping.values()))
+        return {name: found[array] for name, array in mapping.items()}
+
+    return _describe_arrays(spec, headers)
+
+
+@describe_source.register
+def _describe_npy(spec: schema.NpyData) -> SourceFields:
+    def headers(mapping: dict[str, str], key: str) -> dict[str, ArrayHeader]:
+        found = {}
+        for name, path in mapping.items():
+            with _blame("data", key, name):
+                found[name] = npy_header(path)
+        return found
+
+    return _describe_arrays(spec, headers)
+
+
 @load_source.register
 def _npz(spec: schema.NpzData) -> ArraySource:
     given, rows = {}, {}
-    for split, mapping in (("train", spec.fields), ("validation", spec.validation_fields), ("test", spec.test_fields)):
-        if mapping is not None:
-            arrays = read_npz(spec.path, list(mapping.values()))
-            given[split] = {name: arrays[key] for name, key in mapping.items()}
-            rows[split] = Rows({name: (str(resolve(spec.path)), key) for name, key in mapping.items()})
+    for split, _, mapping in _split_mappings(spec):
+        arrays = read_npz(spec.path, list(mapping.values()))
+        given[split] = {name: arrays[key] for name, key in mapping.items()}
+        rows[split] = Rows({name: (str(resolve(spec.path)), key) for name, key in mapping.items()})
     splits, rows = arrays_to_splits(given, spec.split, "npz", rows)
     return ArraySource(splits, rows=rows)
 
@@ -338,12 +508,22 @@ def _npz(spec: schema.NpzData) -> ArraySource:
 @load_source.register
 def _npy(spec: schema.NpyData) -> ArraySource:
     given, rows = {}, {}
-    for split, mapping in (("train", spec.fields), ("validation", spec.validation_fields), ("test", spec.test_fields)):
-        if mapping is not None:
-            given[split] = {name: read_npy(path) for name, path in mapping.items()}
-            rows[split] = Rows({name: (str(resolve(path)), None) for name, path in mapping.items()})
+    for split, _, mapping in _split_mappings(spec):
+        given[split] = {name: read_npy(path) for name, path in mapping.items()}
+        rows[split] = Rows({name: (str(resolve(path)), None) for name, path in mapping.items()})
     splits, rows = arrays_to_splits(given, spec.split, "npy", rows)
     return ArraySource(splits, rows=rows)
+
+
+@describe_source.register
+def _describe_csv(spec: schema.CsvData) -> SourceFields:
+    for key in ("path", "validation_path", "test_path"):
+        if getattr(spec, key) is not None:
+            with _blame("data", key):
+                csv_header(getattr(spec, key), spec.fields, spec.delimiter)
+    fields = {name: FieldType(() if isinstance(cols, str) else (len(cols),), "int64" if isinstance(cols, str) else "float32") for name, cols in spec.fields.items()}
+    unchecked = "the CSV rows (numbers, class names): read when training starts"
+    return SourceFields(fields, classes=len(spec.classes) if spec.classes else None, unchecked=[unchecked])
 
 
 @load_source.register
@@ -360,12 +540,53 @@ def _csv(spec: schema.CsvData) -> ArraySource:
     return ArraySource(splits, class_names, where)
 
 
+def _class_folders(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _training_classes(spec: schema.ImageFolderData) -> tuple[Path, list[str]]:
+    with _blame("data", "directory"):
+        root = require_directory(spec.directory, "image folder")
+        class_names = _class_folders(root)
+        if not class_names:
+            raise DataError(f"{root}: error: no class sub-folders; an image folder holds one sub-folder of images per class")
+    return root, class_names
+
+
+def _known_classes(root: Path, class_names: list[str]) -> None:
+    unknown = [name for name in _class_folders(root) if name not in class_names]
+    if unknown:
+        raise DataError(f"{root}: error: class folder(s) {', '.join(unknown)} are not among the training classes {', '.join(class_names)}")
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+
+
+@describe_source.register
+def _describe_image_folder(spec: schema.ImageFolderData) -> SourceFields:
+    root, class_names = _training_classes(spec)
+    for key in ("validation_directory", "test_directory"):
+        if getattr(spec, key) is not None:
+            with _blame("data", key):
+                _known_classes(require_directory(getattr(spec, key), f"{key.split('_')[0]} image folder"), class_names)
+    first = next((p for name in class_names for p in (root / name).rglob("*") if _is_image(p)), None)
+    if first is None:
+        raise DataError(f"{root}: error: no images ({', '.join(IMAGE_SUFFIXES)}) in the class folders {', '.join(class_names)}", ("data", "directory"))
+    source = ImageFileSource({}, {}, class_names, spec)
+    unchecked = f"the images but one ({first} decodes): decoded during training"
+    try:
+        source.decode(first)
+    except DataError as exc:
+        if not spec.skip_bad:
+            raise DataError(f"{exc}{SKIP_BAD_HINT}", ("data", "directory")) from None
+        unchecked = f"the images ({first} does not decode and would be skipped): decoded during training"
+    return SourceFields(source.field_types(), classes=len(class_names), unchecked=[unchecked])
+
+
 @load_source.register
 def _image_folder(spec: schema.ImageFolderData) -> ImageFileSource:
-    root = require_directory(spec.directory, "image folder")
-    class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_names:
-        raise DataError(f"{root}: error: no class sub-folders; an image folder holds one sub-folder of images per class")
+    root, class_names = _training_classes(spec)
     train_paths, train_labels = _scan_images(root, class_names)
     given = {"train": (train_paths, train_labels)}
     for split, directory in (("validation", spec.validation_directory), ("test", spec.test_directory)):
@@ -384,17 +605,14 @@ def _image_folder(spec: schema.ImageFolderData) -> ImageFileSource:
 
 
 def _scan_images(root: Path, class_names: list[str]) -> tuple[list[Path], np.ndarray]:
-    present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    unknown = [name for name in present if name not in class_names]
-    if unknown:
-        raise DataError(f"{root}: error: class folder(s) {', '.join(unknown)} are not among the training classes {', '.join(class_names)}")
+    _known_classes(root, class_names)
     paths, labels = [], []
     for label, name in enumerate(class_names):
         folder = root / name
         if not folder.is_dir():
             continue
         for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file():
+            if _is_image(path):
                 paths.append(path)
                 labels.append(label)
     if not paths:

@@ -25,6 +25,7 @@ from tfn.layers import IndexRangeError, TensorType, suggest
 from tfn.layers.losses import LabelError
 from tfn.runners.checkpoint import restore, resolve
 from tfn.runners.files import atomic_write
+from tfn.runners.memory import require_memory
 from tfn.runners.module import GraphModule
 from tfn.runners.preprocessing import Preprocessing, for_model, record_for
 from tfn.specs import load as load_spec
@@ -60,6 +61,7 @@ def load_model(target: str | Path, checkpoint: str | Path | None = None, *, devi
     A checkpoint made for another graph is refused with the names that differ.
     """
     graph, seed, preprocessing = _graph_seed_preprocessing(target)
+    require_memory(graph, 1, device)  # the variables and one sample, before a variable exists
     model = GraphModule(graph, torch.Generator().manual_seed(seed))
     model.preprocessing = preprocessing
     if checkpoint is None and is_run_dir(target):
@@ -269,6 +271,7 @@ def run(model: GraphModule, feeds: Mapping[str, np.ndarray | torch.Tensor | str 
     if len(set(sizes.values())) > 1:
         raise FeedError("feeds: error: the feeds' batch sizes differ: " + ", ".join(f"{r} {n}" for r, n in sizes.items()))
     model.check_fetches(fetches, tensors)
+    require_memory(graph, max(sizes.values(), default=1), device, parameters_allocated=True)
     plan = model.plan(fetches, tensors)
     try:
         with torch.no_grad():

@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from tfn import layers
+from tfn.runners.memory import require_memory
 from tfn.runners.module import GraphModule, to_channels_last, wants_channels_last
 from tfn.specs.graph import Graph, split_ref
 from tfn.specs.summary import summarize
@@ -131,6 +132,7 @@ def time_graph(
     4-D tensors take the layout training gives them (`memory_format`, as train.memory_format).
     """
     dev = torch.device(device)
+    require_memory(graph, batch_size, dev)
     model = GraphModule(graph, torch.Generator().manual_seed(seed)).place(dev).train()
     feeds = synthetic_feeds(graph, batch_size, dev, torch.Generator().manual_seed(seed))
     if wants_channels_last(graph, memory_format):

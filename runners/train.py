@@ -37,6 +37,7 @@ from tfn.runners import checkpoint as ckpt
 from tfn.runners.data import DataPipeline
 from tfn.runners.distributed import Replicas, muted
 from tfn.runners.files import atomic_write, new_run_dir, prepare_out_dir, write_json
+from tfn.runners.memory import require_memory
 from tfn.runners.metrics import Metrics, better, default_metrics, scalars
 from tfn.runners.module import GraphModule, wants_channels_last
 from tfn.runners.optimizers import clip_gradients, make_optimizer, unmatched_multiplier_patterns
@@ -333,6 +334,7 @@ class Trainer:
         self.run_dir, self.device, self.quiet = run_dir, device, quiet or not self.replicas.is_writer
         self.data = DataPipeline(self.spec.data, self.graph, seed=self.settings.seed, device=device, doc=loaded.doc, shard=self.replicas.shard)
         self.has_validation = self.data.size("validation") > 0
+        require_memory(self.graph, -(-self.data.batch_size // self.replicas.shard[1]), device)  # before a variable exists
 
         torch.manual_seed(self.settings.seed)
         random.seed(self.settings.seed)

@@ -18,6 +18,7 @@ its own `conv`). `node:1` is the node's second output.
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
@@ -31,6 +32,7 @@ from tfn.specs.graph import Graph, Input, Loss, Node, Variable, split_ref
 from tfn.specs.schema import LOSS_MODELS, NODE_MODELS, InputSpec, NodeFields
 
 _INVALID = object()  # a field present in the document but rejected by the schema (already reported)
+_ONE_NAMESPACE = "nodes, scopes and variables share one namespace, as in TF: rename one"
 
 
 def _field(raw: dict, key: str) -> Any:
@@ -131,6 +133,11 @@ class _Compiler:
         for name, raw in _dict(self.model.get("inputs")).items():
             spec = _valid(InputSpec, raw)
             declared[str(name)] = Input(str(name), TensorType((None, *spec.shape), spec.dtype)) if spec else None
+            try:
+                _bounded([declared[str(name)].type] if spec else [], [], what="input")
+            except OpError as exc:
+                self.fail(("model", "inputs", name, "shape"), str(exc))
+                declared[str(name)] = None
         return declared
 
     def assign_names(self, entries: list[_Entry], inputs: dict) -> dict[str, _Entry]:
@@ -232,6 +239,7 @@ class _Compiler:
             if node is not None:
                 nodes[e.name] = node
                 types[e.name] = node.outputs
+        self.variable_clashes(variables, nodes, names)
         losses = self.losses(inputs, types, nodes, names, bool(entries))
         for name, ctrl in controls.items():
             if name in nodes:
@@ -244,6 +252,21 @@ class _Compiler:
         declared = tuple(i for i in inputs.values() if i) + tuple(i for n, i in self.label_inputs.items() if n not in inputs)
         logits = tuple(dict.fromkeys(nodes[l.node].inputs[0] for l in losses))
         return Graph(str(self.data.get("name")), declared, tuple(nodes[n] for n in order), tuple(variables.values()), logits, tuple(losses))
+
+    def variable_clashes(self, variables: dict[str, Variable], nodes: dict[str, Node], names: dict[str, _Entry]) -> None:
+        """Nodes and variables share one namespace, as in TF: node `d` owns variable `d/kernel`, so a
+        node `kernel` in scope `d` may not exist. The later of the two in the file is reported."""
+        owners = {v: node.name for node in nodes.values() for v in node.variables.values()}
+        for variable in variables:
+            if variable not in names or variable not in owners:
+                continue
+            owner, node = names[owners[variable]], names[variable]
+            if node.path > owner.path:
+                where = node.path + ("name",) if "name" in node.raw else node.path + ("op",)
+                self.fail(where, f"duplicate name {variable!r}: node {owner.name!r} (line {self.line_of(owner.path)}) has a variable of that name; {_ONE_NAMESPACE}")
+            else:
+                where = owner.path + ("name",) if "name" in owner.raw else owner.path + ("op",)
+                self.fail(where, f"duplicate name {variable!r}: node {variable!r} (line {self.line_of(node.path)}) and a variable of this node; {_ONE_NAMESPACE}")
 
     def node_inputs(self, e: _Entry, previous: str | None, names, inputs) -> list[str] | None:
         if "inputs" not in e.raw:
@@ -273,6 +296,7 @@ class _Compiler:
         try:
             outputs = op.infer(params, in_types)
             defs = op.variables(params, in_types)
+            _bounded(outputs, defs)
         except OpError as exc:
             self.fail(e.path + ((exc.field,) if exc.field and exc.field in e.raw else ("op",)), str(exc))
             return None
@@ -390,6 +414,15 @@ class _Compiler:
                     self.fail(names[node].path + ("after", controls.index(dep)), f"control dependencies make a cycle: {order_text} (each runs before the next)")
                     break
         return order
+
+
+def _bounded(outputs: Sequence[TensorType], variables: Sequence[layers.VariableDef], what: str = "output") -> None:
+    """No tensor beyond MAX_ELEMENTS: a sample of an output (or input), or a variable."""
+    sizes = [(f"{what} {t} has {t.sample_size:,} elements per sample", t.sample_size) for t in outputs]
+    sizes += [(f"variable {v.role} {list(v.shape)} has {math.prod(v.shape):,} elements", math.prod(v.shape)) for v in variables]
+    for text, size in sizes:
+        if size > layers.MAX_ELEMENTS:
+            raise OpError(f"{text}; tfn allows at most 2**40 = {layers.MAX_ELEMENTS:,} in one tensor")
 
 
 def _find_cycle(deps: dict[str, set[str]], rank: dict[str, int]) -> list[str]:

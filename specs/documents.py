@@ -70,12 +70,14 @@ def read_document(path: str | Path, text: str | None = None, display: str | None
         raise SpecError([Diagnostic(name, None, None, "", f"a spec is a .yaml, .yml or .toml file, got {path.suffix or 'no extension'!r}")])
     if text is None:
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise UserError(f"{name}: error: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             raise UserError(f"{name}: error: cannot read: {exc}") from None
+        text = _decode(raw, name)
     doc = parse_yaml(text, name) if fmt == "yaml" else parse_toml(text, name)
+    _check_depth(doc)
     if doc.data is None or doc.data == {}:
         raise SpecError([Diagnostic(name, 1, 1, "", f"the file holds no spec; a spec needs at least {EMPTY_HINT}")])
     if not isinstance(doc.data, dict):
@@ -85,6 +87,45 @@ def read_document(path: str | Path, text: str | None = None, display: str | None
 
 
 EMPTY_HINT = "version, name, model, loss and data"
+
+#: how deep mappings and lists may nest in a spec: far more than any spec needs (a node in
+#: ten nested scopes sits 24 levels down), far less than Python's recursion limit
+MAX_DEPTH = 100
+
+
+def _decode(raw: bytes, name: str) -> str:
+    """UTF-8 text with universal newlines, as read_text gives; a bad byte is reported at its line and column."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        col = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")) + 1
+        byte = raw[exc.start : exc.start + 1].hex()
+        raise SpecError([Diagnostic(name, line, col, "", f"not UTF-8 text: byte 0x{byte} ({exc.reason}); save the spec as UTF-8")]) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _position(text: str, offset: int) -> Position:
+    """The 1-based line and column of a character offset into `text`."""
+    line = text.count("\n", 0, offset) + 1
+    return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+def _nesting_error(name: str, position: Position | None) -> SpecError:
+    line, col = position or (1, 1)
+    return SpecError([Diagnostic(name, line, col, "", f"mappings and lists nest more than {MAX_DEPTH} levels deep here; a spec needs far fewer")])
+
+
+def _check_depth(doc: Document) -> None:
+    """Nesting that the reader let through (TOML's dotted keys, a.b.c... = 1) is bounded too."""
+    stack = [(doc.data, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            raise _nesting_error(doc.path, doc.where(path, key=True))
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        stack.extend((v, path + (k,)) for k, v in items)
 
 
 def _kind(value) -> str:
@@ -99,8 +140,25 @@ _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 
 
+class _NestingTooDeep(Exception):
+    def __init__(self, mark):
+        self.mark = mark
+
+
 class _Yaml12Loader(yaml.SafeLoader):
-    """Composes nodes with YAML 1.2 core-schema tag resolution."""
+    """Composes nodes with YAML 1.2 core-schema tag resolution, to a bounded depth
+    (PyYAML's composer recurses once per level)."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _NestingTooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {}
@@ -116,16 +174,27 @@ for _tag, _regexp, _first in (
 def parse_yaml(text: str, name: str) -> Document:
     try:
         root = yaml.compose(text, Loader=_Yaml12Loader)
+    except _NestingTooDeep as exc:
+        raise _nesting_error(name, (exc.mark.line + 1, exc.mark.column + 1)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = f"YAML syntax: {exc.problem or exc.context}"
-        if exc.problem and exc.context and exc.context_mark and exc.context_mark is not mark:
-            start = exc.context_mark
-            message += f" ({exc.context.removeprefix('while ')} that starts at line {start.line + 1}, column {start.column + 1})"
+        start = exc.context_mark
+        if exc.problem and exc.context and start and start is not mark:
+            if "end of stream" in exc.problem:  # never closed: the opening is where to look
+                what = exc.context.removeprefix("while ").removeprefix("scanning ").removeprefix("parsing ")
+                line, col = start.line + 1, start.column + 1
+                message = f"YAML syntax: {what} starts here and is never closed (the file ends at line {mark.line + 1})"
+            else:
+                message += f" ({exc.context.removeprefix('while ')} that starts at line {start.line + 1}, column {start.column + 1})"
         raise SpecError([Diagnostic(name, line, col, "", message)]) from None
+    except yaml.reader.ReaderError as exc:
+        line, col = _position(text, exc.position)
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise SpecError([Diagnostic(name, line, col, "", f"YAML syntax: control character U+{code:04X} is not allowed in a spec")]) from None
     except yaml.YAMLError as exc:
-        raise SpecError([Diagnostic(name, None, None, "", f"YAML syntax: {exc}")]) from None
+        raise SpecError([Diagnostic(name, 1, 1, "", f"YAML syntax: {exc}")]) from None
     doc = Document(name, {})
     problems: list[Diagnostic] = []
     doc.data = _convert(root, (), doc, problems) if root is not None else None
@@ -188,21 +257,55 @@ _ASSIGN = re.compile(rf"({_DOTTED})\s*=")
 
 
 def parse_toml(text: str, name: str) -> Document:
+    _check_toml_nesting(text, name)  # before tomllib, which recurses once per level
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = _TOML_POS.search(str(exc))
-        line, col = (int(match[1]), int(match[2])) if match else (None, None)
-        message = _TOML_POS.sub("", str(exc)).replace("()", "").strip()
+        if match:
+            line, col = int(match[1]), int(match[2])
+        else:  # "(at end of document)": the last character
+            line, col = _position(text, len(text.rstrip("\n")))
+        message = _TOML_POS.sub("", str(exc)).replace("(at end of document)", "at the end of the file").replace("()", "").strip()
+        if not match and "Unterminated string" in message:  # the opening quote is where to look
+            line, col = _position(text, _unclosed_quote(text))
+            message = f"a string starts here and is never closed (the file ends at line {text.rstrip(chr(10)).count(chr(10)) + 1})"
         duplicate = _toml_duplicate(text, line) if message.startswith("Cannot overwrite") else None
         if duplicate:
             key, col, first = duplicate
             message = f"duplicate key {key!r}" + (f" (first defined at line {first})" if first else "")
             raise SpecError([Diagnostic(name, line, col, "", message)]) from None
         raise SpecError([Diagnostic(name, line, col, "", f"TOML syntax: {message}")]) from None
-    doc = Document(name, data)
+    doc = Document(name, data, values={(): (1, 1)})
     _toml_positions(text, doc)
     return doc
+
+
+def _unclosed_quote(text: str) -> int:
+    """The offset of the first quote that opens no complete string (tomllib names only the end of the file)."""
+    end, offset = 0, None
+    for m in [*_TOKEN.finditer(text), None]:
+        quote = re.search("[\"']", text[end : m.start() if m else len(text)])
+        if quote:
+            offset = end + quote.start()
+            break
+        end = m.end() if m else end
+    if offset is None:
+        return len(text.rstrip("\n"))
+    if text[max(0, offset - 2) : offset + 1] in ('"""', "'''"):
+        offset -= 2  # a multi-line string's opening, its first two quotes read as an empty string
+    return offset
+
+
+def _check_toml_nesting(text: str, name: str) -> None:
+    depth = 0
+    for m in _TOKEN.finditer(text):
+        if m.group() in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _nesting_error(name, _position(text, m.start()))
+        elif m.group() in ("]", "}"):
+            depth = max(0, depth - 1)
 
 
 def _toml_duplicate(text: str, line: int | None) -> tuple[str, int, int | None] | None:

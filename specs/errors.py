@@ -26,7 +26,15 @@ class Diagnostic:
             where += f":{self.line}"
             if self.col is not None:
                 where += f":{self.col}"
-        return f"{where}: error: {self.path + ': ' if self.path else ''}{self.message}"
+        return _printable(f"{where}: error: {self.path + ': ' if self.path else ''}{self.message}")
+
+
+_CONTROL = {c: repr(chr(c))[1:-1] for c in [*range(0x20), 0x7F, 0x85, 0x2028, 0x2029]}
+
+
+def _printable(line: str) -> str:
+    """One line, whatever names and values the spec holds: control characters and line breaks escaped."""
+    return line.translate(_CONTROL)
 
 
 class SpecError(UserError):

@@ -13,29 +13,62 @@ from pathlib import Path
 
 from typing import Annotated, Any, Literal, Union
 
+from dataclasses import dataclass
+
 from pydantic import (
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
     NonNegativeFloat,
-    NonNegativeInt,
     PositiveFloat,
-    PositiveInt,
     StringConstraints,
     Tag,
     create_model,
+    field_validator,
     model_validator,
 )
 
 from tfn import layers
 from tfn.layers.attrs import DType
+from tfn.layers.base import beyond_float32
 
 SPEC_VERSION = 1
 
+# Every count and size in a spec fits TF's int32 attributes, so no huge number
+# reaches a kernel; seeds are int64, as tf.set_random_seed's.
+PositiveInt = Annotated[int, Field(gt=0, le=layers.MAX_SIZE)]
+NonNegativeInt = Annotated[int, Field(ge=0, le=layers.MAX_SIZE)]
+Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _float32(cls, value):
+        for number in value if isinstance(value, list) else value.values() if isinstance(value, dict) else [value]:
+            if beyond_float32(number):
+                raise ValueError(beyond_float32(number))
+        return value
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Marks a union of the schema told apart by one key (`type:`, `source:`, `op:`):
+    its errors use the section's own words and list its own choices."""
+
+    key: str  # the key whose value picks the member
+    word: str  # what a value of that key is called: "optimizer", "data source", "op"
+    needs: str  # the error when the key is absent, e.g. "an optimizer needs a `type:`"
+    choices: tuple[str, ...]
+    listing: str = ""  # where the choices are listed, when they are too many to print
+    aliases: tuple[tuple[str, str], ...] = ()  # (another name users know, the choice it means)
+
+
+def _choices(members, key: str) -> tuple[str, ...]:
+    return tuple(typing.get_args(m.model_fields[key].annotation)[0] for m in members)
 
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.\-]*$")]
@@ -140,12 +173,14 @@ class ScopeNode(Strict):
 LayerNode = Annotated[
     Union[tuple(Annotated[model, Tag(name)] for name, model in NODE_MODELS.items()) + (Annotated[ScopeNode, Tag(SCOPE_TAG)],)],
     Discriminator(_tag),
+    Vocabulary("op", "op", "a node needs an `op:` (or `scope:` with `layers:`)", tuple(NODE_MODELS), listing="`tfn layers` lists them"),
 ]
 ScopeNode.model_rebuild()
 
 LossSpec = Annotated[
     Union[tuple(Annotated[model, Tag(name)] for name, model in LOSS_MODELS.items())],
     Discriminator(_tag),
+    Vocabulary("op", "loss op", "a loss needs an `op:`", tuple(LOSS_MODELS)),
 ]
 
 # `loss:` is one loss or a list of weighted losses the optimizer minimises the sum of.
@@ -223,7 +258,12 @@ class CosineDecay(ConstantSchedule):
     alpha: NonNegativeFloat = 0.0
 
 
-Schedule = Annotated[Union[ConstantSchedule, ExponentialDecay, PiecewiseConstant, PolynomialDecay, CosineDecay], Field(discriminator="type")]
+_SCHEDULES = (ConstantSchedule, ExponentialDecay, PiecewiseConstant, PolynomialDecay, CosineDecay)
+Schedule = Annotated[
+    Union[_SCHEDULES],
+    Field(discriminator="type"),
+    Vocabulary("type", "schedule", "a schedule needs a `type:`", _choices(_SCHEDULES, "type")),
+]
 
 
 class OptimizerBase(Strict):
@@ -314,9 +354,11 @@ class AdamW(Adam):
     weight_decay: NonNegativeFloat = 0.01
 
 
+_OPTIMIZERS = (GradientDescent, Momentum, Nesterov, Adagrad, Adadelta, RMSProp, Adam, AdamW)
 Optimizer = Annotated[
-    Union[GradientDescent, Momentum, Nesterov, Adagrad, Adadelta, RMSProp, Adam, AdamW],
+    Union[_OPTIMIZERS],
     Field(discriminator="type"),
+    Vocabulary("type", "optimizer", "an optimizer needs a `type:`", _choices(_OPTIMIZERS, "type"), aliases=(("sgd", "gradient_descent"),)),
 ]
 
 
@@ -337,7 +379,7 @@ class SplitFractions(Strict):
 
     validation: float = Field(default=0.1, ge=0.0, lt=1.0)
     test: float = Field(default=0.1, ge=0.0, lt=1.0)
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _leaves_training_data(self):
@@ -445,7 +487,7 @@ class SyntheticData(DataBase):
     classes: PositiveInt = 10
     samples: SplitSizes = SplitSizes()
     noise: NonNegativeFloat = 1.0
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _label_is_generated(self):
@@ -581,9 +623,11 @@ class ImageFolderData(SplitByFraction):
         return self
 
 
+_SOURCES = (DigitsData, SyntheticData, MnistData, FashionMnistData, IdxData, NpzData, NpyData, CsvData, ImageFolderData)
 Data = Annotated[
-    Union[DigitsData, SyntheticData, MnistData, FashionMnistData, IdxData, NpzData, NpyData, CsvData, ImageFolderData],
+    Union[_SOURCES],
     Field(discriminator="source"),
+    Vocabulary("source", "data source", "the data section needs a `source:`", _choices(_SOURCES, "source")),
 ]
 
 
@@ -632,7 +676,7 @@ class SummarySettings(Strict):
 class Train(Strict):
     epochs: PositiveInt = 10
     steps: PositiveInt | None = Field(default=None, description="stop after this many steps in all (overrides epochs)")
-    seed: int = 0
+    seed: Seed = 0
     device: Literal["auto"] | Device = "auto"
     log_every: PositiveInt = Field(default=10, description="steps between logged training loss")
     validate_every: NonNegativeInt = Field(default=0, description="steps between validations (0: after each epoch)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from tfn.layers import TensorType
 from tfn.specs.graph import Graph
 
 
@@ -24,6 +25,35 @@ class NodeRow:
 
 
 @dataclass(frozen=True)
+class MemoryEstimate:
+    """A floor on the memory a model needs: its variables, plus every tensor its forward pass
+    makes (model inputs and every node's outputs) per sample. Training needs more (gradients,
+    optimizer slots); a batch that does not fit this floor fits nothing."""
+
+    parameter_bytes: int
+    activation_bytes_per_sample: int
+
+    def for_batch(self, batch_size: int, parameters: bool = True) -> int:
+        return (self.parameter_bytes if parameters else 0) + batch_size * self.activation_bytes_per_sample
+
+
+def memory_estimate(graph: Graph) -> MemoryEstimate:
+    parameters = sum(math.prod(v.shape) * TensorType(v.shape, v.dtype).itemsize for v in graph.variables)
+    tensors = [i.type for i in graph.inputs] + [t for node in graph.nodes for t in node.outputs]
+    return MemoryEstimate(parameters, sum(t.sample_size * t.itemsize for t in tensors))
+
+
+def format_bytes(n: int) -> str:
+    """1536 -> '1.5 KiB'; 100 -> '100 bytes'."""
+    value, unit = float(n), "bytes"
+    for larger in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{n:,} bytes" if unit == "bytes" else f"{value:,.1f} {unit}"
+
+
+@dataclass(frozen=True)
 class Summary:
     name: str
     graph_hash: str
@@ -32,6 +62,7 @@ class Summary:
     trainable_parameters: int
     non_trainable_parameters: int
     flops_per_sample: int
+    memory: MemoryEstimate
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,4 +100,5 @@ def summarize(graph: Graph) -> Summary:
         trainable,
         frozen,
         sum(r.flops for r in rows),
+        memory_estimate(graph),
     )

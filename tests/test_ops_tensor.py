@@ -347,7 +347,7 @@ def test_gather_indices_come_from_an_integer_model_input(write_spec, tfn_cli):
           layers:
             - {name: rows, op: gather, inputs: [table, ids]}
         loss: {op: mean_squared_error, logits: rows, labels: y}
-        data: {source: digits}
+        data: {source: synthetic, fields: {table: {shape: [5, 3]}, ids: {shape: [2], dtype: int64, high: 5}, y: {shape: [2, 3]}}}
         """
     )
     code, out, err = tfn_cli("check", str(spec), "--json")

@@ -53,7 +53,7 @@ model:
     - {name: features, op: concat, inputs: [head, mean, total, low, idf]}
     - {name: logits, op: dense, units: 3}
 loss: {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}
-data: {source: digits, batch_size: 4}
+data: {source: synthetic, classes: 3, fields: {image: {shape: [3, 6, 6]}, ids: {shape: [4], dtype: int64, high: 48}}, batch_size: 4}
 train: {epochs: 1}
 """
 

@@ -61,6 +61,9 @@ labels = "label"
 source = "digits"
 """
 
+VALID = spec("- {op: flatten}\n- {name: logits, op: dense, units: 10}")  # line 11 is free
+TOML_VALID = TOML_HEAD + '\n[[model.layers]]\nname = "logits"\nop = "dense"\nunits = 10\n' + TOML_TAIL  # 22 lines
+
 # case -> (file name, text, [(line, col), ...] of every error, in order)
 CASES: dict[str, tuple[str, str, list[tuple[int, int]]]] = {
     "yaml_syntax": ("spec.yaml", spec("- {name: logits, op: dense, units: 10\n- {op: relu}"), [(8, 7)]),
@@ -125,6 +128,67 @@ CASES: dict[str, tuple[str, str, list[tuple[int, int]]]] = {
     "empty_file": ("spec.yaml", "# nothing yet\n", [(1, 1)]),
     "unknown_section": ("spec.yaml", spec("- {op: flatten}\n- {name: logits, op: dense, units: 10}") + "trian: {epochs: 1}\n", [(11, 1)]),
     "unsupported_version": ("spec.yaml", spec("- {op: flatten}\n- {name: logits, op: dense, units: 10}").replace("version: 1", "version: 2"), [(1, 10)]),
+    # every section speaks its own vocabulary, with its own choices
+    "optimizer_unknown_type": ("spec.yaml", VALID + "optimizer: {type: adamm, learning_rate: 0.1}\n", [(11, 19)]),
+    "optimizer_alias": ("spec.yaml", VALID + "optimizer: {type: sgd}\n", [(11, 19)]),
+    "optimizer_without_type": ("spec.yaml", VALID + "optimizer: {name: adam}\n", [(11, 12)]),
+    "optimizer_unknown_attribute": ("spec.yaml", VALID + "optimizer: {type: adam, beta_1: 0.8}\n", [(11, 25)]),
+    "schedule_unknown_type": ("spec.yaml", VALID + "optimizer: {type: adam, schedule: {type: cosine, decay_steps: 10}}\n", [(11, 42)]),
+    "schedule_without_type": ("spec.yaml", VALID + "optimizer: {type: adam, schedule: {decay_steps: 10}}\n", [(11, 35)]),
+    "data_unknown_source": ("spec.yaml", VALID.replace("source: digits", "source: digitz"), [(10, 16)]),
+    "data_without_source": ("spec.yaml", VALID.replace("source: digits", "path: d.npz"), [(10, 7)]),
+    "batch_size_zero": ("spec.yaml", VALID.replace("source: digits", "source: digits, batch_size: 0"), [(10, 36)]),
+    "batch_size_misspelt_full": ("spec.yaml", VALID.replace("source: digits", "source: digits, batch_size: ful"), [(10, 36)]),
+    "batch_size_list": ("spec.yaml", VALID.replace("source: digits", "source: digits, batch_size: [32]"), [(10, 36)]),
+    "loss_without_op": ("spec.yaml", VALID.replace("op: sparse_softmax_cross_entropy_with_logits, ", ""), [(9, 7)]),
+    "loss_not_a_mapping": ("spec.yaml", VALID.replace("{op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}", "5"), [(9, 7)]),
+    "loss_unknown_op": ("spec.yaml", VALID.replace("op: sparse_softmax_cross_entropy_with_logits", "op: softmax_cross_entropy"), [(9, 12)]),
+    "loss_layer_op": ("spec.yaml", VALID.replace("op: sparse_softmax_cross_entropy_with_logits", "op: dense"), [(9, 12)]),
+    "train_unknown_setting": ("spec.yaml", VALID + "train: {epoch: 3}\n", [(11, 9)]),
+    "train_wrong_choice": ("spec.yaml", VALID + "train: {precision: fp64, memory_format: nhwc}\n", [(11, 20), (11, 41)]),
+    "train_seed_too_large": ("spec.yaml", VALID + "train: {seed: 99999999999999999999}\n", [(11, 15)]),
+    # nodes, scopes and variables share one namespace
+    "node_named_like_a_variable": (
+        "spec.yaml",
+        spec("- {op: flatten}\n- {name: d, op: dense, units: 4}\n- {scope: d, layers: [{name: kernel, op: relu}]}\n- {name: logits, op: dense, units: 10}"),
+        [(9, 34)],
+    ),
+    "variable_named_like_a_node": (
+        "spec.yaml",
+        spec("- {op: flatten}\n- {scope: d, layers: [{name: bias, op: relu}]}\n- {name: d, op: dense, units: 10}\n- {name: logits, op: dense, units: 10}"),
+        [(9, 14)],
+    ),
+    # bounded numbers and nesting
+    "size_beyond_int32": ("spec.yaml", spec("- {op: flatten}\n- {name: logits, op: dense, units: 9223372036854775808}"), [(8, 40)]),
+    "beyond_float32": ("spec.yaml", VALID + "optimizer: {type: adam, learning_rate: 1e308}\n", [(11, 40)]),
+    # rate 2**31 - 1 passed check, then killed `tfn time` with SIGFPE inside the convolution
+    "dilated_window_beyond_int32": (
+        "spec.yaml",
+        spec("- {op: atrous_conv2d, filters: 4, kernel_size: 3, rate: 2147483647, padding: SAME}\n- {op: flatten}\n- {name: logits, op: dense, units: 10}"),
+        [(7, 52)],
+    ),
+    "pool_padding_beyond_a_tensor": (
+        "spec.yaml",
+        spec("- {op: max_pool, pool_size: 2000000, strides: 1, padding: SAME}\n- {op: flatten}\n- {name: logits, op: dense, units: 10}"),
+        [(7, 33)],
+    ),
+    # a name holding a line break made a report line without a position (found by the fuzzer)
+    "scope_name_with_a_line_break": (
+        "spec.yaml",
+        spec('- scope: "a\\nb"\n  layers: [{op: flatten}]\n- {name: logits, op: dense, units: 10, inputs: [c/flatten]}'),
+        [(7, 14), (9, 53)],
+    ),
+    "infinite_rate": ("spec.yaml", spec("- {op: dropout, rate: .inf}\n- {op: flatten}\n- {name: logits, op: dense, units: 10}"), [(7, 27)]),
+    "yaml_nesting_too_deep": ("spec.yaml", VALID + "train: " + "[" * 120 + "]" * 120 + "\n", [(11, 107)]),
+    "toml_nesting_too_deep": ("spec.toml", TOML_VALID + "\n[train]\nepochs = " + "[" * 120 + "]" * 120 + "\n", [(24, 110)]),
+    # every broken file has a position
+    "yaml_unclosed_quote": ("spec.yaml", VALID.replace("name: t", 'name: "t'), [(2, 7)]),
+    "yaml_control_character": ("spec.yaml", VALID.replace("name: t", "name: t\x07"), [(2, 8)]),
+    "toml_missing_section": ("spec.toml", TOML_VALID.replace('\n[data]\nsource = "digits"\n', ""), [(1, 1)]),
+    "toml_unclosed_string_at_end": ("spec.toml", TOML_VALID + '\n[train]\ndevice = """cpu\n', [(24, 10)]),
+    "toml_unclosed_array_at_end": ("spec.toml", TOML_VALID + "\n[train]\nmetrics = [\"accuracy\",\n", [(24, 23)]),
+    "yaml_invalid_utf8": ("spec.yaml", VALID.encode().replace(b"name: t", b"name: t\xff"), [(2, 8)]),
+    "toml_invalid_utf8": ("spec.toml", TOML_VALID.encode().replace(b'name = "t"', b'name = "t\xc3("'), [(2, 10)]),
     "every_problem_at_once": (
         "spec.yaml",
         spec("- {op: conv2, filters: 4}\n- {name: hidden, op: dense, units: -3}\n- {op: relu, inputs: [hiden]}\n- {name: logits, op: dense, units: 10, share: nothing}"),
@@ -142,7 +206,7 @@ def test_every_case_is_distinct():
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_error_text_and_position(case, tmp_path, monkeypatch, tfn_cli):
     name, text, positions = CASES[case]
-    (tmp_path / name).write_text(text)
+    (tmp_path / name).write_bytes(text if isinstance(text, bytes) else text.encode())
     monkeypatch.chdir(tmp_path)
     code, out, err = tfn_cli("check", name)
     assert code == 2, out + err
@@ -172,3 +236,16 @@ def test_debug_shows_the_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tfn.cli.main", "--debug", "check", "spec.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "SpecError" in result.stderr
+
+
+def test_a_section_value_from_set_is_reported_at_the_option(tmp_path, monkeypatch, tfn_cli):
+    (tmp_path / "spec.yaml").write_text(VALID + "optimizer: {type: adam}\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = tfn_cli("check", "spec.yaml", "--set", "optimizer.type=adamm", "--set", "data.source=digitz")
+    assert code == 2
+    assert err.splitlines() == [
+        "--set optimizer.type=adamm: error: optimizer.type: unknown optimizer 'adamm' (did you mean 'adam'?); "
+        "choices: gradient_descent, momentum, nesterov, adagrad, adadelta, rmsprop, adam, adamw",
+        "--set data.source=digitz: error: data.source: unknown data source 'digitz' (did you mean 'digits'?); "
+        "choices: digits, synthetic, mnist, fashion_mnist, idx, npz, npy, csv, image_folder",
+    ]
