@@ -13,6 +13,9 @@ def command(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Validate SPEC (a .yaml/.toml file or a shipped example name), compile it
     to the graph and print every node with its output shape, parameters and FLOPs.
 
+    FLOPs are forward floating-point operations for one sample (a
+    multiply-add counts 2).
+
     Every problem in the spec is reported at once, as FILE:LINE:COL: error: ...;
     the exit status is then 2.
 
@@ -45,7 +48,7 @@ def command(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({**summary.to_dict(), "data": data.to_dict()}, indent=2))
         return
-    rows = [("node", "op", "inputs", "output", "params", "FLOPs")]
+    rows = [("node", "op", "inputs", "output", "params", "FLOPs/sample")]
     for r in summary.nodes:
         inputs = ", ".join(r.inputs) + "".join(f" ^{a}" for a in r.after)
         name = r.name + (f" @{r.device}" if r.device else "")

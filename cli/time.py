@@ -24,7 +24,7 @@ from tfn.cli.table import significant, table
 def command(target, overrides, iterations, warmup, batch_size, device, memory_format, order, as_json) -> None:
     """Time every node of SPEC forward and backward, as caffe time: the median
     over N iterations after warm-up, its share of the total, its parameters and
-    FLOPs; the totals line times whole training steps for samples/s. Inputs are
+    forward FLOPs for the whole batch; the totals line times whole training steps for samples/s. Inputs are
     random data of the graph's shapes (a spec, example name, graph.json or run).
 
     \b
@@ -58,7 +58,7 @@ def command(target, overrides, iterations, warmup, batch_size, device, memory_fo
         click.echo(json.dumps(timing.to_dict(), indent=2))
         return
     nodes = sorted(timing.nodes, key=lambda n: -n.total_ms) if order == "time" else timing.nodes
-    rows = [("node", "op", "output", "forward ms", "backward ms", "share", "params", "FLOPs")]
+    rows = [("node", "op", "output", "forward ms", "backward ms", "share", "params", "FLOPs/batch")]
     for n in nodes:
         back = "-" if n.backward_ms is None else f"{n.backward_ms:.3f}"
         rows.append((n.name, n.op, n.output, f"{n.forward_ms:.3f}", back, f"{timing.share(n):.1%}", f"{n.parameters:,}", f"{n.flops:,}"))

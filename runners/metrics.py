@@ -5,12 +5,19 @@ to device tensors (no host synchronisation); `result()` reads them.
 
 - Class-index labels (int, logits [N, classes, ...]): accuracy,
   top_k_accuracy, per_class_accuracy, confusion_matrix (rows: true class,
-  columns: predicted), and precision/recall/f1 macro-averaged over classes;
-  all but top-k come from one confusion matrix.
-- Multi-label 0/1 labels (float, the logits' shape): precision, recall, f1,
-  micro-averaged, an output counting as on when sigmoid(logit) > threshold;
-  accuracy is then the fraction of labels predicted right.
+  columns: predicted), and precision/recall/f1; all but top-k come from one
+  confusion matrix.
+- Multi-label 0/1 labels (float, the logits' shape; labels along axis 1):
+  precision, recall, f1, an output counting as on when sigmoid(logit) >
+  threshold; accuracy is then the fraction of labels predicted right.
 - Regression targets (float): mean_squared_error, mean_absolute_error.
+
+Precision, recall and f1 combine the classes (or labels) as `average` says,
+as scikit-learn's `average=` does (a ratio with a zero denominator is 0):
+macro, the plain mean of the per-class values; micro, the values of the
+pooled counts (for class indices all three equal accuracy); weighted, the
+mean weighted by each class's true count. `auto` is macro for class indices
+and micro for multi-label outputs.
 """
 
 from __future__ import annotations
@@ -44,7 +51,17 @@ def better(metric: str, mode: str) -> str:
 class Metrics:
     """Accumulates the chosen metrics over batches of (logits, labels)."""
 
-    def __init__(self, names: Sequence[str], classes: int, label_dtype: str, *, top_k: int = 5, threshold: float = 0.5, where: str = "train.metrics"):
+    def __init__(
+        self,
+        names: Sequence[str],
+        classes: int,
+        label_dtype: str,
+        *,
+        top_k: int = 5,
+        threshold: float = 0.5,
+        average: str = "auto",
+        where: str = "train.metrics",
+    ):
         self.names = list(dict.fromkeys(names))
         self.classes = classes
         self.class_labels = is_integer(label_dtype)
@@ -55,7 +72,8 @@ class Metrics:
             raise UserError(
                 f"{where}: error: {', '.join(wrong)} cannot be computed for {kind} labels; choose from {', '.join(allowed)}"
             )
-        self.top_k = min(top_k, classes)
+        self.top_k = top_k  # below `classes`: the spec's compiler checks it
+        self.average = ("macro" if self.class_labels else "micro") if average == "auto" else average
         self.logit_threshold = math.log(threshold / (1 - threshold)) if 0 < threshold < 1 else (math.inf if threshold >= 1 else -math.inf)
         self.reset()
 
@@ -89,9 +107,9 @@ class Metrics:
         if any(n in self.names for n in MULTI_LABEL_METRICS):
             on = logits > self.logit_threshold
             truth = labels > 0.5
-            self._add("tp", (on & truth).sum())
-            self._add("fp", (on & ~truth).sum())
-            self._add("fn", (~on & truth).sum())
+            self._add("tp", _per_label(on & truth))
+            self._add("fp", _per_label(on & ~truth))
+            self._add("fn", _per_label(~on & truth))
             self._add("right", (on == truth).sum())
         self.count += labels.numel()
 
@@ -113,25 +131,39 @@ class Metrics:
                 elif name == "confusion_matrix":
                     out[name] = cm.to(torch.int64).tolist()
                 elif name in ("precision", "recall", "f1"):
-                    precision = _ratio(tp, predicted_per_class)
-                    recall = _ratio(tp, true_per_class)
-                    value = {"precision": precision, "recall": recall, "f1": _ratio(2 * precision * recall, precision + recall)}[name]
-                    out[name] = float(value.mean())  # macro average over classes
+                    out[name] = _averaged(name, tp, predicted_per_class - tp, true_per_class - tp, self.average)
             return out
-        s = {k: float(v) for k, v in self.sums.items()}
+        s = {k: v.to("cpu", torch.float64) for k, v in self.sums.items()}
         for name in self.names:
             if name == "mean_squared_error":
-                out[name] = s["squared"] / self.count
+                out[name] = float(s["squared"]) / self.count
             elif name == "mean_absolute_error":
-                out[name] = s["absolute"] / self.count
+                out[name] = float(s["absolute"]) / self.count
             elif name == "accuracy":
-                out[name] = s["right"] / self.count
+                out[name] = float(s["right"]) / self.count
             else:
-                precision = s["tp"] / (s["tp"] + s["fp"]) if s["tp"] + s["fp"] else 0.0
-                recall = s["tp"] / (s["tp"] + s["fn"]) if s["tp"] + s["fn"] else 0.0
-                f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-                out[name] = {"precision": precision, "recall": recall, "f1": f1}[name]
+                out[name] = _averaged(name, s["tp"], s["fp"], s["fn"], self.average)
         return out
+
+
+def _per_label(flags: torch.Tensor) -> torch.Tensor:
+    """Counts of true flags per label (axis 1; a rank-1 output is one label): [labels]."""
+    if flags.dim() == 1:
+        return flags.sum().reshape(1)
+    return flags.transpose(0, 1).reshape(flags.shape[1], -1).sum(1)
+
+
+def _averaged(name: str, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, average: str) -> float:
+    """Precision, recall or f1 from per-class counts (float64 [classes]), combined by `average`."""
+    if average == "micro":
+        tp, fp, fn = tp.sum(), fp.sum(), fn.sum()
+    precision = _ratio(tp, tp + fp)
+    recall = _ratio(tp, tp + fn)
+    value = {"precision": precision, "recall": recall, "f1": _ratio(2 * precision * recall, precision + recall)}[name]
+    if average == "weighted":
+        support = tp + fn
+        return float(_ratio((value * support).sum(), support.sum()))
+    return float(value.mean())
 
 
 def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:

@@ -133,7 +133,9 @@ def targets(spec, graph) -> list[Target]:
         if names is None and i == 0:
             names, where = (settings.metrics, "train.metrics") if settings.metrics is not None else (default_metrics(label_dtype), "")
         classes = logits_type.shape[1] if logits_type.rank > 1 else 1
-        metrics = Metrics(names or [], classes, label_dtype, top_k=settings.top_k, threshold=settings.threshold, where=where)
+        metrics = Metrics(
+            names or [], classes, label_dtype, top_k=settings.top_k, threshold=settings.threshold, average=settings.average, where=where
+        )
         found.append(Target(logits, labels, metrics, "" if i == 0 else f"{loss.node}/"))
     return found
 

@@ -29,7 +29,7 @@ from tfn.layers import OpError, TensorType
 from tfn.specs.documents import Document
 from tfn.specs.errors import Diagnostic, SpecError, format_path
 from tfn.specs.graph import Graph, Input, Loss, Node, Variable, split_ref
-from tfn.specs.schema import LOSS_MODELS, NODE_MODELS, InputSpec, NodeFields
+from tfn.specs.schema import LOSS_MODELS, NODE_MODELS, InputSpec, NodeFields, Train
 
 _INVALID = object()  # a field present in the document but rejected by the schema (already reported)
 _ONE_NAMESPACE = "nodes, scopes and variables share one namespace, as in TF: rename one"
@@ -382,8 +382,30 @@ class _Compiler:
         except OpError as exc:
             self.fail(path + ("labels",), str(exc))
             return []
+        self.check_top_k(raw, path, logits, logits_type, label_type)
         nodes[name] = Node(name, op.name, params.model_dump(mode="json"), (logits, spec.labels), outputs=tuple(outputs))
         return [Loss(name, spec.weight)]
+
+    def check_top_k(self, raw: dict, path: tuple, logits: str, logits_type: TensorType, label_type: TensorType) -> None:
+        """top_k_accuracy with k at or above the number of classes would count every sample as right."""
+        train = _dict(self.data.get("train"))
+        if isinstance(raw.get("metrics"), list):
+            metrics, where = raw["metrics"], path + ("metrics",)
+        elif path in (("loss",), ("loss", 0)) and isinstance(train.get("metrics"), list):
+            metrics, where = train["metrics"], ("train", "metrics")  # the first loss's metrics default to train.metrics
+        else:
+            return
+        if "top_k_accuracy" not in metrics or not label_type.dtype.startswith("int") or logits_type.rank < 2:
+            return
+        k, classes = train.get("top_k", Train.model_fields["top_k"].default), logits_type.shape[1]
+        if type(k) is not int or classes is None or k < classes:
+            return  # a k that is not an int is the schema's to report
+        given = "top_k" in train
+        self.fail(
+            ("train", "top_k") if given else where + (metrics.index("top_k_accuracy"),),
+            f"top_k_accuracy with k = {k}{'' if given else ' (the default of train.top_k)'} counts every sample as right: "
+            f"the logits {logits!r} give {classes} classes; set train.top_k below {classes}",
+        )
 
     def topological_order(self, nodes: dict[str, Node], names: dict[str, _Entry]) -> list[str]:
         """Kahn's algorithm over data and control edges, keeping spec order among ready nodes."""

@@ -681,8 +681,13 @@ class Train(Strict):
     log_every: PositiveInt = Field(default=10, description="steps between logged training loss")
     validate_every: NonNegativeInt = Field(default=0, description="steps between validations (0: after each epoch)")
     metrics: list[MetricName] | None = Field(default=None, description="default: accuracy when the labels are class indices")
-    top_k: PositiveInt = Field(default=5, description="k of top_k_accuracy")
+    top_k: PositiveInt = Field(default=5, description="k of top_k_accuracy; below the number of classes")
     threshold: float = Field(default=0.5, description="logit probability above which a multi-label output counts as on")
+    average: Literal["auto", "macro", "micro", "weighted"] = Field(
+        default="auto",
+        description="how precision, recall and f1 combine classes or labels: macro (mean of the per-class values), micro (from the pooled "
+        "counts), weighted (mean weighted by each class's true count); auto: macro for class indices, micro for multi-label outputs",
+    )
     early_stopping: EarlyStopping | None = None
     reduce_on_plateau: ReduceOnPlateau | None = None
     checkpoints: CheckpointSettings = CheckpointSettings()

@@ -32,7 +32,7 @@ def test_table_marks_placement_control_edges_and_sharing(write_spec, tfn_cli):
     code, out, err = tfn_cli("check", str(write_spec(textwrap.dedent(SPEC))))
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].split() == ["node", "op", "inputs", "output", "params", "FLOPs"]
+    assert lines[0].split() == ["node", "op", "inputs", "output", "params", "FLOPs/sample"]
     row = {line.split()[0]: line for line in lines[2:] if line and not line.startswith(("marked", "parameters", "forward"))}
     assert "@cpu" in row["f"]
     assert row["two"].split()[1:4] == ["dense", "f", "^one"] and "[?, 16]" in row["two"]

@@ -189,6 +189,17 @@ CASES: dict[str, tuple[str, str, list[tuple[int, int]]]] = {
     "toml_unclosed_array_at_end": ("spec.toml", TOML_VALID + "\n[train]\nmetrics = [\"accuracy\",\n", [(24, 23)]),
     "yaml_invalid_utf8": ("spec.yaml", VALID.encode().replace(b"name: t", b"name: t\xff"), [(2, 8)]),
     "toml_invalid_utf8": ("spec.toml", TOML_VALID.encode().replace(b'name = "t"', b'name = "t\xc3("'), [(2, 10)]),
+    # top_k_accuracy with k >= the classes would be 1.0 whatever the model does
+    "top_k_default_not_below_classes": (
+        "spec.yaml",
+        spec("- {op: flatten}\n- {name: logits, op: dense, units: 4}") + "train: {metrics: [accuracy, top_k_accuracy]}\n",
+        [(11, 29)],
+    ),
+    "top_k_not_below_classes": (
+        "spec.yaml",
+        spec("- {op: flatten}\n- {name: logits, op: dense, units: 4}") + "train: {metrics: [top_k_accuracy], top_k: 4}\n",
+        [(11, 43)],
+    ),
     "every_problem_at_once": (
         "spec.yaml",
         spec("- {op: conv2, filters: 4}\n- {name: hidden, op: dense, units: -3}\n- {op: relu, inputs: [hiden]}\n- {name: logits, op: dense, units: 10, share: nothing}"),

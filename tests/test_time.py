@@ -52,6 +52,7 @@ def test_table_sorted_by_time_with_a_totals_line(write_spec, tfn_cli):
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split()[:5] == ["node", "op", "output", "forward", "ms"]
+    assert lines[0].split()[-1] == "FLOPs/batch"  # the unit: for the whole batch, unlike `tfn check`'s per sample
     body = lines[2 : 2 + len(NODES)]
     assert sorted(line.split()[0] for line in body) == sorted(NODES)
     totals = [float(line.split("%")[0].split()[-1]) for line in body]

@@ -83,6 +83,46 @@ def test_multi_label_precision_recall_f1_micro():
     assert got["accuracy"] == pytest.approx((on == truth).mean(), abs=1e-12)
 
 
+@pytest.mark.parametrize(
+    "average, expected",
+    [
+        # per class (true 3, 2, 1): precision 1, 1/2, 1/2; recall 2/3, 1/2, 1; f1 4/5, 1/2, 2/3
+        ("macro", {"precision": 2 / 3, "recall": 13 / 18, "f1": 59 / 90}),
+        ("auto", {"precision": 2 / 3, "recall": 13 / 18, "f1": 59 / 90}),
+        ("micro", {"precision": 4 / 6, "recall": 4 / 6, "f1": 4 / 6}),  # pooled counts: each equals accuracy
+        ("weighted", {"precision": (3 * 1 + 2 * 0.5 + 0.5) / 6, "recall": 4 / 6, "f1": (3 * 0.8 + 2 * 0.5 + 2 / 3) / 6}),
+    ],
+)
+def test_class_averages_by_hand(average, expected):
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 1, 1, 2, 2]), 3).float()
+    metrics = Metrics(["precision", "recall", "f1"], 3, "int64", average=average)
+    metrics.update(logits, labels)
+    assert metrics.result() == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("average", ["macro", "weighted"])
+def test_multi_label_macro_and_weighted_per_label_along_axis_1(average):
+    # [N, L, T] outputs: label l's counts pool the batch and the positions T
+    logits = RNG.normal(size=(20, 4, 3))
+    labels = (RNG.random(size=(20, 4, 3)) < 0.4).astype(np.float32)
+    labels[:, 3] = 0  # a label never on: recall 0/0 counts as 0, as in scikit-learn
+    metrics = Metrics(["precision", "recall", "f1"], 4, "float32", average=average)
+    for x, y in batches([logits.astype(np.float32), labels], [5, 15]):
+        metrics.update(x, y)
+    on, truth = logits > 0, labels > 0.5
+    tp, fp, fn = ((a & b).sum(axis=(0, 2)) for a, b in ((on, truth), (on, ~truth), (~on, truth)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.nan_to_num(tp / (tp + fp))
+        recall = np.nan_to_num(tp / (tp + fn))
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    weights = np.ones(4) / 4 if average == "macro" else (tp + fn) / (tp + fn).sum()
+    got = metrics.result()
+    assert got["precision"] == pytest.approx((precision * weights).sum(), abs=1e-12)
+    assert got["recall"] == pytest.approx((recall * weights).sum(), abs=1e-12)
+    assert got["f1"] == pytest.approx((f1 * weights).sum(), abs=1e-12)
+
+
 def test_regression_errors():
     predictions = RNG.normal(size=(40, 3))
     targets = RNG.normal(size=(40, 3))
