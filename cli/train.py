@@ -89,9 +89,21 @@ def command(target, overrides, out, runs_root, device, epochs, steps, seed, resu
         sys.exit(128 + getattr(signal, result.stopped))
     if not reporter:
         return
+    click.echo(final_line(result))
+
+
+def final_line(result) -> str:
+    """`RUN: N steps; test loss ..., accuracy ... (weights of ...)`: what the test figures and the run's model are."""
     summary = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.get("test", {}).items())
     note = " (early stopping)" if result.stopped == "early_stopping" else ""
-    click.echo(f"{result.run_dir}: {result.steps} steps{note}; test {summary}" if summary else f"{result.run_dir}: {result.steps} steps{note}")
+    weights = result.weights or {}
+    best = weights.get("best")
+    if best:
+        source = f"weights of step {weights['step']}, the best validation {best['metric']} {best['value']:.4f}"
+    else:
+        source = "weights of the last step"
+    figures = f"; test {summary} ({source})" if summary else f"; final {source}"
+    return f"{result.run_dir}: {result.steps} steps{note}{figures}"
 
 
 def _launch(nproc: int, target, resume_dir, overrides) -> None:

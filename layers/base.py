@@ -205,6 +205,11 @@ class Op:
         (`tfn time`, the contract battery) draw valid ones from it."""
         return None
 
+    def moving_average_momentum(self, p: Params) -> float | None:
+        """For an op whose variables include moving statistics updated in training
+        (batch normalization): the momentum of that average, TF's `momentum`."""
+        return None
+
     def label_type(self, p: Params, logits: TensorType) -> TensorType:
         """For a loss op: the type of the labels that go with these logits."""
         raise NotImplementedError(f"op {self.name} is not a loss")

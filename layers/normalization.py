@@ -142,6 +142,9 @@ class BatchNormalization(Op):
     def flops(self, p, inputs, outputs):
         return 2 * outputs[0].sample_size
 
+    def moving_average_momentum(self, p):
+        return p.momentum
+
     @staticmethod
     def _constants(p, inputs) -> tuple[bool, float, float]:
         """(fused, PyTorch momentum, epsilon): 4-D inputs follow TF's fused kernel."""

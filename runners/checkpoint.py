@@ -4,8 +4,13 @@
     checkpoints/ckpt-000120.state.safetensors   what resuming needs: optimizer slots,
                                                 RNG states (tensors) and a JSON header with
                                                 step, epoch, data position, schedule, ...
-    checkpoints/checkpoint.json                 {"latest", "kept", "kept_forever", "best"}
+    checkpoints/checkpoint.json                 {"latest", "kept", "kept_forever", "best", "final"}
                                                 (TF's `checkpoint` file)
+
+"final" names the run's model when it is not the latest checkpoint: a run
+with `restore_best` ends on the weights of its best validation checkpoint.
+A run directory stands for that checkpoint (`resolve`); resuming continues
+from the latest.
 
 The metadata names the format, step, epoch and graph hash. Nothing here
 unpickles anything, and reading a header never imports torch.
@@ -59,7 +64,7 @@ def save(path: str | Path, tensors: dict, *, step: int, epoch: int, graph_hash: 
 
 
 def resolve(target: str | Path) -> Path:
-    """A checkpoint file, a checkpoints directory or a run directory (then its latest)."""
+    """A checkpoint file, a checkpoints directory or a run directory (then its final weights, else its latest)."""
     path = Path(target)
     if not path.exists():
         raise CheckpointError(f"{path}: error: no such checkpoint file or directory")
@@ -70,10 +75,11 @@ def resolve(target: str | Path) -> Path:
     if not state.exists():
         raise CheckpointError(f"{path}: error: no checkpoint here (no {STATE_FILE} in {directory})")
     try:
-        latest = json.loads(state.read_text())["latest"]
-    except (ValueError, KeyError) as exc:
+        named = json.loads(state.read_text())
+        chosen = named.get("final") or named["latest"]
+    except (ValueError, KeyError, AttributeError) as exc:
         raise CheckpointError(f"{state}: error: unreadable checkpoint state file: {exc}") from None
-    return directory / latest
+    return directory / chosen
 
 
 def read_info(target: str | Path) -> CheckpointInfo:
@@ -220,7 +226,8 @@ class CheckpointManager:
     - the best by a validation metric (`best`), while it is the best.
 
     checkpoint.json names the latest, the kept ones (oldest first), the ones
-    kept forever and the best.
+    kept forever, the best, and the final weights when a finished run chose
+    others than the latest (`finish`).
     """
 
     def __init__(
@@ -241,6 +248,7 @@ class CheckpointManager:
         self.kept: list[str] = []
         self.kept_forever: list[str] = []
         self.best: _Best | None = None
+        self.final: str | None = None
         self.saved_at: dict[str, float] = {}
         self.next_forever_time = clock() + self.keep_every_seconds if self.keep_every_seconds else None
         if (self.directory / STATE_FILE).exists():
@@ -255,6 +263,7 @@ class CheckpointManager:
         self.saved_at = {k: float(v) for k, v in state.get("saved_at", {}).items()}
         if state.get("best"):
             self.best = _Best(**state["best"])
+        self.final = state.get("final")
         if state.get("next_forever_time") is not None:
             self.next_forever_time = float(state["next_forever_time"])
 
@@ -268,6 +277,7 @@ class CheckpointManager:
         save_resume_state(self.directory / state_name(name), resume_tensors, resume_header)
         self.saved_at[name] = self.clock()
         self.kept = [k for k in self.kept if k != name] + [name]
+        self.final = None  # the run goes on: its model is again the latest until it finishes
         dropped = []
         while len(self.kept) > self.keep:
             old = self.kept.pop(0)
@@ -299,8 +309,13 @@ class CheckpointManager:
         self._commit([previous] if previous and previous != self.best.name else [])
         return True
 
+    def finish(self, name: str) -> None:
+        """Name checkpoint `name` (kept, e.g. the best) the model of the finished run."""
+        self.final = name
+        self._commit([])
+
     def _commit(self, candidates: list[str]) -> None:
-        named = set(self.kept) | set(self.kept_forever) | ({self.best.name} if self.best else set())
+        named = set(self.kept) | set(self.kept_forever) | ({self.best.name} if self.best else set()) | ({self.final} if self.final else set())
         write_json(
             self.directory / STATE_FILE,
             {
@@ -308,6 +323,7 @@ class CheckpointManager:
                 "kept": self.kept,
                 "kept_forever": self.kept_forever,
                 "best": vars(self.best) if self.best else None,
+                "final": self.final,
                 "saved_at": {k: v for k, v in self.saved_at.items() if k in named},
                 "next_forever_time": self.next_forever_time,
             },

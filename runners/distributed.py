@@ -254,6 +254,12 @@ class Replicas:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._control)
         return signal.Signals(int(flag)).name if int(flag) else None
 
+    def broadcast_text(self, text: str) -> str:
+        """Rank 0's `text`, on every rank."""
+        if not self.distributed:
+            return text
+        return self._broadcast_bytes(text.encode()).decode()
+
     def gather_rng(self, tensors: dict[str, torch.Tensor], header: dict) -> tuple[dict[str, torch.Tensor], dict]:
         """Every rank's RNG state in one: rank 0's as given, rank r's tensors under `rank<r>/` and its header under "ranks"."""
         if not self.distributed:

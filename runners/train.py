@@ -43,6 +43,7 @@ from tfn.runners.module import GraphModule, wants_channels_last
 from tfn.runners.optimizers import clip_gradients, make_optimizer, unmatched_multiplier_patterns
 from tfn.runners.precision import Precision
 from tfn.runners.preprocessing import for_model
+from tfn.runners.runs import format_duration
 from tfn.runners.schedules import Scheduler
 from tfn.runners.summaries import Summaries
 from tfn.specs import LoadedSpec, load
@@ -61,6 +62,11 @@ class TrainResult:
     metrics: dict[str, dict]
     #: why the run ended before its last step: "early_stopping", "SIGTERM", "SIGINT"; None when it ran to the end
     stopped: str | None = None
+    #: the run's final weights (those the test figures come from): {"step", "checkpoint", "best"}, where
+    #: "best" is {"metric", "value"} when restore_best chose the best checkpoint, else None (the last step)
+    weights: dict | None = None
+    #: warnings about the result, also printed at the end of the run (stale batch-normalization statistics)
+    warnings: list[str] = field(default_factory=list)
 
 
 def pick_device(name: str) -> torch.device:
@@ -184,6 +190,44 @@ def _now() -> str:
 
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+#: moving statistics forget their initial values (mean 0, variance 1) after about this many time constants
+#: 1 / (1 - momentum): the initial value's weight is then momentum ** n ~ e ** -3 ~ 5%
+FORGETTING_TIME_CONSTANTS = 3
+
+
+def _updates_needed(momentum: float) -> int:
+    return math.ceil(round(FORGETTING_TIME_CONSTANTS / (1 - momentum), 6))  # 3 / (1 - 0.9) is 30.000000000000004
+
+
+def stale_moving_statistics(graph, updates: int, inherited: set[str] = frozenset()) -> str | None:
+    """A warning when ops with moving statistics (batch normalization) had too few updates to forget their start.
+
+    `updates` is the number of training steps; nodes sharing variables update
+    them once each per step. Variables loaded by --init-from (`inherited`)
+    are taken as already settled.
+    """
+    from tfn import layers
+
+    groups: dict[tuple, list] = {}
+    for node in graph.nodes:
+        momentum = layers.get(node.op).moving_average_momentum(node.params)
+        if momentum is not None and momentum < 1 and not inherited & set(node.variables.values()):
+            groups.setdefault(tuple(sorted(node.variables.values())), []).append((node, momentum))
+    stale = [(node, momentum, updates * len(group)) for group in groups.values() for node, momentum in group]
+    stale = [(node, momentum, n) for node, momentum, n in stale if n < _updates_needed(momentum)]
+    if not stale:
+        return None
+    names = ", ".join(f"{node.name} ({node.op}, momentum {momentum:g})" for node, momentum, _ in stale)
+    fewest, slowest = min(n for _, _, n in stale), max(momentum for _, momentum, _ in stale)
+    needed = _updates_needed(slowest)
+    fitting = 0.9 if fewest >= _updates_needed(0.9) else max(0.0, math.floor((1 - FORGETTING_TIME_CONSTANTS / fewest) * 100) / 100)
+    return (
+        f"the moving mean and variance of {names} were updated only {fewest} times, but need about {needed} "
+        f"(3 / (1 - momentum)) to forget their initial values: evaluation, the test figures and the saved model use stale statistics. "
+        f"Set `momentum: {fitting:g}` on these nodes, or train longer"
+    )
 
 
 # --- state that resuming restores ------------------------------------------------------
@@ -334,6 +378,10 @@ class Trainer:
         # one process, or one rank of a distributed job (runners/distributed.py): only rank 0 writes
         self.replicas = replicas or Replicas(device)
         self.run_dir, self.device, self.quiet = run_dir, device, quiet or not self.replicas.is_writer
+        #: --quiet as given, the same on every rank (the progress lines' collective runs on all ranks or none)
+        self.progress = not quiet
+        #: variables that --init-from loaded (their moving statistics are not fresh)
+        self.inherited: set[str] = set()
         self.data = DataPipeline(self.spec.data, self.graph, seed=self.settings.seed, device=device, doc=loaded.doc, shard=self.replicas.shard)
         self.has_validation = self.data.size("validation") > 0
         require_memory(self.graph, -(-self.data.batch_size // self.replicas.shard[1]), device)  # before a variable exists
@@ -483,6 +531,8 @@ class Trainer:
         if pos.step == 0 and s.summaries.images:
             self.summaries.input_images(next(self.data.eval_batches("train", batch_size=s.summaries.images)), self.graph)
         seen, tick = 0, time.perf_counter()
+        self.started = tick
+        self._start_line(tick)
         loss = None
         stop = None
 
@@ -509,7 +559,11 @@ class Trainer:
                         self.precision.step(self.optimizer)
                         self.scheduler.step()
                         pos.batch += 1
-                        seen += len(next(iter(feeds.values()))) * self.replicas.world_size
+                        samples = len(next(iter(feeds.values()))) * self.replicas.world_size
+                        seen += samples
+                        if self.progress:
+                            self.line_loss += loss.detach()
+                            self.line_samples += samples
                         if pos.step % s.log_every == 0 or pos.step == total_steps:
                             value = float(self.replicas.mean(loss.detach()))  # the host reads the loss only on the logging cadence
                             self._check_finite(weights=False)
@@ -528,10 +582,14 @@ class Trainer:
                         epoch_ended = pos.batch == per_epoch
                         if epoch_ended:
                             pos.epoch, pos.batch = pos.epoch + 1, 0
+                        epoch = pos.epoch - 1 if epoch_ended else pos.epoch
                         if (s.validate_every and pos.step % s.validate_every == 0) or (epoch_ended and not s.validate_every):
-                            stop = self.validate(log, bar, pos.epoch - 1 if epoch_ended else pos.epoch)
-                        elif s.checkpoints.every_steps and pos.step % s.checkpoints.every_steps == 0:
-                            self.save_checkpoint()
+                            stop = self.validate(log, bar, epoch)
+                        else:
+                            if epoch_ended:
+                                self.report(bar, epoch, None, time.perf_counter())
+                            if s.checkpoints.every_steps and pos.step % s.checkpoints.every_steps == 0:
+                                self.save_checkpoint()
                         reason = self.replicas.agree(signals.reason)  # every rank stops at the same step
                         if reason:
                             stop = reason
@@ -542,16 +600,52 @@ class Trainer:
                 bar.close()
         return stop
 
+    def _start_line(self, now: float) -> None:
+        self.line_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.line_samples, self.line_steps_from, self.line_tick = 0, self.position.step, now
+
+    def report(self, bar, epoch: int, validation: dict | None, trained: float) -> None:
+        """The progress line of an epoch or a validation: the mean training loss and samples/s since
+        the previous line (`trained`: when its training ended), the validation metrics, time elapsed."""
+        if not self.progress:
+            return
+        steps = self.position.step - self.line_steps_from
+        parts = [f"train loss {float(self.replicas.mean(self.line_loss)) / steps:.4f}"] if steps else []
+        parts += [f"validation {k} {v:.4f}" for k, v in scalars(validation or {}).items()]
+        parts.append(f"{self.line_samples / max(trained - self.line_tick, 1e-9):,.0f} samples/s")
+        now = time.perf_counter()
+        parts.append(f"{format_duration(now - self.started)} elapsed")
+        bar.line(f"epoch {epoch} step {self.position.step}: " + ", ".join(parts))
+        self._start_line(now)
+
+    def restore_best(self) -> dict | None:
+        """With checkpoints.restore_best: load the best checkpoint's weights and name them the run's final ones.
+
+        Returns where the weights came from ({"step", "checkpoint", "best"}),
+        or None when the setting is off or no validation chose a best.
+        """
+        if not self.settings.checkpoints.restore_best:
+            return None
+        best = self.checkpoints.best  # rank 0 keeps it; the other ranks read the same file
+        name = self.replicas.broadcast_text(best.name if best is not None else "")
+        if not name:
+            return None
+        info = ckpt.restore(self.model, self.checkpoints.directory / name)
+        if self.replicas.is_writer:
+            self.checkpoints.finish(name)
+        return {"step": int(info.metadata["step"]), "checkpoint": name, "best": {"metric": best.metric, "value": best.value} if best else None}
+
     def validate(self, log, bar, epoch: int) -> str | None:
         """Validation, then a checkpoint; plateau and early stopping act on the result."""
         s, pos = self.settings, self.position
+        trained = time.perf_counter()
         result = None
         if self.has_validation:
             result = evaluate(self.model, self.data, "validation", self.targets)
             self.last_validation = result
             self.summaries.evaluation("validation", pos.step, result, self.data.class_names)
             log({"split": "validation", "step": pos.step, "epoch": epoch, **result})
-            bar.line(f"epoch {epoch} step {pos.step}: " + ", ".join(f"validation {k} {v:.4f}" for k, v in scalars(result).items()))
+        self.report(bar, epoch, result, trained)
         self.save_checkpoint()
         if result is None:
             return None
@@ -598,6 +692,7 @@ def train(
             trainer.data.preprocessing.write(run_dir)
         if init_from is not None:
             report = ckpt.init_from(trainer.model, init_from, strict=strict)
+            trainer.inherited = set(report.loaded)
             if not quiet or report.problems():
                 print(report.describe(), file=sys.stderr, flush=True)
     except BaseException:
@@ -675,22 +770,43 @@ def _run(trainer: Trainer, run: dict, epochs: int | None, steps: int | None) -> 
             raise
         metrics = {"validation": scalars(trainer.last_validation)}
         interrupted = stopped in ("SIGTERM", "SIGINT")
-        if not interrupted and trainer.data.size("test") > 0:
-            test = evaluate(trainer.model, trainer.data, "test", trainer.targets)
-            trainer.summaries.evaluation("test", trainer.position.step, test, trainer.data.class_names)
-            metrics_file.write(json.dumps({"split": "test", "step": trainer.position.step, **test}, sort_keys=True) + "\n")
-            metrics["test"] = scalars(test)
+        latest = trainer.checkpoints.latest
+        weights = {"step": trainer.position.step, "checkpoint": latest.name if latest else None, "best": None}
+        warnings = []
         if not interrupted:
+            weights = trainer.restore_best() or weights
+            if trainer.data.size("test") > 0:
+                test = evaluate(trainer.model, trainer.data, "test", trainer.targets)
+                trainer.summaries.evaluation("test", weights["step"], test, trainer.data.class_names)
+                metrics_file.write(json.dumps({"split": "test", "step": weights["step"], **test}, sort_keys=True) + "\n")
+                metrics["test"] = scalars(test)
             trainer.summaries.hparams(trainer.spec, metrics)
+            stale = stale_moving_statistics(trainer.graph, trainer.position.step, trainer.inherited)
+            warnings = [stale] if stale else []
+            if writer:
+                for message in warnings:
+                    _warn(message)
     finally:
         metrics_file.close()
         trainer.summaries.close()
         trainer.data.close()
     status = "interrupted" if interrupted else "completed"
-    write_run(trainer.run_dir / "run.json", {**run, "status": status, "stopped": stopped, "ended": _now(), "steps": trainer.position.step, "metrics": metrics})
+    write_run(
+        trainer.run_dir / "run.json",
+        {
+            **run,
+            "status": status,
+            "stopped": stopped,
+            "ended": _now(),
+            "steps": trainer.position.step,
+            "metrics": metrics,
+            "weights": weights,
+            "warnings": warnings,
+        },
+    )
     trainer.loss_fn.forward = trainer.model  # the DistributedDataParallel wrapper goes before its process group
     trainer.replicas.leave()
-    return TrainResult(trainer.run_dir, trainer.position.step, metrics, stopped)
+    return TrainResult(trainer.run_dir, trainer.position.step, metrics, stopped, weights, warnings)
 
 
 def _discard(*args) -> None:
@@ -744,33 +860,43 @@ class _Progress:
 
 
 def evaluate_checkpoint(
-    target: str | Path, checkpoint: str | Path | None = None, *, split: str = "test", device: str | None = None
+    target: str | Path | dict,
+    checkpoint: str | Path | None = None,
+    *,
+    split: str = "test",
+    device: str | None = None,
+    overrides: list[str] = (),
 ) -> tuple[Path, dict]:
     """The metrics of a checkpoint on a split: (the checkpoint file, {metric: value}).
 
-    `target` is a run directory (its spec.yaml; the checkpoint defaults to its
-    latest, and `best` or `latest` name those of the run) or a spec file or
-    shipped example (then `checkpoint` is required).
+    `target` is a run directory (its spec.yaml; the checkpoint defaults to the
+    run's model: its best checkpoint when it ran with restore_best, else its
+    latest; `best` or `latest` name those) or a spec file or shipped example
+    (then `checkpoint` is required). `overrides` (`--set`) change the spec
+    before it is read, e.g. to score other data.
     """
     from tfn.runners.data import SPLITS
 
     if split not in SPLITS:
         raise UserError(f"--split {split}: error: the splits are {', '.join(SPLITS)}")
-    path = Path(target)
-    is_run = path.is_dir() and (path / "spec.yaml").is_file()
-    if path.is_dir() and not is_run:
+    path = Path(target) if not isinstance(target, dict) else Path()
+    is_run = not isinstance(target, dict) and path.is_dir() and (path / "spec.yaml").is_file()
+    if not isinstance(target, dict) and path.is_dir() and not is_run:
         raise UserError(f"{path}: error: a directory without spec.yaml is not a run directory")
-    loaded = load(path / "spec.yaml" if is_run else target)
+    loaded = load(path / "spec.yaml" if is_run else target, list(overrides))
     if checkpoint in (None, "latest", "best"):
         if not is_run:
-            raise UserError(f"{target}: error: a spec has no checkpoints of its own; give --checkpoint CKPT (a file or a run directory)")
+            shown = "<spec>" if isinstance(target, dict) else target
+            raise UserError(f"{shown}: error: a spec has no checkpoints of its own; give --checkpoint CKPT (a file or a run directory)")
         state = ckpt.read_state_file(path / "checkpoints")
         if checkpoint == "best":
             if not state.get("best"):
                 raise UserError(f"{path}: error: the run kept no best checkpoint (set train.checkpoints.best to keep one)")
             checkpoint = path / "checkpoints" / state["best"]["name"]
-        else:
+        elif checkpoint == "latest":
             checkpoint = path / "checkpoints" / state["latest"]
+        else:
+            checkpoint = ckpt.resolve(path)  # the run's model: its final weights (restore_best), else the latest
     dev = pick_device(device or loaded.spec.train.device)
     model = GraphModule(loaded.graph).place(dev)
     info = ckpt.restore(model, checkpoint)

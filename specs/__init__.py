@@ -52,11 +52,24 @@ class LoadedSpec:
     graph: Graph
 
 
-def load(target: str | Path, overrides: list[str] = ()) -> LoadedSpec:
-    """Read, validate and compile a spec file or shipped example."""
-    path = resolve_spec_path(target)
-    display = str(target) if path.parent == EXAMPLES else str(path)
-    doc = read_document(path, display=display)
+SPEC_DATA = "<spec>"
+
+
+def load(target: str | Path | dict, overrides: list[str] = ()) -> LoadedSpec:
+    """Read, validate and compile a spec file, a shipped example, or a spec given as data (a dict).
+
+    A dict's problems are reported as `<spec>: error: PATH: ...`.
+    """
+    if isinstance(target, dict):
+        import yaml
+
+        path = Path(SPEC_DATA + ".yaml")
+        doc = read_document(path, text=yaml.safe_dump(target, sort_keys=False), display=SPEC_DATA)
+        doc.shows_positions = False
+    else:
+        path = resolve_spec_path(target)
+        display = str(target) if path.parent == EXAMPLES else str(path)
+        doc = read_document(path, display=display)
     if overrides:
         from tfn.specs.overrides import apply_overrides
 

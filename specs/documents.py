@@ -36,6 +36,8 @@ class Document:
     values: dict[tuple, Position] = field(default_factory=dict)  # path -> value position
     keys: dict[tuple, Position] = field(default_factory=dict)  # path -> key position
     overrides: dict[tuple, str] = field(default_factory=dict)  # path -> the --set option that gave its value
+    #: False for a text tfn wrote itself (a spec given as a dict): its lines mean nothing to the user
+    shows_positions: bool = True
 
     def where(self, path: tuple, key: bool = False) -> Position | None:
         """The position of `path`, or of its nearest ancestor that has one."""
@@ -55,7 +57,7 @@ class Document:
         for k in range(len(path), 0, -1):
             if path[:k] in self.overrides:
                 return Diagnostic(f"--set {self.overrides[path[:k]]}", None, None, format_path(path), message)
-        line, col = self.where(path, key) or (None, None)
+        line, col = (self.where(path, key) if self.shows_positions else None) or (None, None)
         return Diagnostic(self.path, line, col, format_path(path), message)
 
 

@@ -664,6 +664,17 @@ class CheckpointSettings(Strict):
     keep_every_hours: PositiveFloat | None = Field(default=None, description="also keep one checkpoint per this many hours, forever")
     best: str | None = Field(default=None, description="keep the checkpoint with the best value of this validation metric, e.g. accuracy")
     best_mode: Literal["auto", "min", "max"] = "auto"
+    restore_best: bool = Field(
+        default=False,
+        description="end the run on the weights of the best checkpoint (Keras's restore_best_weights): the test figures and the run's model "
+        "are those; needs `best`",
+    )
+
+    @model_validator(mode="after")
+    def _best_to_restore(self):
+        if self.restore_best and self.best is None:
+            raise ValueError("restore_best needs `best`: the validation metric that picks the checkpoint, e.g. best: accuracy")
+        return self
 
 
 class SummarySettings(Strict):

@@ -152,3 +152,21 @@ def test_init_from_strict_refuses_and_loads_nothing(write_spec, tmp_path):
         init_from(target, tmp_path / "ckpt", strict=True)
     assert "hidden/kernel checkpoint [16, 256], graph [17, 256]" in str(exc.value)
     assert torch.equal(target.variables()["conv/kernel"], before)
+
+
+def test_final_names_the_run_model_until_training_goes_on(tmp_path):
+    """restore_best ends a run on its best checkpoint: a run directory then stands for it; a new save clears it."""
+    from tfn.runners.checkpoint import resolve
+
+    manager = CheckpointManager(tmp_path, keep=1)
+    save(manager, 10)
+    manager.consider_best("accuracy", 0.9, "max")
+    save(manager, 20)  # keep=1, but the best stays
+    manager.finish("ckpt-000010.safetensors")
+    state = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert state["final"] == "ckpt-000010.safetensors" and state["latest"] == "ckpt-000020.safetensors"
+    assert resolve(tmp_path) == tmp_path / "ckpt-000010.safetensors"
+    assert CheckpointManager(tmp_path, keep=1).final == "ckpt-000010.safetensors"  # read back on resume
+    save(manager, 30)  # a resumed run trains on: its model is the latest again
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["final"] is None
+    assert resolve(tmp_path) == tmp_path / "ckpt-000030.safetensors"
