@@ -177,6 +177,9 @@ class Op:
     tf_notes: ClassVar[str] = ""
     #: the op only moves or selects data: its FLOPs are zero on purpose
     pure_data_movement: ClassVar[bool] = False
+    #: TensorFlow's op for this node in a TF 1.x GraphDef (Conv2D, MatMul, FusedBatchNorm...), the name
+    #: TensorBoard's Graphs tab shows; None where TF builds the node from several ops (then tfn's name)
+    tf_op: ClassVar[str | None] = None
     #: input shapes, batch first, that the docstring example runs on: the
     #: contract battery (tests/test_op_contract.py) drives every op with them
     example_inputs: ClassVar[tuple[tuple[int, ...], ...]]
@@ -204,6 +207,10 @@ class Op:
         (gather's indices); None where any integer goes. Tools that make up inputs
         (`tfn time`, the contract battery) draw valid ones from it."""
         return None
+
+    def tf_op_name(self, p: Params) -> str:
+        """The op a TF 1.x GraphDef would show for a node with these attributes (`tf_op`, else tfn's name)."""
+        return self.tf_op or self.name
 
     def moving_average_momentum(self, p: Params) -> float | None:
         """For an op whose variables include moving statistics updated in training

@@ -265,6 +265,7 @@ class Conv1D(Conv):
 
     name = "conv1d"
     imports = (im.keras("Conv1D", keras_conv),)
+    tf_op = "Conv2D"
     spatial = 1
     tf_notes = "tf.nn.conv1d's `stride` is `strides`; data is channels-first [N, C, W] (TF: NWC); kernel [filters, C, k] (TF: [k, C, filters])."
     example_inputs = ((2, 3, 8),)
@@ -290,6 +291,7 @@ class Conv2D(Conv):
 
     name = "conv2d"
     imports = (im.keras("Conv2D", keras_conv), im.tf("Conv2D", tf_conv, "+ BiasAdd", fuses=["BiasAdd"]))
+    tf_op = "Conv2D"
     spatial = 2
     tf_notes = "tf.layers.conv2d / tf.nn.conv2d; data_format is always channels-first; kernel OIHW (TF: HWIO)."
     example_inputs = ((2, 3, 6, 7),)
@@ -312,6 +314,7 @@ class Conv3D(Conv):
 
     name = "conv3d"
     imports = (im.keras("Conv3D", keras_conv),)
+    tf_op = "Conv3D"
     spatial = 3
     tf_notes = "kernel [filters, C, kd, kh, kw] (TF: [kd, kh, kw, C, filters])."
     example_inputs = ((2, 2, 3, 4, 5),)
@@ -336,6 +339,7 @@ class AtrousConv2D(Conv):
     """
 
     name = "atrous_conv2d"
+    tf_op = "Conv2D"
     spatial = 2
     tf_notes = "tf.nn.atrous_conv2d(value, filters, rate, padding); the kernel is OIHW (TF: HWIO)."
     example_inputs = ((2, 3, 7, 8),)
@@ -403,6 +407,7 @@ class DepthwiseConv2D(Window):
 
     name = "depthwise_conv2d"
     imports = (im.keras("DepthwiseConv2D", keras_depthwise), im.tf("DepthwiseConv2dNative", tf_depthwise, "+ BiasAdd", fuses=["BiasAdd"]))
+    tf_op = "DepthwiseConv2dNative"
     spatial = 2
     tf_notes = "tf.nn.depthwise_conv2d's `rate` is `dilation_rate`; Keras's depth_multiplier is `channel_multiplier`."
     example_inputs = ((2, 3, 6, 7),)
@@ -511,6 +516,7 @@ class Conv2DTranspose(Window):
 
     name = "conv2d_transpose"
     imports = (im.keras("Conv2DTranspose", keras_conv_transpose), im.tf("Conv2DBackpropInput", tf_conv_transpose, "+ BiasAdd", fuses=["BiasAdd"]), im.onnx("ConvTranspose", onnx_conv_transpose))
+    tf_op = "Conv2DBackpropInput"
     spatial = 2
     tf_notes = "output_shape is the spatial [H, W] only (TF: [N, H, W, C]); kernel [C, filters, kh, kw] (TF: [kh, kw, filters, C])."
     example_inputs = ((2, 3, 3, 4),)

@@ -97,6 +97,7 @@ class Dense(Op):
 
     name = "dense"
     imports = (im.keras("Dense", keras_dense), im.tf("MatMul", tf_matmul, "+ BiasAdd", fuses=["BiasAdd"]), im.onnx("Gemm", onnx_gemm), im.onnx("MatMul", onnx_matmul, "+ Add", fuses=["Add"]))
+    tf_op = "MatMul"
     example_inputs = ((2, 6),)
     family = "core"
     tf_notes = (
@@ -157,6 +158,7 @@ class Flatten(Op):
 
     name = "flatten"
     imports = (im.keras("Flatten", keras_flatten), im.onnx("Flatten", onnx_flatten))
+    tf_op = "Reshape"
     pure_data_movement = True
     example_inputs = ((2, 3, 4, 4),)
     family = "core"

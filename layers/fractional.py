@@ -167,6 +167,7 @@ class FractionalMaxPool(FractionalPool):
     )
 
     name = "fractional_max_pool"
+    tf_op = "FractionalMaxPool"
     mode = "MAX"
     tf_notes = "pooling_ratio is [rows, cols] (TF: [1.0, rows, cols, 1.0]); seed2 is not needed: `seed` fixes both sequences."
 
@@ -187,5 +188,6 @@ class FractionalAvgPool(FractionalPool):
     )
 
     name = "fractional_avg_pool"
+    tf_op = "FractionalAvgPool"
     mode = "AVG"
     tf_notes = "pooling_ratio is [rows, cols] (TF: [1.0, rows, cols, 1.0]); seed2 is not needed: `seed` fixes both sequences."

@@ -41,6 +41,7 @@ class SparseSoftmaxCrossEntropyWithLogits(Op):
 
     name = "sparse_softmax_cross_entropy_with_logits"
     imports = (im.keras_loss("sparse_categorical_crossentropy", keras_cross_entropy),)
+    tf_op = "SparseSoftmaxCrossEntropyWithLogits"
     example_inputs = ((4, 5),)
     family = "loss"
     arity = (2, 2)
@@ -166,6 +167,7 @@ class MeanSquaredError(SameShapeLoss):
     name = "mean_squared_error"
     prediction = "values"
     imports = (im.keras_loss("mean_squared_error"),)
+    tf_op = "SquaredDifference"
     tf_notes = "tf.losses.mean_squared_error(labels, predictions); `logits:` names the predictions node."
 
     def flops(self, p, inputs, outputs):
@@ -218,6 +220,7 @@ class SoftmaxCrossEntropyWithLogits(Op):
 
     name = "softmax_cross_entropy_with_logits"
     imports = (im.keras_loss("categorical_crossentropy", keras_cross_entropy),)
+    tf_op = "SoftmaxCrossEntropyWithLogits"
     family = "loss"
     arity = (2, 2)
     is_loss = True

@@ -115,6 +115,7 @@ class BatchNormalization(Op):
 
     name = "batch_normalization"
     imports = (im.keras("BatchNormalization", keras_batch_norm),) + tuple(im.tf(k, tf_fused_batch_norm) for k in ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")) + (im.onnx("BatchNormalization", onnx_batch_norm),)
+    tf_op = "FusedBatchNorm"
     example_inputs = ((4, 3, 2, 2),)
     family = "normalization"
     tf_notes = "axis is the channel axis 1 (TF's default -1 in NHWC); epsilon 1e-3 and momentum 0.99 as TF."

@@ -173,6 +173,7 @@ class MaxPool(WindowPool):
 
     name = "max_pool"
     imports = (im.keras("MaxPooling2D", keras_pool), im.tf("MaxPool", tf_pool), im.onnx("MaxPool", onnx_pool))
+    tf_op = "MaxPool"
     spatial, mode = 2, "MAX"
     tf_notes = "tf.nn.max_pool(ksize, strides) = pool_size, strides; strides default to pool_size (Keras); padding VALID by default."
     Params = Pool2DParams
@@ -195,6 +196,7 @@ class AvgPool(WindowPool):
 
     name = "avg_pool"
     imports = (im.keras("AveragePooling2D", keras_pool), im.tf("AvgPool", tf_pool), im.onnx("AveragePool", onnx_pool))
+    tf_op = "AvgPool"
     spatial, mode = 2, "AVG"
     tf_notes = "tf.nn.avg_pool(ksize, strides) = pool_size, strides; strides default to pool_size (Keras); padding VALID by default."
     Params = Pool2DParams
@@ -213,6 +215,7 @@ class MaxPool3D(WindowPool):
 
     name = "max_pool3d"
     imports = (im.keras("MaxPooling3D", keras_pool), im.tf("MaxPool3D", tf_pool))
+    tf_op = "MaxPool3D"
     spatial, mode = 3, "MAX"
     Params = Pool3DParams
     example_inputs = ((2, 2, 3, 4, 5),)
@@ -232,6 +235,7 @@ class AvgPool3D(WindowPool):
 
     name = "avg_pool3d"
     imports = (im.keras("AveragePooling3D", keras_pool), im.tf("AvgPool3D", tf_pool))
+    tf_op = "AvgPool3D"
     spatial, mode = 3, "AVG"
     Params = Pool3DParams
     example_inputs = ((2, 2, 3, 4, 5),)
@@ -306,6 +310,7 @@ class MaxPoolWithArgmax(WindowPool):
     """
 
     name = "max_pool_with_argmax"
+    tf_op = "MaxPoolWithArgmax"
     spatial, mode = 2, "MAX"
     tf_notes = "indices follow TF's NHWC formula, not PyTorch's per-plane y*W+x; include_batch_in_index defaults to False as in TF."
     example_inputs = ((2, 3, 4, 6),)
@@ -373,6 +378,7 @@ class GlobalAveragePool(GlobalPool):
 
     name = "global_average_pool"
     imports = tuple(im.keras(f"GlobalAveragePooling{d}D", global_pool) for d in (1, 2, 3)) + (im.onnx("GlobalAveragePool", global_pool),)
+    tf_op = "Mean"
     tf_notes = "tf.reduce_mean(x, axis=[1, 2]) in NHWC."
     example_inputs = ((2, 3, 4, 5),)
 
@@ -397,6 +403,7 @@ class GlobalMaxPool(GlobalPool):
 
     name = "global_max_pool"
     imports = tuple(im.keras(f"GlobalMaxPooling{d}D", global_pool) for d in (1, 2, 3)) + (im.onnx("GlobalMaxPool", global_pool),)
+    tf_op = "Max"
     tf_notes = "tf.reduce_max(x, axis=[1, 2]) in NHWC."
     example_inputs = ((2, 3, 4, 5),)
 

@@ -148,6 +148,7 @@ class Add(Combine):
 
     name = "add"
     imports = (im.keras("Add", elementwise_inputs), im.tf("Add", elementwise_inputs), im.tf("AddV2", elementwise_inputs), im.tf("AddN", elementwise_inputs), im.onnx("Add", elementwise_inputs))
+    tf_op = "Add"
     example_inputs = ((2, 3, 4, 4), (2, 3, 4, 4))
 
     def build(self, p, inputs):
@@ -172,6 +173,7 @@ class Multiply(Combine):
 
     name = "multiply"
     imports = (im.keras("Multiply", elementwise_inputs), im.tf("Mul", elementwise_inputs), im.onnx("Mul", elementwise_inputs))
+    tf_op = "Mul"
     example_inputs = ((2, 3, 4), (2, 3, 4))
 
     def build(self, p, inputs):
@@ -200,6 +202,7 @@ class Concat(Op):
 
     name = "concat"
     imports = (im.keras("Concatenate", concat_axis), im.tf("ConcatV2", concat_axis), im.onnx("Concat", concat_axis))
+    tf_op = "ConcatV2"
     family = "structure"
     arity = (1, None)
     pure_data_movement = True
@@ -249,6 +252,7 @@ class Identity(Op):
 
     name = "identity"
     imports = (im.keras("Identity"),)
+    tf_op = "Identity"
     family = "structure"
     pure_data_movement = True
     example_inputs = ((2, 3, 4),)
@@ -278,6 +282,7 @@ class Reshape(Op):
 
     name = "reshape"
     imports = (im.keras("Reshape", keras_reshape), im.tf("Reshape", batched_reshape), im.onnx("Reshape", batched_reshape))
+    tf_op = "Reshape"
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.reshape(x, [-1, *shape]): give the per-sample shape; the batch axis is kept."
@@ -336,6 +341,7 @@ class Pad(Op):
 
     name = "pad"
     imports = tuple(im.keras(f"ZeroPadding{d}D", keras_zero_padding) for d in (1, 2, 3)) + tuple(im.tf(k, tf_pad) for k in ("Pad", "PadV2", "MirrorPad")) + (im.onnx("Pad", onnx_pad),)
+    tf_op = "Pad"
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.pad(tensor, paddings, mode, constant_values); paddings follow channels-first order (TF NHWC: permute them)."
@@ -345,6 +351,11 @@ class Pad(Op):
         paddings: list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]] = Field(min_length=1)
         mode: Choice("CONSTANT", "REFLECT", "SYMMETRIC") = "CONSTANT"
         constant_values: float = 0.0
+
+    def tf_op_name(self, p):
+        if p.mode != "CONSTANT":
+            return "MirrorPad"
+        return "PadV2" if p.constant_values else "Pad"
 
     def infer(self, p, inputs):
         (x,) = inputs

@@ -47,7 +47,7 @@ from tfn.specs.documents import Document
 from tfn.specs.errors import format_path
 from tfn.specs.graph import Graph
 
-__all__ = ["DataError", "DataLoaderFailed", "DataPipeline", "RandomShuffleQueue", "SPLITS", "epoch_order", "augment_images"]
+__all__ = ["DataError", "DataLoaderFailed", "DataPipeline", "RandomShuffleQueue", "SPLITS", "epoch_order", "augment_images", "spread_over_classes"]
 
 EVAL_BATCH_SIZE = 512
 
@@ -138,6 +138,16 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True, buffer: sch
         out[taken] = queue.dequeue()
         taken += 1
     return out
+
+
+def spread_over_classes(labels: np.ndarray, count: int) -> np.ndarray:
+    """Indices of `count` samples taken from each class in turn, in class order; within a class in source order."""
+    by_class = np.argsort(labels, kind="stable")
+    sorted_labels = labels[by_class]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    occurrence = np.empty(len(labels), dtype=np.int64)
+    occurrence[by_class] = np.arange(len(labels)) - np.repeat(starts, np.diff(np.r_[starts, len(labels)]))
+    return np.lexsort((labels, occurrence))[:count]
 
 
 # --- augmentation --------------------------------------------------------------------
@@ -322,6 +332,17 @@ class DataPipeline:
         n = self.size(split)
         bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
         return self._batches(split, None, bounds)
+
+    def examples(self, split: str, count: int, labels: str | None = None) -> dict[str, torch.Tensor]:
+        """`count` samples of a split, to show the data: with a class-index field `labels`, taken
+        from each class in turn (the first of every class, then the second, ...); else the first ones."""
+        count = min(count, self.size(split))
+        rows = np.arange(count)
+        if labels is not None:
+            values = self.source.labels(split, labels)
+            if values.ndim == 1:
+                rows = spread_over_classes(values, count)
+        return next(self._batches(split, rows, [(0, len(rows))]))
 
     # --- batching ----------------------------------------------------------------------
 

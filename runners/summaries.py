@@ -1,15 +1,19 @@
 """TensorBoard output through torch.utils.tensorboard: scalars, histograms, images, hparams and the graph.
 
 The Graphs tab gets a GraphDef built from the graph IR, not a trace: name
-scopes, variables and control edges come out as the spec declared them.
+scopes, variables and control edges come out as the spec declared them, and
+each node shows TensorFlow's op (Conv2D, MatMul, FusedBatchNorm...) with
+tfn's op as its `tfn_op` attribute.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from tfn import layers
 from tfn.specs.graph import Graph, split_ref
 
 
@@ -47,13 +51,19 @@ def graph_def(graph: Graph):
         inputs = [_tensor_name(r) for r in n.inputs] + list(n.variables.values()) + [f"^{c}" for c in n.control_inputs]
         attr = {k: text(v) for k, v in sorted(n.attrs.items())}
         attr["_output_shapes"] = shapes_attr([t.shape for t in n.outputs])
-        nodes.append(node_def_pb2.NodeDef(name=n.name, op=n.op, input=inputs, device=n.device or "", attr=attr))
+        attr["tfn_op"] = text(n.op)
+        op = layers.get(n.op).tf_op_name(n.params)  # TF's name (Conv2D, MatMul, ...), as a TF 1.x user reads the graph
+        nodes.append(node_def_pb2.NodeDef(name=n.name, op=op, input=inputs, device=n.device or "", attr=attr))
     return graph_pb2.GraphDef(node=nodes, versions=versions_pb2.VersionDef(producer=1))
 
 
 def _tensor_name(ref: str) -> str:
     name, index = split_ref(ref)
     return name if index == 0 else f"{name}:{index}"
+
+
+#: the session's writer: the run directory itself, whose event file holds the HParams records
+SESSION = "."
 
 
 class Summaries:
@@ -97,7 +107,7 @@ class Summaries:
                         name = class_names[c] if class_names and c < len(class_names) else str(c)
                         writer.add_scalar(f"{key}/{name}", accuracy, step)
             elif key.endswith("confusion_matrix"):
-                writer.add_image(key, confusion_image(value), step, dataformats="HWC")
+                writer.add_image(key, confusion_image(value, class_names), step, dataformats="HWC")
         writer.flush()
 
     def histograms(self, step: int, model) -> None:
@@ -116,9 +126,15 @@ class Summaries:
                 grid = image_grid(feeds[inp.name].detach().to("cpu").float())
                 self.writers["train"].add_image(f"inputs/{inp.name}", grid, 0, dataformats="CHW")
 
-    def hparams(self, spec, metrics: dict[str, dict]) -> None:
-        """The HParams tab: the spec's main settings and the final metrics."""
-        from torch.utils.tensorboard.summary import hparams
+    def start_session(self, spec, metrics: dict[str, list[str]]) -> None:
+        """The HParams tab: the spec's main settings, and as metrics the scalars `metrics` names per split.
+
+        Written at the start, in an event file of the run directory itself
+        (the session); each metric names a tag and the split's directory
+        (`validation/accuracy`), where TensorBoard reads its last value, so
+        no extra scalars are written for it.
+        """
+        from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
         o = spec.optimizer
         params = {
@@ -129,14 +145,37 @@ class Summaries:
             "epochs": spec.train.epochs,
             "seed": spec.train.seed,
         }
-        final = {f"hparams/{split}_{k}": v for split, values in metrics.items() for k, v in values.items() if isinstance(v, (int, float))}
-        if not final:
-            return
-        writer = self.writers["train"]
-        for summary in hparams(params, final):
-            writer.file_writer.add_summary(summary)
-        for tag, value in final.items():
-            writer.add_scalar(tag, value, 0)
+        start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
+        infos = []
+        for name, value in params.items():
+            if isinstance(value, str):
+                start.hparams[name].string_value = value
+                kind = api_pb2.DATA_TYPE_STRING
+            else:
+                start.hparams[name].number_value = float(value)
+                kind = api_pb2.DATA_TYPE_FLOAT64
+            infos.append(api_pb2.HParamInfo(name=name, type=kind))
+        names = [api_pb2.MetricInfo(name=api_pb2.MetricName(group=split, tag=tag), display_name=f"{split} {tag}") for split, tags in metrics.items() for tag in tags]
+        self._hparams_event(experiment=api_pb2.Experiment(hparam_infos=infos, metric_infos=names))
+        self._hparams_event(session_start_info=start)
+
+    def end_session(self, status: str) -> None:
+        """The session's end in the HParams tab: status "completed", "interrupted" (it will resume) or "failed"."""
+        from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+        code = {"completed": api_pb2.STATUS_SUCCESS, "interrupted": api_pb2.STATUS_RUNNING}.get(status, api_pb2.STATUS_FAILURE)
+        self._hparams_event(session_end_info=plugin_data_pb2.SessionEndInfo(status=code, end_time_secs=time.time()))
+
+    def _hparams_event(self, **content) -> None:
+        from tensorboard.compat.proto import summary_pb2
+        from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+        tag = {"experiment": metadata.EXPERIMENT_TAG, "session_start_info": metadata.SESSION_START_INFO_TAG}.get(
+            next(iter(content)), metadata.SESSION_END_INFO_TAG
+        )
+        data = metadata.create_summary_metadata(plugin_data_pb2.HParamsPluginData(**content))
+        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, metadata=data, tensor=metadata.NULL_TENSOR)])
+        self.writer(SESSION).file_writer.add_summary(summary)
 
     def flush(self) -> None:
         for w in self.writers.values():
@@ -164,27 +203,97 @@ def image_grid(images, pad: int = 1):
     return grid
 
 
-def confusion_image(matrix: list[list[int]], cell: int | None = None):
+#: more classes than this: cells too small for their counts and names; the matrix is drawn as shades alone
+LABELLED_CLASSES = 40
+FONT_SIZE = 11
+NAME_CHARACTERS = 14
+
+
+@dataclass(frozen=True)
+class ConfusionLayout:
+    """Where a confusion picture's cells lie: cell (true t, predicted p) starts at (left + p * cell, top + t * cell)."""
+
+    left: int
+    top: int
+    cell: int
+    width: int
+    height: int
+
+
+def confusion_layout(matrix, class_names: list[str]) -> ConfusionLayout:
+    classes = len(matrix)
+    if classes > LABELLED_CLASSES:
+        cell = max(2, 512 // classes)
+        return ConfusionLayout(0, 0, cell, classes * cell, classes * cell)
+    font = _font()
+    widest_count = max(_text_size(font, str(int(c)))[0] for row in matrix for c in row)
+    widest_name = max([_text_size(font, name)[0] for name in class_names] + [_text_size(font, "predicted")[0]])
+    cell = max(24, widest_count + 8)
+    margin = widest_name + 8
+    return ConfusionLayout(margin, margin, cell, margin + classes * cell + 1, margin + classes * cell + 1)
+
+
+def confusion_image(matrix: list[list[int]], class_names: list[str] | None = None):
     """A confusion matrix (rows true, columns predicted) as an RGB uint8 image [H, W, 3].
 
-    Each cell is a square whose blue darkens with the row-normalised count
-    (white = none of that true class, dark blue = all of it); a grey line
-    separates the cells.
+    Each cell is shaded by its share of the true class (white = none, dark
+    blue = all of it, as matplotlib's Blues) and shows its count; the class
+    names run down the left (true) and along the top (predicted, turned a
+    quarter). Beyond 40 classes the cells are shades alone.
     """
     import numpy as np
+    from PIL import Image, ImageDraw
 
     counts = np.asarray(matrix, dtype=np.float64)
     classes = counts.shape[0]
-    cell = cell or max(4, 256 // max(classes, 1))
+    names = [_shorten(n) for n in (class_names or [])][:classes]
+    names += [str(c) for c in range(len(names), classes)]
+    layout = confusion_layout(matrix, names)
     rows = counts.sum(1, keepdims=True)
     share = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
-    # white (255, 255, 255) -> dark blue (8, 48, 107), as matplotlib's Blues
     white, blue = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
-    colors = white + share[..., None] * (blue - white)
-    image = np.repeat(np.repeat(colors, cell, axis=0), cell, axis=1)
-    image[::cell, :, :] = 160.0
-    image[:, ::cell, :] = 160.0
-    return np.round(image).astype(np.uint8)
+    colors = np.round(white + share[..., None] * (blue - white)).astype(np.uint8)
+    image = Image.new("RGB", (layout.width, layout.height), "white")
+    draw = ImageDraw.Draw(image)
+    cell, left, top = layout.cell, layout.left, layout.top
+    labelled = classes <= LABELLED_CLASSES
+    font = _font() if labelled else None
+    for t in range(classes):
+        for p in range(classes):
+            x, y = left + p * cell, top + t * cell
+            draw.rectangle([x, y, x + cell, y + cell], fill=tuple(int(v) for v in colors[t, p]), outline=(160, 160, 160) if labelled or cell > 3 else None)
+            if labelled:
+                ink = (255, 255, 255) if share[t, p] > 0.5 else (0, 0, 0)
+                draw.text((x + cell / 2, y + cell / 2), str(int(counts[t, p])), fill=ink, font=font, anchor="mm")
+    if labelled:
+        grey = (90, 90, 90)
+        draw.text((left - 4, 4), "predicted", fill=grey, font=font, anchor="rt")
+        draw.text((left - 4, top - 4), "true", fill=grey, font=font, anchor="rd")
+        for c, name in enumerate(names):
+            draw.text((left - 4, top + c * cell + cell / 2), name, fill=(0, 0, 0), font=font, anchor="rm")
+        # the predicted classes along the top, written upwards in a strip turned a quarter
+        strip = Image.new("RGB", (top, layout.width - left), "white")
+        strip_draw = ImageDraw.Draw(strip)
+        for c, name in enumerate(names):
+            strip_draw.text((4, c * cell + cell / 2), name, fill=(0, 0, 0), font=font, anchor="lm")
+        image.paste(strip.transpose(Image.Transpose.ROTATE_90), (left, 0))
+    return np.asarray(image)
+
+
+def _font():
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=FONT_SIZE)
+
+
+def _text_size(font, text: str) -> tuple[int, int]:
+    left, top, right, bottom = font.getbbox(text)
+    return right - left, bottom - top
+
+
+def _shorten(name: str) -> str:
+    name = str(name)
+    return name if len(name) <= NAME_CHARACTERS else name[: NAME_CHARACTERS - 1] + "…"
 
 
 def write_graph(writer, graph: Graph) -> None:

@@ -421,6 +421,10 @@ class Trainer:
         if resuming:
             self._restore()
         self.summaries = Summaries(run_dir, self.graph, purge_step=self.position.step if resuming else None) if self.replicas.is_writer else muted()
+        if not resuming:
+            scalar_names = ["loss", *(name for t in self.targets for name in t.scalar_names())]
+            splits = [split for split in ("validation", "test") if self.data.size(split) > 0]
+            self.summaries.start_session(self.spec, {split: scalar_names for split in splits})
 
     def _monitors(self) -> dict[str, Monitor]:
         s = self.settings
@@ -529,7 +533,9 @@ class Trainer:
         bar = _Progress(total_steps, pos.step, self.quiet)
         histogram_every = s.summaries.histogram_every
         if pos.step == 0 and s.summaries.images:
-            self.summaries.input_images(next(self.data.eval_batches("train", batch_size=s.summaries.images)), self.graph)
+            first = self.targets[0] if self.targets else None
+            labels = first.labels if first is not None and first.metrics.class_labels else None
+            self.summaries.input_images(self.data.examples("train", s.summaries.images, labels), self.graph)
         seen, tick = 0, time.perf_counter()
         self.started = tick
         self._start_line(tick)
@@ -759,6 +765,7 @@ def _run(trainer: Trainer, run: dict, epochs: int | None, steps: int | None) -> 
     write_run = write_json if writer else _discard
     write_run(trainer.run_dir / "run.json", {**run, "status": "running"})
     metrics_file = open(trainer.run_dir / "metrics.jsonl" if writer else os.devnull, "a", encoding="utf-8")
+    status = "failed"
     try:
         try:
             stopped = trainer.run(total, metrics_file)
@@ -780,17 +787,17 @@ def _run(trainer: Trainer, run: dict, epochs: int | None, steps: int | None) -> 
                 trainer.summaries.evaluation("test", weights["step"], test, trainer.data.class_names)
                 metrics_file.write(json.dumps({"split": "test", "step": weights["step"], **test}, sort_keys=True) + "\n")
                 metrics["test"] = scalars(test)
-            trainer.summaries.hparams(trainer.spec, metrics)
             stale = stale_moving_statistics(trainer.graph, trainer.position.step, trainer.inherited)
             warnings = [stale] if stale else []
             if writer:
                 for message in warnings:
                     _warn(message)
+        status = "interrupted" if interrupted else "completed"
     finally:
         metrics_file.close()
+        trainer.summaries.end_session(status)
         trainer.summaries.close()
         trainer.data.close()
-    status = "interrupted" if interrupted else "completed"
     write_run(
         trainer.run_dir / "run.json",
         {

@@ -266,3 +266,27 @@ def test_binding_errors_point_at_the_spec_line(write_spec):
         DataPipeline(loaded.spec.data, loaded.graph, doc=loaded.doc)
     assert str(info.value).startswith(f"{path}:{line}:")
     assert "loss.labels: the graph input 'target' is fed by the data field of that name" in str(info.value)
+
+
+def test_spread_over_classes_takes_each_class_in_turn():
+    from tfn.runners.data import spread_over_classes
+
+    labels = np.array([2, 0, 0, 1, 2, 0, 1])
+    # first of class 0, 1, 2 (samples 1, 3, 0), then the second of each (2, 6, 4), then the third of class 0 (5)
+    assert spread_over_classes(labels, 7).tolist() == [1, 3, 0, 2, 6, 4, 5]
+    assert spread_over_classes(labels, 2).tolist() == [1, 3]
+    assert spread_over_classes(np.array([4, 4, 4]), 2).tolist() == [0, 1]
+
+
+def test_examples_show_every_class_of_the_digits(write_spec):
+    """What TensorBoard's input grid draws: the first sample of each class in turn."""
+    from tfn.runners.data_sources import load_source
+
+    loaded = load(write_spec(SPEC.format(inputs="image: {shape: [1, 8, 8]}", data="{source: digits}", units=10)))
+    data = DataPipeline(loaded.spec.data, loaded.graph)
+    shown = data.examples("train", 12, "label")
+    assert shown["label"].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    train = load_source(loaded.spec.data).splits["train"]
+    rows = [int(np.flatnonzero(train["label"] == c)[0]) for c in range(10)]
+    np.testing.assert_array_equal(shown["image"][:10].numpy(), train["image"][rows])
+    assert data.examples("train", 3)["label"].tolist() == train["label"][:3].tolist()  # without labels: the first ones

@@ -194,3 +194,10 @@ def test_a_stuck_worker_fails_the_run_after_worker_timeout(folder_pipeline, monk
             pass
         for _ in data.eval_batches("validation"):
             pass
+
+
+def test_examples_of_an_image_folder_come_from_each_class_in_turn(folder_pipeline):
+    """TensorBoard's input grid: decoded images of every class, not the first images of one."""
+    shown = folder_pipeline().examples("train", 6, "label")
+    assert shown["label"].tolist() == [0, 1, 2, 0, 1, 2]
+    assert [(v - 40) // 80 for v in _decoded_grey_levels(shown)] == [0, 1, 2, 0, 1, 2]

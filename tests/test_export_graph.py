@@ -100,7 +100,18 @@ def test_tensorboard_graph_reads_back_with_tensorboards_reader(scoped, tfn_cli, 
     nodes = {n.name: n for n in accumulator.Graph().node}
     assert set(NODES) | {"image", "label", "block1/conv/kernel", "logits/bias"} <= set(nodes)
     assert "^side" in nodes["flat"].input and "block1/inner/conv" in nodes["flat"].input
-    assert nodes["block1/inner/conv"].op == "conv2d" and nodes["image"].op == "Placeholder"
+    assert nodes["image"].op == "Placeholder" and nodes["block1/conv/kernel"].op == "VariableV2"
+    # TensorFlow's op names, as a TF 1.x graph shows them, with tfn's op as an attribute
+    ops = {name: (nodes[name].op, nodes[name].attr["tfn_op"].s.decode()) for name in NODES}
+    assert ops == {
+        "block1/conv": ("Conv2D", "conv2d"),
+        "block1/act": ("Relu", "relu"),
+        "block1/inner/conv": ("Conv2D", "conv2d"),
+        "side": ("Relu", "relu"),
+        "flat": ("Reshape", "flatten"),
+        "logits": ("MatMul", "dense"),
+        "loss": ("SparseSoftmaxCrossEntropyWithLogits", "sparse_softmax_cross_entropy_with_logits"),
+    }
 
 
 def test_format_and_option_mistakes_exit_2(scoped, tfn_cli, tmp_path):

@@ -151,16 +151,56 @@ def test_direction_of_improvement():
     assert better("accuracy", "auto") == "max" and better("loss", "max") == "max"
 
 
-def test_confusion_image_shades_rows_by_share():
+def test_confusion_image_shades_cells_and_writes_counts_and_class_names():
+    from PIL import Image, ImageDraw
+
+    from tfn.runners.summaries import _font, confusion_image, confusion_layout
+
+    matrix = [[12, 0, 0], [3, 3, 0], [0, 0, 0]]
+    names = ["cat", "dog", "eel"]
+    image = confusion_image(matrix, names)
+    at = confusion_layout(matrix, names)
+    assert image.shape == (at.height, at.width, 3) and image.dtype == np.uint8 and at.cell >= 24
+
+    def cell(t, p):
+        x, y = at.left + p * at.cell, at.top + t * at.cell
+        return image[y + 1 : y + at.cell, x + 1 : x + at.cell]  # inside the grey outline
+
+    # shades by the share of the true class: all -> matplotlib's darkest Blue, none -> white, half -> halfway (rounded)
+    assert cell(0, 0)[1, 1].tolist() == [8, 48, 107]
+    assert cell(0, 1)[1, 1].tolist() == [255, 255, 255]
+    assert cell(1, 0)[1, 1].tolist() == [132, 152, 181]
+    assert cell(2, 2)[1, 1].tolist() == [255, 255, 255]  # a class that never occurs
+    assert image[at.top, at.left].tolist() == [160, 160, 160]
+
+    # each cell shows its own count, centred: its ink is that of the number drawn alone
+    def ink(pixels):
+        return (np.abs(pixels.astype(int) - pixels[1, 1].astype(int)).sum(-1) > 60)
+
+    def drawn(text, background):
+        size = at.cell - 1
+        alone = Image.new("RGB", (size, size), tuple(background.tolist()))
+        colour = "white" if background.sum() < 3 * 128 else "black"
+        ImageDraw.Draw(alone).text(((size + 1) / 2 - 1, (size + 1) / 2 - 1), text, fill=colour, font=_font(), anchor="mm")
+        return ink(np.asarray(alone))
+
+    for t, row in enumerate(matrix):
+        for p, count in enumerate(row):
+            assert (ink(cell(t, p)) == drawn(str(count), cell(t, p)[1, 1])).all(), (t, p)
+    assert (cell(0, 0) > 200).all(-1).any()  # light digits on the dark cell
+    # the class names: down the left of each row, and along the top of each column
+    for c in range(3):
+        row_band = image[at.top + c * at.cell + 2 : at.top + (c + 1) * at.cell - 2, : at.left - 2]
+        column_band = image[: at.top - 2, at.left + c * at.cell + 2 : at.left + (c + 1) * at.cell - 2]
+        assert (row_band < 128).all(-1).any() and (column_band < 128).all(-1).any(), c
+
+
+def test_confusion_image_of_many_classes_is_shades_alone():
     from tfn.runners.summaries import confusion_image
 
-    image = confusion_image([[2, 0], [1, 1]], cell=4)
-    assert image.shape == (8, 8, 3) and image.dtype == np.uint8
-    # cell interiors (the first row and column of each cell are the grey grid)
-    assert image[2, 2].tolist() == [8, 48, 107]  # all of class 0 predicted 0: darkest blue
-    assert image[2, 6].tolist() == [255, 255, 255]  # none: white
-    assert image[6, 2].tolist() == [132, 152, 181]  # half: halfway, rounded
-    assert image[0, 0].tolist() == [160, 160, 160]
+    image = confusion_image(np.eye(100, dtype=int).tolist())
+    assert image.shape == (500, 500, 3)  # 5-pixel cells, no margins
+    assert image[2, 2].tolist() == [8, 48, 107] and image[2, 7].tolist() == [255, 255, 255]
 
 
 def test_image_grid_layout():
