@@ -62,6 +62,10 @@ def _tensor_name(ref: str) -> str:
     return name if index == 0 else f"{name}:{index}"
 
 
+#: TensorBoard's Scalars page sorts groups (a tag's part before "/") by name and opens only the first
+#: two: the learning rate goes into a group of its own that sorts after `loss` and `accuracy`
+GROUPED = {"learning_rate": "optimizer/learning_rate"}
+
 #: the session's writer: the run directory itself, whose event file holds the HParams records
 SESSION = "."
 
@@ -91,8 +95,8 @@ class Summaries:
         return self.writers[split]
 
     def scalars(self, split: str, step: int, values: dict[str, float]) -> None:
-        for tag, value in values.items():
-            self.writer(split).add_scalar(tag, value, step)
+        for name, value in values.items():
+            self.writer(split).add_scalar(GROUPED.get(name, name), value, step)
 
     def evaluation(self, split: str, step: int, result: dict, class_names: list[str] | None = None) -> None:
         """An evaluation's scalars, per-class accuracies and confusion-matrix image."""

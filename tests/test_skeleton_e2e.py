@@ -90,7 +90,7 @@ def test_tensorboard_reader_finds_scalars_and_graph(run_dir):
 
     train = EventAccumulator(str(run_dir / "train"))
     train.Reload()
-    assert {"loss", "learning_rate"} <= set(train.Tags()["scalars"])
+    assert {"loss", "optimizer/learning_rate"} <= set(train.Tags()["scalars"])
     graph = train.Graph()
     names = {n.name for n in graph.node}
     assert {"conv1", "conv1/kernel", "bn1/moving_mean", "logits", "loss", "image"} <= names

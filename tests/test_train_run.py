@@ -86,7 +86,7 @@ def test_tensorboard_tags(run):
     train = EventAccumulator(str(run.run_dir / "train"), size_guidance={"histograms": 0, "images": 0, "scalars": 0})
     train.Reload()
     tags = train.Tags()
-    assert {"loss", "learning_rate", "samples_per_second", "accuracy"} <= set(tags["scalars"])
+    assert {"loss", "optimizer/learning_rate", "samples_per_second", "accuracy"} <= set(tags["scalars"])
     assert {"weights/hidden/kernel", "gradients/hidden/kernel", "weights/logits/bias", "gradients/logits/bias"} <= set(tags["histograms"])
     assert [e.step for e in train.Histograms("weights/hidden/kernel")] == [10, 20, 30, 40, 50]
     assert "inputs/image" in tags["images"]
