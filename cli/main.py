@@ -24,6 +24,9 @@ COMMANDS = {
     "time": ("tfn.cli.time", "Forward and backward time of every node (caffe time), with samples/s."),
     "import": ("tfn.cli.import_model", "Import a Keras (.keras/.h5), TensorFlow (.pb, TF 1.x checkpoint) or ONNX model as a tfn model directory."),
     "layers": ("tfn.cli.layers", "List the ops by family, or show one op's attributes, shapes and TF notes."),
+    "runs": ("tfn.cli.runs", "A table of runs: status, steps, best/final validation and test metric, duration; filter and sort."),
+    "diff": ("tfn.cli.diff", "Two runs or specs side by side: the spec fields that differ, then the runs' figures."),
+    "plot": ("tfn.cli.plot", "Loss and metric curves of several runs in one picture (PNG, SVG or PDF; needs matplotlib)."),
 }
 
 

@@ -33,19 +33,10 @@ from tfn.specs.errors import UserError
 CLASS_METRICS = ("accuracy", "top_k_accuracy", "per_class_accuracy", "confusion_matrix", "precision", "recall", "f1")
 MULTI_LABEL_METRICS = ("accuracy", "precision", "recall", "f1")
 REGRESSION_METRICS = ("mean_squared_error", "mean_absolute_error")
-# metrics where smaller is better (for early stopping, plateau and `best` in mode auto)
-LOWER_IS_BETTER = ("loss", "mean_squared_error", "mean_absolute_error")
 
 
 def default_metrics(label_dtype: str) -> list[str]:
     return ["accuracy"] if is_integer(label_dtype) else []
-
-
-def better(metric: str, mode: str) -> str:
-    """'min' or 'max' for a monitored metric name ('auto' decides by the name)."""
-    if mode != "auto":
-        return mode
-    return "min" if metric.split("/")[-1] in LOWER_IS_BETTER else "max"
 
 
 class Metrics:

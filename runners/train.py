@@ -38,7 +38,7 @@ from tfn.runners.data import DataPipeline
 from tfn.runners.distributed import Replicas, muted
 from tfn.runners.files import atomic_write, new_run_dir, prepare_out_dir, write_json
 from tfn.runners.memory import require_memory
-from tfn.runners.metrics import Metrics, better, default_metrics, scalars
+from tfn.runners.metrics import Metrics, default_metrics, scalars
 from tfn.runners.module import GraphModule, wants_channels_last
 from tfn.runners.optimizers import clip_gradients, make_optimizer, unmatched_multiplier_patterns
 from tfn.runners.precision import Precision
@@ -48,7 +48,7 @@ from tfn.runners.schedules import Scheduler
 from tfn.runners.summaries import Summaries
 from tfn.specs import LoadedSpec, load
 from tfn.specs.errors import UserError
-from tfn.specs.schema import with_absolute_paths
+from tfn.specs.schema import better, resolved
 
 
 class TrainingFailed(Exception):
@@ -690,8 +690,7 @@ def train(
     numbered = out is None
     try:
         if replicas.is_writer:
-            resolved = spec.model_copy(update={"data": with_absolute_paths(spec.data, Path.cwd())})
-            atomic_write(run_dir / "spec.yaml", yaml.safe_dump(resolved.model_dump(mode="json", exclude_none=True), sort_keys=False))
+            atomic_write(run_dir / "spec.yaml", yaml.safe_dump(resolved(spec, Path.cwd()), sort_keys=False))
             atomic_write(run_dir / "graph.json", loaded.graph.to_json())
         trainer = Trainer(loaded, run_dir, dev, quiet=quiet, resuming=False, replicas=replicas)
         if replicas.is_writer:

@@ -135,6 +135,17 @@ MetricName = Literal[
 ]
 
 
+# metrics where smaller is better (for early stopping, plateau, `best` in mode auto, and `tfn runs`)
+LOWER_IS_BETTER = ("loss", "mean_squared_error", "mean_absolute_error")
+
+
+def better(metric: str, mode: str) -> str:
+    """'min' or 'max' for a monitored metric name ('auto' decides by the name)."""
+    if mode != "auto":
+        return mode
+    return "min" if metric.split("/")[-1] in LOWER_IS_BETTER else "max"
+
+
 def _loss_model(op: layers.Op) -> type[BaseModel]:
     return create_model(
         f"{type(op).__name__}Loss",
@@ -753,6 +764,11 @@ def with_absolute_paths(model: BaseModel, base: Path) -> BaseModel:
         elif isinstance(value, dict):
             updates[name] = {key: str(base / path) for key, path in value.items()}
     return model.model_copy(update=updates)
+
+
+def resolved(spec: Spec, base: Path) -> dict:
+    """The spec as a run records it in spec.yaml: every default filled in, file paths absolute against `base`."""
+    return spec.model_copy(update={"data": with_absolute_paths(spec.data, base)}).model_dump(mode="json", exclude_none=True)
 
 
 def json_schema() -> dict:

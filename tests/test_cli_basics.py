@@ -56,3 +56,15 @@ def test_a_failed_data_loader_exits_1_with_its_error(tfn_cli, monkeypatch):
     assert code == 1
     assert "error: the data loader failed: DataLoader worker (pid 42) exited unexpectedly" in err
     assert "internal error" not in err and "Traceback" not in err
+
+
+def test_help_of_the_run_comparing_commands_imports_neither_torch_nor_matplotlib():
+    code = (
+        "import sys\nfrom tfn.cli.main import main\n"
+        "for command in ('runs', 'diff', 'plot'):\n"
+        " try:\n  main([command, '--help'])\n except SystemExit: pass\n"
+        "print('torch' in sys.modules, 'matplotlib' in sys.modules, file=sys.stderr)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stderr.split() == ["False", "False"]
+    assert all(f"Usage: tfn {command}" in result.stdout for command in ("runs", "diff", "plot"))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tfn.runners.metrics import Metrics, better
+from tfn.runners.metrics import Metrics
+from tfn.specs.schema import better
 from tfn.specs.errors import UserError
 
 RNG = np.random.default_rng(5)
@@ -212,3 +213,29 @@ def test_image_grid_layout():
     assert grid.shape == (1, 2 * 3 + 1, 3 * 4 + 1)
     assert float(grid[0, 1, 1]) == 0.0 and float(grid[0, 2, 3]) == 1.0  # each image scaled to [0, 1]
     assert float(grid[0, 0, 0]) == 1.0  # border
+
+
+def test_train_average_reaches_the_metrics_of_every_loss(write_spec):
+    from tfn.runners.train import targets
+    from tfn.specs import load
+
+    spec = write_spec(
+        """
+        version: 1
+        name: avg
+        model:
+          inputs: {x: {shape: [4]}}
+          layers:
+            - {name: logits, op: dense, units: 3}
+            - {name: tags, op: dense, units: 2, inputs: [x]}
+        loss:
+          - {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}
+          - {op: sigmoid_cross_entropy_with_logits, logits: tags, labels: tags_label, metrics: [f1]}
+        data: {source: synthetic, classes: 3, fields: {x: {shape: [4]}}}
+        train: {metrics: [f1]}
+        """
+    )
+    auto = load(spec)
+    assert [t.metrics.average for t in targets(auto.spec, auto.graph)] == ["macro", "micro"]  # classes, labels
+    weighted = load(spec, ["train.average=weighted"])
+    assert [t.metrics.average for t in targets(weighted.spec, weighted.graph)] == ["weighted", "weighted"]
