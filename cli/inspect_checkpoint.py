@@ -17,7 +17,8 @@ from tfn.cli.table import table
 @as_json
 def command(checkpoint, tensors, all_tensors, full, stats, other, graph_target, as_json) -> None:
     """List the variables in CKPT (a checkpoint file, a checkpoints directory or
-    a run directory, then its latest checkpoint): name, dtype, shape, size and
+    a run directory, then its weights: the latest checkpoint, or the best one
+    after restore_best): name, dtype, shape, size and
     totals. Listing reads only the header; --tensor, --stats and --diff read
     values. Files that are not safetensors (pickles included) are refused.
 

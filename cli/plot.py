@@ -11,7 +11,7 @@ def command(runs, metrics, output) -> None:
     a line with dots, the test figure as a star, against the step. A
     directory of runs (runs/NAME, a sweep) stands for every run in it.
 
-    Needs matplotlib: pip install 'tfn[plot]'.
+    Needs matplotlib: pip install matplotlib (or tfn's extra: pip install -e '.[plot]').
 
     \b
     Examples:

@@ -17,23 +17,14 @@ FORMATS = (".png", ".svg", ".pdf")
 SPLITS = ("train", "validation", "test")
 
 
-def runs_to_plot(targets: list[str]) -> list[tuple[str, Path]]:
-    """(label, run directory) for each run given or found under a directory given (a sweep, runs/NAME)."""
-    found = []
-    for target in targets:
-        for path in find_runs(target):
-            label = str(path) if path == Path(target) else str(Path(target) / path.relative_to(target))
-            found.append((label, path))
-    return found
-
-
 def plot_runs(targets: list[str], output: str | Path, metrics: list[str] = ("loss",)) -> Path:
     """Draw one panel per metric, a colour per run: training (thin), validation (line and dots), test (star)."""
     output = Path(output)
     if output.suffix.lower() not in FORMATS:
         raise UserError(f"{output}: error: the picture's format comes from its suffix: {', '.join(FORMATS)}")
-    runs = runs_to_plot(targets)
-    curves = {label: {split: records(path, split) for split in SPLITS} for label, path in runs}
+    # a directory of runs (runs/NAME, a sweep) stands for each run in it
+    runs = [str(path) for target in targets for path in find_runs(target)]
+    curves = {label: {split: records(Path(label), split) for split in SPLITS} for label in runs}
     logged = sorted({k for by_split in curves.values() for rows in by_split.values() for r in rows for k, v in r.items() if _plottable(k, v)})
     for metric in metrics:
         if metric not in logged:
@@ -46,13 +37,13 @@ def plot_runs(targets: list[str], output: str | Path, metrics: list[str] = ("los
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise UserError("tfn plot draws with matplotlib, which is not installed: pip install 'tfn[plot]' (or pip install matplotlib)") from None
+        raise UserError("tfn plot draws with matplotlib, which is not installed: pip install matplotlib (or tfn's extra: pip install -e '.[plot]')") from None
 
     figure = Figure(figsize=(9, 3.4 * len(metrics)), layout="constrained")
     axes = figure.subplots(len(metrics), 1, squeeze=False)[:, 0]
     colours = [f"C{i % 10}" for i in range(len(runs))]
     for ax, metric in zip(axes, metrics):
-        for (label, _), colour in zip(runs, colours):
+        for label, colour in zip(runs, colours):
             by_split = curves[label]
             train = _points(by_split["train"], metric)
             validation = _points(by_split["validation"], metric)

@@ -55,6 +55,7 @@ class Run:
     epochs: int | None = None
     max_steps: int | None = None
     metric: str | None = None  # the headline validation metric
+    mode: str = "max"  # whether its best is the "min" or the "max"
     best: float | None = None  # its best validation value ...
     best_step: int | None = None  # ... and where
     final: float | None = None  # its last validation value
@@ -114,10 +115,10 @@ def read_run(path: Path, metric: str | None = None, now: datetime | None = None)
         metrics=info.get("metrics") or {},
     )
     row.metric = metric or _headline(spec, info, validation)
-    mode = better(row.metric, _section(spec, "train", "checkpoints").get("best_mode", "auto") if row.metric == _best(spec) else "auto")
+    row.mode = better(row.metric, _section(spec, "train", "checkpoints").get("best_mode", "auto") if row.metric == _best(spec) else "auto")
     scored = [r for r in validation if _number(r.get(row.metric)) is not None]
     if scored:
-        top = (min if mode == "min" else max)(scored, key=lambda r: r[row.metric])  # the first of equals
+        top = (min if row.mode == "min" else max)(scored, key=lambda r: r[row.metric])  # the first of equals
         row.best, row.best_step = top[row.metric], top.get("step")
         row.final = scored[-1][row.metric]
     row.final = _number(row.metrics.get("validation", {}).get(row.metric, row.final))
@@ -152,7 +153,7 @@ def sort_runs(rows: list[Run], key: str, reverse: bool = False) -> list[Run]:
     def value(row: Run):
         if key in ("best", "final", "test"):
             v = getattr(row, key)
-            return (v is None, 0.0 if v is None else (v if better(row.metric or "loss", "auto") == "min" else -v))
+            return (v is None, 0.0 if v is None else (v if row.mode == "min" else -v))
         if key == "duration":
             return (row.duration_seconds is None, row.duration_seconds or 0.0)
         if key in ("steps",):
