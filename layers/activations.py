@@ -438,6 +438,7 @@ class LeakyRelu(Elementwise):
 
     name = "leaky_relu"
     imports = (im.keras("LeakyReLU", leaky_alpha), im.keras_activation("leaky_relu", leaky_alpha), im.tf("LeakyRelu", leaky_alpha), im.onnx("LeakyRelu", leaky_alpha))
+    tf_op = "LeakyRelu"
     cost = 2
     tf_notes = "tf.nn.leaky_relu(features, alpha=0.2); tf.keras.layers.LeakyReLU's default alpha is 0.3: give it explicitly."
 
@@ -506,6 +507,7 @@ class Selu(Elementwise):
 
     name = "selu"
     imports = (im.keras_activation("selu"), im.tf("Selu"), im.onnx("Selu", selu_constants))
+    tf_op = "Selu"
     cost = 4
     tf_notes = "tf.nn.selu; TF's gradient at 0 (scale, not scale * alpha as torch.selu)."
 

@@ -69,6 +69,7 @@ class Transpose(Op):
 
     name = "transpose"
     imports = (im.keras("Permute", permutation), im.tf("Transpose", permutation), im.onnx("Transpose", permutation))
+    tf_op = "Transpose"
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.transpose(a, perm) with perm[0] = 0 (the batch); TF's NHWC perm [0, 3, 1, 2] has no use here: tensors are channels-first already."
@@ -115,6 +116,7 @@ class Slice(Op):
     """
 
     name = "slice"
+    tf_op = "Slice"
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.slice(input_, begin, size) in channels-first order; the batch entries must be begin 0, size -1."
@@ -175,6 +177,7 @@ class Split(Op):
     """
 
     name = "split"
+    tf_op = "SplitV"
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.split(value, num_or_size_splits, axis); the default axis is 1 (TF: 0, the batch axis here, which cannot be split)."
@@ -212,6 +215,9 @@ class Split(Op):
             raise OpError(f"the sizes {sizes} sum to {known}, but axis {axis} has size {n}", "num_or_size_splits")
         return axis, list(sizes)
 
+    def tf_op_name(self, p):
+        return "Split" if isinstance(p.num_or_size_splits, int) else "SplitV"
+
     def infer(self, p, inputs):
         (x,) = inputs
         axis, sizes = self.sizes(p, x)
@@ -246,6 +252,7 @@ class Gather(Op):
     """
 
     name = "gather"
+    tf_op = "GatherV2"
     family = "structure"
     arity = (2, 2)
     pure_data_movement = True
@@ -329,6 +336,7 @@ class Squeeze(Op):
     """
 
     name = "squeeze"
+    tf_op = "Squeeze"
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.squeeze(input, axis); TF's axis=None would also squeeze a batch of one, tfn's never touches the batch axis."
@@ -374,6 +382,7 @@ class ExpandDims(Op):
     """
 
     name = "expand_dims"
+    tf_op = "ExpandDims"
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.expand_dims(input, axis); axis 0 (before the batch) is refused."
@@ -410,6 +419,7 @@ class Tile(Op):
     """
 
     name = "tile"
+    tf_op = "Tile"
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.tile(input, multiples) in channels-first order; multiples[0] (the batch) must be 1."
@@ -448,6 +458,7 @@ class Stack(Op):
     """
 
     name = "stack"
+    tf_op = "Pack"
     family = "structure"
     arity = (1, None)
     pure_data_movement = True
@@ -488,6 +499,7 @@ class Cast(Op):
     """
 
     name = "cast"
+    tf_op = "Cast"
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.cast(x, dtype) for float32, float64, int32, int64."

@@ -50,6 +50,7 @@ class Matmul(Op):
     """
 
     name = "matmul"
+    tf_op = "BatchMatMulV2"
     family = "math"
     arity = (2, 2)
     tf_notes = (
@@ -168,6 +169,7 @@ class ReduceMean(Reduce):
 
     name = "reduce_mean"
     imports = (im.tf("Mean", reduce_axes), im.onnx("ReduceMean", reduce_axes))
+    tf_op = "Mean"
     torch_function = "mean"
     floats_only = True
     tf_notes = "tf.reduce_mean(input_tensor, axis, keepdims); axis counts channels-first, batch 0 (NHWC [1, 2] is tfn [2, 3])."
@@ -188,6 +190,7 @@ class ReduceSum(Reduce):
 
     name = "reduce_sum"
     imports = (im.tf("Sum", reduce_axes), im.onnx("ReduceSum", reduce_axes))
+    tf_op = "Sum"
     torch_function = "sum"
     tf_notes = "tf.reduce_sum(input_tensor, axis, keepdims); axis counts channels-first, batch 0."
 
@@ -207,6 +210,7 @@ class ReduceMax(Reduce):
 
     name = "reduce_max"
     imports = (im.tf("Max", reduce_axes), im.onnx("ReduceMax", reduce_axes))
+    tf_op = "Max"
     torch_function = "amax"
     tf_notes = "tf.reduce_max(input_tensor, axis, keepdims); ties share the gradient equally, as in TF."
 
@@ -226,5 +230,6 @@ class ReduceMin(Reduce):
 
     name = "reduce_min"
     imports = (im.tf("Min", reduce_axes), im.onnx("ReduceMin", reduce_axes))
+    tf_op = "Min"
     torch_function = "amin"
     tf_notes = "tf.reduce_min(input_tensor, axis, keepdims); ties share the gradient equally, as in TF."

@@ -235,6 +235,7 @@ class LocalResponseNormalization(Op):
 
     name = "local_response_normalization"
     imports = (im.tf("LRN", local_response), im.onnx("LRN", local_response, "alpha / size"))
+    tf_op = "LRN"
     family = "normalization"
     example_inputs = ((2, 6, 3, 4),)
     tf_notes = (

@@ -256,6 +256,10 @@ class Resampling(Op):
         return resize
 
 
+#: TF 1.x's resize op for each method (what TensorBoard's Graphs tab shows)
+TF_RESIZE_OPS = {method: op for op, method in _TF_RESIZE.items()}
+
+
 @register
 class Resize(Resampling):
     """Resizes images exactly as TF 1.x's tf.compat.v1.image.resize_* ops do, corner rules included.
@@ -278,11 +282,15 @@ class Resize(Resampling):
 
     name = "resize"
     imports = (im.keras("Resizing", keras_resizing),) + tuple(im.tf(kind, tf_resize) for kind in _TF_RESIZE)
+    tf_op = "ResizeBilinear"
     tf_notes = (
         "tf.compat.v1.image.resize_images(images, size, method, align_corners) and the resize_* ops with half_pixel_centers; "
         "TF 2's tf.image.resize(antialias=False) is half_pixel_centers: true (BICUBIC there uses Keys' kernel without TF 1.x's table)."
     )
     Params = ResizeParams
+
+    def tf_op_name(self, p):
+        return TF_RESIZE_OPS[p.method]
 
     def geometry(self, p, x):
         if p.size is not None:
@@ -311,11 +319,15 @@ class Upsampling2D(Resampling):
 
     name = "upsampling2d"
     imports = (im.keras("UpSampling2D", keras_upsampling),)
+    tf_op = "ResizeNearestNeighbor"
     tf_notes = "tf.keras.layers.UpSampling2D(size, interpolation) with data_format channels_first; TF 1.x's resize with other corner rules is `resize`."
 
     class Params(Params):
         size: Size2 = [2, 2]
         interpolation: Choice("NEAREST", "BILINEAR") = "NEAREST"
+
+    def tf_op_name(self, p):
+        return TF_RESIZE_OPS[p.interpolation]
 
     def geometry(self, p, x):
         return (x.shape[2] * p.size[0], x.shape[3] * p.size[1]), p.interpolation, False, True

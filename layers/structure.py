@@ -450,6 +450,7 @@ class Cropping2D(Edges2D):
 
     name = "cropping2d"
     imports = (im.keras("Cropping2D", keras_cropping),)
+    tf_op = "StridedSlice"
     direction, field = -1, "cropping"
     tf_notes = "tf.keras.layers.Cropping2D(cropping) with data_format channels_first."
 
@@ -484,6 +485,7 @@ class ZeroPadding2D(Edges2D):
     """
 
     name = "zero_padding2d"
+    tf_op = "Pad"
     direction, field = 1, "padding"
     tf_notes = "tf.keras.layers.ZeroPadding2D(padding) with data_format channels_first; `pad` is tf.pad for any rank and mode."
 
