@@ -786,7 +786,7 @@ def _run(trainer: Trainer, run: dict, epochs: int | None, steps: int | None) -> 
                 trainer.summaries.evaluation("test", weights["step"], test, trainer.data.class_names)
                 metrics_file.write(json.dumps({"split": "test", "step": weights["step"], **test}, sort_keys=True) + "\n")
                 metrics["test"] = scalars(test)
-            stale = stale_moving_statistics(trainer.graph, trainer.position.step, trainer.inherited)
+            stale = stale_moving_statistics(trainer.graph, weights["step"], trainer.inherited)  # the updates the final weights had
             warnings = [stale] if stale else []
             if writer:
                 for message in warnings:
