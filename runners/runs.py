@@ -94,10 +94,10 @@ def read_run(path: Path, metric: str | None = None, now: datetime | None = None)
     """The table row of one run directory; a directory that cannot be read gives a row that says why."""
     try:
         info = json.loads((path / RUN_FILE).read_text(encoding="utf-8"))
-        if not isinstance(info, dict):
-            raise ValueError("not a JSON object")
     except (OSError, ValueError) as exc:
         return Run(str(path), path.parent.name, path.name, "unreadable", error=f"{path / RUN_FILE}: {exc}")
+    if not isinstance(info, dict):
+        return Run(str(path), path.parent.name, path.name, "unreadable", error=f"{path / RUN_FILE}: not a JSON object")
     spec = _read_spec(path)
     validation = records(path, "validation")
     row = Run(

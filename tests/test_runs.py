@@ -39,7 +39,7 @@ def write_trial(directory, status, accuracies, trial):
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     """runs/tiny/1 (trained), runs/tiny/2 (its copy with another learning rate and figures), a sweep of three
-    trials at runs/sweeps/lr/1/<trial>, and a run whose run.json is not JSON."""
+    trials at runs/sweeps/lr/1/<trial>, and two runs whose run.json is not JSON or not an object."""
     import tfn.runners as tfn
 
     base = tmp_path_factory.mktemp("runs")
@@ -61,6 +61,7 @@ def root(tmp_path_factory):
         write_trial(base / "runs" / "sweeps" / "lr" / "1" / str(trial), status, accuracies, trial)
     (base / "runs" / "broken" / "1").mkdir(parents=True)
     (base / "runs" / "broken" / "1" / "run.json").write_text("{not json")
+    write_json(base / "runs" / "broken" / "2" / "run.json", ["not", "an", "object"])
     return base
 
 
@@ -73,7 +74,7 @@ def runs_json(tfn_cli, *args):
 def test_runs_json_holds_the_figures_of_each_run(root, tfn_cli):
     rows = runs_json(tfn_cli, str(root / "runs"))
     # by start time: the fabricated sweep (2026), the real run (now), its copy (2099); the unreadable one has none
-    assert [r["path"] for r in rows] == ["sweeps/lr/1/1", "sweeps/lr/1/2", "sweeps/lr/1/3", "tiny/1", "tiny/2", "broken/1"]
+    assert [r["path"] for r in rows] == ["sweeps/lr/1/1", "sweeps/lr/1/2", "sweeps/lr/1/3", "tiny/1", "tiny/2", "broken/1", "broken/2"]
     real = rows[3]
     run = json.loads((root / "runs" / "tiny" / "1" / "run.json").read_text())
     validation = [json.loads(line) for line in (root / "runs" / "tiny" / "1" / "metrics.jsonl").read_text().splitlines()]
@@ -86,6 +87,7 @@ def test_runs_json_holds_the_figures_of_each_run(root, tfn_cli):
     copy = rows[4]
     assert (copy["best"], copy["best_step"], copy["final"], copy["test"], copy["duration_seconds"]) == (0.8, 8, 0.75, 0.7, 125.0)
     assert rows[5]["status"] == "unreadable" and "run.json" in rows[5]["error"]
+    assert rows[6]["status"] == "unreadable" and rows[6]["error"].endswith("run.json: not a JSON object")
 
 
 def test_runs_table_and_its_warnings(root, tfn_cli):
@@ -96,7 +98,8 @@ def test_runs_table_and_its_warnings(root, tfn_cli):
     assert lines[3].split()[:9] == ["tiny", "2", "completed", "8", "0.8000", "8", "0.7500", "0.7000", "2"]  # 2 min 05 s
     assert err == ""
     code, out, err = tfn_cli("runs", str(root / "runs" / "broken"))
-    assert code == 0 and out.splitlines()[2].split()[:3] == ["broken", "1", "unreadable"] and err.startswith("warning: ")
+    assert code == 0 and out.splitlines()[2].split()[:3] == ["broken", "1", "unreadable"]
+    assert len(err.splitlines()) == 2 and all(line.startswith("warning: ") for line in err.splitlines())
 
 
 def test_where_filters_by_any_field(root, tfn_cli):
