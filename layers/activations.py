@@ -146,7 +146,6 @@ class Relu(Elementwise):
 
     name = "relu"
     imports = (im.keras("ReLU", keras_relu, "max_value 6: relu6; negative_slope: leaky_relu"), im.keras_activation("relu"), im.tf("Relu"), im.onnx("Relu"))
-    tf_op = "Relu"
     torch_function = "torch.relu"
 
 
@@ -162,7 +161,6 @@ class Relu6(Elementwise):
 
     name = "relu6"
     imports = (im.keras_activation("relu6"), im.tf("Relu6"), im.onnx("Clip", onnx_clip, "min 0, max 6"))
-    tf_op = "Relu6"
     cost = 2
     torch_function = "torch.nn.functional.relu6"
 
@@ -179,7 +177,6 @@ class Sigmoid(Elementwise):
 
     name = "sigmoid"
     imports = (im.keras_activation("sigmoid"), im.tf("Sigmoid"), im.onnx("Sigmoid"))
-    tf_op = "Sigmoid"
     cost = 4
     torch_function = "torch.sigmoid"
 
@@ -196,7 +193,6 @@ class Tanh(Elementwise):
 
     name = "tanh"
     imports = (im.keras_activation("tanh"), im.tf("Tanh"), im.onnx("Tanh"))
-    tf_op = "Tanh"
     cost = 4
     torch_function = "torch.tanh"
 
@@ -213,7 +209,6 @@ class Elu(Elementwise):
 
     name = "elu"
     imports = (im.keras("ELU", unit_alpha, "alpha 1"), im.keras_activation("elu"), im.tf("Elu"), im.onnx("Elu", unit_alpha, "alpha 1"))
-    tf_op = "Elu"
     cost = 3
     torch_function = "torch.nn.functional.elu"
 
@@ -230,7 +225,6 @@ class Softsign(Elementwise):
 
     name = "softsign"
     imports = (im.keras_activation("softsign"), im.tf("Softsign"), im.onnx("Softsign"))
-    tf_op = "Softsign"
     cost = 3
     torch_function = "torch.nn.functional.softsign"
 
@@ -254,7 +248,6 @@ class Softplus(Elementwise):
 
     name = "softplus"
     imports = (im.keras_activation("softplus"), im.tf("Softplus"), im.onnx("Softplus"))
-    tf_op = "Softplus"
     cost = 4
     tf_notes = "TF's thresholds, not PyTorch's softplus(threshold=20)."
 
@@ -329,7 +322,6 @@ class BiasAdd(Op):
 
     name = "bias_add"
     imports = (im.tf("BiasAdd", tf_bias_add, "not after a conv or MatMul, which take it as their bias"),)
-    tf_op = "BiasAdd"
     family = "activation"
     tf_notes = "tf.nn.bias_add(value, bias, data_format='NCHW'); the bias is a variable of this node."
     example_inputs = ((2, 3, 4, 4),)
@@ -399,7 +391,6 @@ class Softmax(Normalize):
 
     name = "softmax"
     imports = (im.keras("Softmax", softmax_axis), im.keras_activation("softmax", softmax_axis), im.tf("Softmax", softmax_axis), im.onnx("Softmax", softmax_axis))
-    tf_op = "Softmax"
     tf_notes = "tf.nn.softmax(logits, axis); tfn's default axis is 1, the channel axis (TF: -1)."
 
 
@@ -417,7 +408,6 @@ class LogSoftmax(Normalize):
 
     name = "log_softmax"
     imports = (im.keras_activation("log_softmax", softmax_axis), im.tf("LogSoftmax", softmax_axis), im.onnx("LogSoftmax", softmax_axis))
-    tf_op = "LogSoftmax"
     tf_notes = "tf.nn.log_softmax(logits, axis); tfn's default axis is 1, the channel axis (TF: -1)."
 
 
@@ -438,7 +428,6 @@ class LeakyRelu(Elementwise):
 
     name = "leaky_relu"
     imports = (im.keras("LeakyReLU", leaky_alpha), im.keras_activation("leaky_relu", leaky_alpha), im.tf("LeakyRelu", leaky_alpha), im.onnx("LeakyRelu", leaky_alpha))
-    tf_op = "LeakyRelu"
     cost = 2
     tf_notes = "tf.nn.leaky_relu(features, alpha=0.2); tf.keras.layers.LeakyReLU's default alpha is 0.3: give it explicitly."
 
@@ -507,7 +496,6 @@ class Selu(Elementwise):
 
     name = "selu"
     imports = (im.keras_activation("selu"), im.tf("Selu"), im.onnx("Selu", selu_constants))
-    tf_op = "Selu"
     cost = 4
     tf_notes = "tf.nn.selu; TF's gradient at 0 (scale, not scale * alpha as torch.selu)."
 

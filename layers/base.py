@@ -178,7 +178,8 @@ class Op:
     #: the op only moves or selects data: its FLOPs are zero on purpose
     pure_data_movement: ClassVar[bool] = False
     #: TensorFlow's op for this node in a TF 1.x GraphDef (Conv2D, MatMul, FusedBatchNorm...), the name
-    #: TensorBoard's Graphs tab shows; None where TF builds the node from several ops (then tfn's name)
+    #: TensorBoard's Graphs tab shows, for an op that `imports` from no TF op; None: the first TF op
+    #: of `imports`, else tfn's name (TF builds the node from several ops)
     tf_op: ClassVar[str | None] = None
     #: input shapes, batch first, that the docstring example runs on: the
     #: contract battery (tests/test_op_contract.py) drives every op with them
@@ -209,8 +210,9 @@ class Op:
         return None
 
     def tf_op_name(self, p: Params) -> str:
-        """The op a TF 1.x GraphDef would show for a node with these attributes (`tf_op`, else tfn's name)."""
-        return self.tf_op or self.name
+        """The op a TF 1.x GraphDef would show for a node with these attributes: `tf_op`, else the
+        first TF op this op is imported from, else tfn's name."""
+        return self.tf_op or next((rule.kind for rule in self.imports if rule.framework == "tf"), self.name)
 
     def moving_average_momentum(self, p: Params) -> float | None:
         """For an op whose variables include moving statistics updated in training

@@ -291,7 +291,6 @@ class Conv2D(Conv):
 
     name = "conv2d"
     imports = (im.keras("Conv2D", keras_conv), im.tf("Conv2D", tf_conv, "+ BiasAdd", fuses=["BiasAdd"]))
-    tf_op = "Conv2D"
     spatial = 2
     tf_notes = "tf.layers.conv2d / tf.nn.conv2d; data_format is always channels-first; kernel OIHW (TF: HWIO)."
     example_inputs = ((2, 3, 6, 7),)
@@ -407,7 +406,6 @@ class DepthwiseConv2D(Window):
 
     name = "depthwise_conv2d"
     imports = (im.keras("DepthwiseConv2D", keras_depthwise), im.tf("DepthwiseConv2dNative", tf_depthwise, "+ BiasAdd", fuses=["BiasAdd"]))
-    tf_op = "DepthwiseConv2dNative"
     spatial = 2
     tf_notes = "tf.nn.depthwise_conv2d's `rate` is `dilation_rate`; Keras's depth_multiplier is `channel_multiplier`."
     example_inputs = ((2, 3, 6, 7),)
@@ -516,7 +514,6 @@ class Conv2DTranspose(Window):
 
     name = "conv2d_transpose"
     imports = (im.keras("Conv2DTranspose", keras_conv_transpose), im.tf("Conv2DBackpropInput", tf_conv_transpose, "+ BiasAdd", fuses=["BiasAdd"]), im.onnx("ConvTranspose", onnx_conv_transpose))
-    tf_op = "Conv2DBackpropInput"
     spatial = 2
     tf_notes = "output_shape is the spatial [H, W] only (TF: [N, H, W, C]); kernel [C, filters, kh, kw] (TF: [kh, kw, filters, C])."
     example_inputs = ((2, 3, 3, 4),)

@@ -97,7 +97,6 @@ class Dense(Op):
 
     name = "dense"
     imports = (im.keras("Dense", keras_dense), im.tf("MatMul", tf_matmul, "+ BiasAdd", fuses=["BiasAdd"]), im.onnx("Gemm", onnx_gemm), im.onnx("MatMul", onnx_matmul, "+ Add", fuses=["Add"]))
-    tf_op = "MatMul"
     example_inputs = ((2, 6),)
     family = "core"
     tf_notes = (

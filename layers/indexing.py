@@ -69,7 +69,6 @@ class Transpose(Op):
 
     name = "transpose"
     imports = (im.keras("Permute", permutation), im.tf("Transpose", permutation), im.onnx("Transpose", permutation))
-    tf_op = "Transpose"
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.transpose(a, perm) with perm[0] = 0 (the batch); TF's NHWC perm [0, 3, 1, 2] has no use here: tensors are channels-first already."

@@ -169,7 +169,6 @@ class ReduceMean(Reduce):
 
     name = "reduce_mean"
     imports = (im.tf("Mean", reduce_axes), im.onnx("ReduceMean", reduce_axes))
-    tf_op = "Mean"
     torch_function = "mean"
     floats_only = True
     tf_notes = "tf.reduce_mean(input_tensor, axis, keepdims); axis counts channels-first, batch 0 (NHWC [1, 2] is tfn [2, 3])."
@@ -190,7 +189,6 @@ class ReduceSum(Reduce):
 
     name = "reduce_sum"
     imports = (im.tf("Sum", reduce_axes), im.onnx("ReduceSum", reduce_axes))
-    tf_op = "Sum"
     torch_function = "sum"
     tf_notes = "tf.reduce_sum(input_tensor, axis, keepdims); axis counts channels-first, batch 0."
 
@@ -210,7 +208,6 @@ class ReduceMax(Reduce):
 
     name = "reduce_max"
     imports = (im.tf("Max", reduce_axes), im.onnx("ReduceMax", reduce_axes))
-    tf_op = "Max"
     torch_function = "amax"
     tf_notes = "tf.reduce_max(input_tensor, axis, keepdims); ties share the gradient equally, as in TF."
 
@@ -230,6 +227,5 @@ class ReduceMin(Reduce):
 
     name = "reduce_min"
     imports = (im.tf("Min", reduce_axes), im.onnx("ReduceMin", reduce_axes))
-    tf_op = "Min"
     torch_function = "amin"
     tf_notes = "tf.reduce_min(input_tensor, axis, keepdims); ties share the gradient equally, as in TF."

@@ -115,7 +115,6 @@ class BatchNormalization(Op):
 
     name = "batch_normalization"
     imports = (im.keras("BatchNormalization", keras_batch_norm),) + tuple(im.tf(k, tf_fused_batch_norm) for k in ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")) + (im.onnx("BatchNormalization", onnx_batch_norm),)
-    tf_op = "FusedBatchNorm"
     example_inputs = ((4, 3, 2, 2),)
     family = "normalization"
     tf_notes = "axis is the channel axis 1 (TF's default -1 in NHWC); epsilon 1e-3 and momentum 0.99 as TF."
@@ -235,7 +234,6 @@ class LocalResponseNormalization(Op):
 
     name = "local_response_normalization"
     imports = (im.tf("LRN", local_response), im.onnx("LRN", local_response, "alpha / size"))
-    tf_op = "LRN"
     family = "normalization"
     example_inputs = ((2, 6, 3, 4),)
     tf_notes = (

@@ -173,7 +173,6 @@ class MaxPool(WindowPool):
 
     name = "max_pool"
     imports = (im.keras("MaxPooling2D", keras_pool), im.tf("MaxPool", tf_pool), im.onnx("MaxPool", onnx_pool))
-    tf_op = "MaxPool"
     spatial, mode = 2, "MAX"
     tf_notes = "tf.nn.max_pool(ksize, strides) = pool_size, strides; strides default to pool_size (Keras); padding VALID by default."
     Params = Pool2DParams
@@ -196,7 +195,6 @@ class AvgPool(WindowPool):
 
     name = "avg_pool"
     imports = (im.keras("AveragePooling2D", keras_pool), im.tf("AvgPool", tf_pool), im.onnx("AveragePool", onnx_pool))
-    tf_op = "AvgPool"
     spatial, mode = 2, "AVG"
     tf_notes = "tf.nn.avg_pool(ksize, strides) = pool_size, strides; strides default to pool_size (Keras); padding VALID by default."
     Params = Pool2DParams
@@ -215,7 +213,6 @@ class MaxPool3D(WindowPool):
 
     name = "max_pool3d"
     imports = (im.keras("MaxPooling3D", keras_pool), im.tf("MaxPool3D", tf_pool))
-    tf_op = "MaxPool3D"
     spatial, mode = 3, "MAX"
     Params = Pool3DParams
     example_inputs = ((2, 2, 3, 4, 5),)
@@ -235,7 +232,6 @@ class AvgPool3D(WindowPool):
 
     name = "avg_pool3d"
     imports = (im.keras("AveragePooling3D", keras_pool), im.tf("AvgPool3D", tf_pool))
-    tf_op = "AvgPool3D"
     spatial, mode = 3, "AVG"
     Params = Pool3DParams
     example_inputs = ((2, 2, 3, 4, 5),)

@@ -282,7 +282,6 @@ class Resize(Resampling):
 
     name = "resize"
     imports = (im.keras("Resizing", keras_resizing),) + tuple(im.tf(kind, tf_resize) for kind in _TF_RESIZE)
-    tf_op = "ResizeBilinear"
     tf_notes = (
         "tf.compat.v1.image.resize_images(images, size, method, align_corners) and the resize_* ops with half_pixel_centers; "
         "TF 2's tf.image.resize(antialias=False) is half_pixel_centers: true (BICUBIC there uses Keys' kernel without TF 1.x's table)."

@@ -148,7 +148,6 @@ class Add(Combine):
 
     name = "add"
     imports = (im.keras("Add", elementwise_inputs), im.tf("Add", elementwise_inputs), im.tf("AddV2", elementwise_inputs), im.tf("AddN", elementwise_inputs), im.onnx("Add", elementwise_inputs))
-    tf_op = "Add"
     example_inputs = ((2, 3, 4, 4), (2, 3, 4, 4))
 
     def build(self, p, inputs):
@@ -173,7 +172,6 @@ class Multiply(Combine):
 
     name = "multiply"
     imports = (im.keras("Multiply", elementwise_inputs), im.tf("Mul", elementwise_inputs), im.onnx("Mul", elementwise_inputs))
-    tf_op = "Mul"
     example_inputs = ((2, 3, 4), (2, 3, 4))
 
     def build(self, p, inputs):
@@ -202,7 +200,6 @@ class Concat(Op):
 
     name = "concat"
     imports = (im.keras("Concatenate", concat_axis), im.tf("ConcatV2", concat_axis), im.onnx("Concat", concat_axis))
-    tf_op = "ConcatV2"
     family = "structure"
     arity = (1, None)
     pure_data_movement = True
@@ -282,7 +279,6 @@ class Reshape(Op):
 
     name = "reshape"
     imports = (im.keras("Reshape", keras_reshape), im.tf("Reshape", batched_reshape), im.onnx("Reshape", batched_reshape))
-    tf_op = "Reshape"
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.reshape(x, [-1, *shape]): give the per-sample shape; the batch axis is kept."
@@ -341,7 +337,6 @@ class Pad(Op):
 
     name = "pad"
     imports = tuple(im.keras(f"ZeroPadding{d}D", keras_zero_padding) for d in (1, 2, 3)) + tuple(im.tf(k, tf_pad) for k in ("Pad", "PadV2", "MirrorPad")) + (im.onnx("Pad", onnx_pad),)
-    tf_op = "Pad"
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.pad(tensor, paddings, mode, constant_values); paddings follow channels-first order (TF NHWC: permute them)."

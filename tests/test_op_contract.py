@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import os
 from importlib import resources
 from pathlib import Path
@@ -263,6 +264,29 @@ def test_every_op_has_a_family_and_its_example_shapes():
     for name, op in OPS.items():
         assert op.family, name
         assert getattr(op, "example_inputs", None), f"{name}: set example_inputs (input shapes, batch first) for the battery"
+
+
+def test_the_graphs_tab_shows_tensorflows_op_names():
+    """What TensorBoard's Graphs tab shows for a node: TF's CamelCase op (`tf_op`, or the first TF op
+    the op is imported from), or tfn's name where TF builds it from several ops."""
+    shown = {name: op.tf_op_name(example_params(op)) for name, op in OPS.items()}
+    assert all(tf_op == name or re.fullmatch(r"[A-Z][A-Za-z0-9]*", tf_op) for name, tf_op in shown.items()), shown
+    assert {k: shown[k] for k in ("conv2d", "dense", "batch_normalization", "max_pool", "depthwise_conv2d", "crelu", "gather")} == {
+        "conv2d": "Conv2D",
+        "dense": "MatMul",
+        "batch_normalization": "FusedBatchNorm",
+        "max_pool": "MaxPool",
+        "depthwise_conv2d": "DepthwiseConv2dNative",
+        "crelu": "crelu",  # tf.nn.crelu is several ops: no single name
+        "gather": "GatherV2",  # no TF import rule: its own tf_op
+    }
+    pad, resize, upsampling, split = OPS["pad"], OPS["resize"], OPS["upsampling2d"], OPS["split"]
+    modes = [pad.Params(paddings=[[0, 0], [1, 1]], mode=mode, constant_values=value) for mode, value in (("CONSTANT", 0.0), ("CONSTANT", 1.0), ("REFLECT", 0.0))]
+    assert [pad.tf_op_name(p) for p in modes] == ["Pad", "PadV2", "MirrorPad"]
+    methods = [resize.tf_op_name(resize.Params(size=[2, 2], method=m)) for m in ("nearest", "bilinear", "bicubic", "area")]
+    assert methods == ["ResizeNearestNeighbor", "ResizeBilinear", "ResizeBicubic", "ResizeArea"]
+    assert [upsampling.tf_op_name(upsampling.Params(interpolation=m)) for m in ("nearest", "bilinear")] == ["ResizeNearestNeighbor", "ResizeBilinear"]
+    assert [split.tf_op_name(split.Params(num_or_size_splits=n)) for n in (2, [1, -1])] == ["Split", "SplitV"]
 
 
 @functools.cache

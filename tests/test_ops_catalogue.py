@@ -88,31 +88,3 @@ def test_the_docs_op_table_and_family_list_match_the_registry():
     assert table == {family: {name for name, _ in ops} for family, ops in families().items()}
     listed = re.search(r"^tfn layers +# (.*)$", text, re.MULTILINE).group(1)
     assert listed.split(", ") == list(families())
-
-
-def test_tf_op_names_are_tensorflow_op_names():
-    """What TensorBoard's Graphs tab shows for a node: TF's CamelCase op where TF has one op for it, else tfn's name."""
-    named = {name: op.tf_op for name, op in layers.all_ops().items() if op.tf_op is not None}
-    assert all(re.fullmatch(r"[A-Z][A-Za-z0-9]*", tf_op) for tf_op in named.values()), named
-    assert {k: named[k] for k in ("conv2d", "dense", "batch_normalization", "max_pool", "depthwise_conv2d")} == {
-        "conv2d": "Conv2D",
-        "dense": "MatMul",
-        "batch_normalization": "FusedBatchNorm",
-        "max_pool": "MaxPool",
-        "depthwise_conv2d": "DepthwiseConv2dNative",
-    }
-    crelu = layers.get("crelu")  # tf.nn.crelu is several ops: no single name
-    assert crelu.tf_op is None and crelu.tf_op_name(crelu.Params()) == "crelu"
-    pad = layers.get("pad")
-    modes = [pad.Params(paddings=[[0, 0], [1, 1]], mode=mode, constant_values=value) for mode, value in (("CONSTANT", 0.0), ("CONSTANT", 1.0), ("REFLECT", 0.0))]
-    assert [pad.tf_op_name(p) for p in modes] == ["Pad", "PadV2", "MirrorPad"]
-    resize, upsampling, split = layers.get("resize"), layers.get("upsampling2d"), layers.get("split")
-    assert [resize.tf_op_name(resize.Params(size=[2, 2], method=m)) for m in ("nearest", "bilinear", "bicubic", "area")] == [
-        "ResizeNearestNeighbor",
-        "ResizeBilinear",
-        "ResizeBicubic",
-        "ResizeArea",
-    ]
-    assert upsampling.tf_op_name(upsampling.Params()) == "ResizeNearestNeighbor"
-    assert upsampling.tf_op_name(upsampling.Params(interpolation="bilinear")) == "ResizeBilinear"
-    assert [split.tf_op_name(split.Params(num_or_size_splits=n)) for n in (2, [1, -1])] == ["Split", "SplitV"]
