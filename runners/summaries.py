@@ -130,8 +130,9 @@ class Summaries:
                 grid = image_grid(feeds[inp.name].detach().to("cpu").float())
                 self.writers["train"].add_image(f"inputs/{inp.name}", grid, 0, dataformats="CHW")
 
-    def start_session(self, spec, metrics: dict[str, list[str]]) -> None:
-        """The HParams tab: the spec's main settings, and as metrics the scalars `metrics` names per split.
+    def start_session(self, spec, metrics: dict[str, list[str]], extra: dict | None = None) -> None:
+        """The HParams tab: the spec's main settings, `extra` values (a sweep's parameters), and as
+        metrics the scalars `metrics` names per split.
 
         Written at the start, in an event file of the run directory itself
         (the session); each metric names a tag and the split's directory
@@ -148,6 +149,7 @@ class Summaries:
             "batch_size": spec.data.batch_size,
             "epochs": spec.train.epochs,
             "seed": spec.train.seed,
+            **(extra or {}),
         }
         start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
         infos = []

@@ -25,6 +25,7 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,13 +61,18 @@ class TrainResult:
     run_dir: Path
     steps: int
     metrics: dict[str, dict]
-    #: why the run ended before its last step: "early_stopping", "SIGTERM", "SIGINT"; None when it ran to the end
+    #: why the run ended before its last step: "early_stopping", "pruned", "SIGTERM", "SIGINT"; None when it ran to the end
     stopped: str | None = None
     #: the run's final weights (those the test figures come from): {"step", "checkpoint", "best"}, where
     #: "best" is {"metric", "value"} when restore_best chose the best checkpoint, else None (the last step)
     weights: dict | None = None
     #: warnings about the result, also printed at the end of the run (stale batch-normalization statistics)
     warnings: list[str] = field(default_factory=list)
+
+
+#: Called after each validation with (step, epoch, the scalar validation metrics); a true result
+#: stops the run there as "pruned" (a sweep's pruner), with a checkpoint and run.json status `pruned`.
+ValidationCallback = Callable[[int, int, dict[str, float]], bool]
 
 
 def pick_device(name: str) -> torch.device:
@@ -371,9 +377,19 @@ class _Stop:
 
 class Trainer:
     def __init__(
-        self, loaded: LoadedSpec, run_dir: Path, device: torch.device, *, quiet: bool, resuming: bool, replicas: Replicas | None = None
+        self,
+        loaded: LoadedSpec,
+        run_dir: Path,
+        device: torch.device,
+        *,
+        quiet: bool,
+        resuming: bool,
+        replicas: Replicas | None = None,
+        on_validation: ValidationCallback | None = None,
+        hparams: dict | None = None,
     ):
         self.loaded, self.spec, self.graph = loaded, loaded.spec, loaded.graph
+        self.on_validation = on_validation
         self.settings = self.spec.train
         # one process, or one rank of a distributed job (runners/distributed.py): only rank 0 writes
         self.replicas = replicas or Replicas(device)
@@ -424,7 +440,7 @@ class Trainer:
         if not resuming:
             scalar_names = ["loss", *(name for t in self.targets for name in t.scalar_names())]
             splits = [split for split in ("validation", "test") if self.data.size(split) > 0]
-            self.summaries.start_session(self.spec, {split: scalar_names for split in splits})
+            self.summaries.start_session(self.spec, {split: scalar_names for split in splits}, hparams)
 
     def _monitors(self) -> dict[str, Monitor]:
         s = self.settings
@@ -657,6 +673,9 @@ class Trainer:
             return None
         if s.checkpoints.best is not None and self.replicas.is_writer:
             self.checkpoints.consider_best(s.checkpoints.best, result[s.checkpoints.best], better(s.checkpoints.best, s.checkpoints.best_mode))
+        if self.on_validation is not None and self.on_validation(pos.step, epoch, scalars(result)):
+            bar.line(f"pruned at epoch {epoch} step {pos.step}")
+            return "pruned"
         plateau = self.monitors.get("reduce_on_plateau")
         if plateau is not None and plateau.update(result[plateau.metric]):
             cfg = s.reduce_on_plateau
@@ -681,8 +700,16 @@ def train(
     command: list[str] | None = None,
     init_from: str | Path | None = None,
     strict: bool = False,
+    on_validation: ValidationCallback | None = None,
+    run_info: dict | None = None,
+    hparams: dict | None = None,
 ) -> TrainResult:
-    """Train a spec into a new run directory."""
+    """Train a spec into a new run directory.
+
+    `on_validation` may stop the run as pruned (see ValidationCallback); `run_info`
+    adds keys to run.json (a sweep names itself and the trial); `hparams` adds
+    values to TensorBoard's HParams tab beside the spec's main settings.
+    """
     spec = loaded.spec
     replicas = Replicas.join(pick_device(device or spec.train.device))
     dev = replicas.device
@@ -692,7 +719,7 @@ def train(
         if replicas.is_writer:
             atomic_write(run_dir / "spec.yaml", yaml.safe_dump(resolved(spec, Path.cwd()), sort_keys=False))
             atomic_write(run_dir / "graph.json", loaded.graph.to_json())
-        trainer = Trainer(loaded, run_dir, dev, quiet=quiet, resuming=False, replicas=replicas)
+        trainer = Trainer(loaded, run_dir, dev, quiet=quiet, resuming=False, replicas=replicas, on_validation=on_validation, hparams=hparams)
         if replicas.is_writer:
             trainer.data.preprocessing.write(run_dir)
         if init_from is not None:
@@ -716,6 +743,7 @@ def train(
         "started": _now(),
         "graph_hash": loaded.graph.hash,
         "init_from": str(init_from) if init_from else None,
+        **(run_info or {}),
     }
     return _run(trainer, run, epochs, steps)
 
@@ -779,7 +807,7 @@ def _run(trainer: Trainer, run: dict, epochs: int | None, steps: int | None) -> 
         latest = trainer.checkpoints.latest
         weights = {"step": trainer.position.step, "checkpoint": latest.name if latest else None, "best": None}
         warnings = []
-        if not interrupted:
+        if not interrupted and stopped != "pruned":  # a pruned run's test pass would only cost time
             weights = trainer.restore_best() or weights
             if trainer.data.size("test") > 0:
                 test = evaluate(trainer.model, trainer.data, "test", trainer.targets)
@@ -791,7 +819,7 @@ def _run(trainer: Trainer, run: dict, epochs: int | None, steps: int | None) -> 
             if writer:
                 for message in warnings:
                     _warn(message)
-        status = "interrupted" if interrupted else "completed"
+        status = "interrupted" if interrupted else "pruned" if stopped == "pruned" else "completed"
     finally:
         metrics_file.close()
         trainer.summaries.end_session(status)
