@@ -22,12 +22,15 @@ def validate(doc: Document) -> Spec:
     return spec
 
 
-def check_schema(doc: Document) -> tuple[Spec | None, list[Diagnostic]]:
-    """The document as a Spec and no problems, or None and every schema problem, positioned."""
+def check_schema(doc: Document, root: type[BaseModel] = Spec, document: str = "spec") -> tuple[typing.Any, list[Diagnostic]]:
+    """The document as a `root` (a Spec) and no problems, or None and every schema problem, positioned.
+
+    `document` names the kind of file in messages ("unsupported spec version").
+    """
     try:
-        return Spec.model_validate(doc.data), []
+        return root.model_validate(doc.data), []
     except ValidationError as exc:
-        errors = [_Located(doc.data, e) for e in exc.errors(include_url=False)]
+        errors = [_Located(doc.data, e, root, document) for e in exc.errors(include_url=False)]
         # a misspelt attribute also leaves the real one missing: say it once, at the misspelling
         meant = {_meant(e) for e in errors if e.kind == "extra_forbidden"}
         problems = {}
@@ -41,8 +44,9 @@ class _Located:
     """One pydantic error, its location split into the path inside the data, the tags of the
     discriminated unions it crossed, and the members of plain unions (int | 'full') it tried."""
 
-    def __init__(self, data, error: dict):
+    def __init__(self, data, error: dict, root: type[BaseModel] = Spec, document: str = "spec"):
         self.error, self.kind = error, error["type"]
+        self.root, self.document = root, document
         path, self.tags, self.branches = [], [], []
         loc = error["loc"]
         for k, part in enumerate(loc):
@@ -92,14 +96,14 @@ def _relevant(group: list[_Located]) -> _Located:
 
 def _meant(error: _Located) -> tuple | None:
     """For an unknown key: the path of the known key it most likely misspells."""
-    model = _model_at(error.path, error.tags)
+    model = _model_at(error.path, error.tags, error.root)
     hint = suggest(error.path[-1], model.model_fields) if model is not None else None
     return error.path[:-1] + (hint,) if hint else None
 
 
-def _annotation_at(path: tuple, tags: typing.Iterator[str]):
+def _annotation_at(path: tuple, tags: typing.Iterator[str], root: type[BaseModel] = Spec):
     """The schema's annotation of the value at `path`, crossing discriminated unions by the next of `tags`."""
-    annotation: typing.Any = Spec
+    annotation: typing.Any = root
     for part in path:
         model = _unwrap(annotation, tags)
         if isinstance(model, type) and issubclass(model, BaseModel):
@@ -114,10 +118,10 @@ def _annotation_at(path: tuple, tags: typing.Iterator[str]):
     return annotation
 
 
-def _model_at(path: tuple, tags: list) -> type[BaseModel] | None:
+def _model_at(path: tuple, tags: list, root: type[BaseModel] = Spec) -> type[BaseModel] | None:
     """The schema model that owns the last key of `path` (for did-you-mean on unknown keys)."""
     tag_iter = iter(tags)
-    model = _unwrap(_annotation_at(path[:-1], tag_iter), tag_iter)
+    model = _unwrap(_annotation_at(path[:-1], tag_iter, root), tag_iter)
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
@@ -150,10 +154,10 @@ def _unwrap(model, tags):
 
 
 
-def _vocabulary(path: tuple, tags: list) -> Vocabulary | None:
+def _vocabulary(path: tuple, tags: list, root: type[BaseModel] = Spec) -> Vocabulary | None:
     """The Vocabulary of the union at `path` (through `loss:`'s one-or-a-list form)."""
     tag_iter = iter(tags)
-    annotation = _annotation_at(path, tag_iter)
+    annotation = _annotation_at(path, tag_iter, root)
     while typing.get_origin(annotation) in (typing.Annotated, typing.Union):
         if typing.get_origin(annotation) is typing.Union:
             annotation = LOSS_FORMS.get(next(tag_iter, ""))
@@ -167,7 +171,7 @@ def _vocabulary(path: tuple, tags: list) -> Vocabulary | None:
 
 def _accepted(error: _Located) -> str:
     """What the schema accepts at the error's place, in words: `int > 0 or full`."""
-    annotation = _annotation_at(error.path, iter(error.tags))
+    annotation = _annotation_at(error.path, iter(error.tags), error.root)
     if annotation is None:
         return "another value"
     return type_text(TypeAdapter(annotation).json_schema()).replace(" | ", " or ")
@@ -190,7 +194,7 @@ def _diagnose(doc: Document, error: _Located) -> Diagnostic:
         what = "section" if len(path) == 1 else "attribute"
         return replace(doc.error(path[:-1], f"missing required {what} {path[-1]!r}"), path=format_path(path))
     if kind == "extra_forbidden":
-        model = _model_at(path, error.tags)
+        model = _model_at(path, error.tags, error.root)
         what = "section" if len(path) == 1 else "attribute"
         message = f"unknown {what} {_show(path[-1])}"
         if model is not None:
@@ -201,7 +205,7 @@ def _diagnose(doc: Document, error: _Located) -> Diagnostic:
                 message += f"; known: {', '.join(k for k in model.model_fields)}"
         return doc.error(path, message, key=True)
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        vocabulary = _vocabulary(path, error.tags)
+        vocabulary = _vocabulary(path, error.tags, error.root)
         if vocabulary is None:  # not a union of the spec's sections
             return doc.error(path, f"expected a mapping, got {_show(value)}")
         if not isinstance(value, dict):
@@ -210,7 +214,7 @@ def _diagnose(doc: Document, error: _Located) -> Diagnostic:
             return doc.error(path, vocabulary.needs + ("; " + vocabulary.listing if vocabulary.listing else f"; choices: {', '.join(vocabulary.choices)}"))
         return doc.error(path + (vocabulary.key,), _unknown(vocabulary, value[vocabulary.key]))
     if path == ("version",) and kind != "missing":
-        return doc.error(path, f"unsupported spec version {_show(value)}; this tfn reads version 1")
+        return doc.error(path, f"unsupported {error.document} version {_show(value)}; this tfn reads version 1")
     if kind == "literal_error":
         choices = _known(ctx.get("expected", ""))
         hint = suggest(value, choices) if isinstance(value, str) else None
