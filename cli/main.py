@@ -27,7 +27,12 @@ COMMANDS = {
     "runs": ("tfn.cli.runs", "A table of runs: status, steps, best/final validation and test metric, duration; filter and sort."),
     "diff": ("tfn.cli.diff", "Two runs or specs side by side: the spec fields that differ, then the runs' figures."),
     "plot": ("tfn.cli.plot", "Loss and metric curves of several runs in one picture (PNG, SVG or PDF; needs matplotlib)."),
+    "sweep": ("tfn.cli.sweep", "Search hyperparameters with Optuna: every trial a run; one machine or many on one study."),
 }
+
+
+#: errors of a run that failed (exit status 1), as opposed to the user's input (2)
+FAILED_RUNS = (("tfn.runners.train", "TrainingFailed"), ("tfn.runners.data", "DataLoaderFailed"), ("tfn.runners.sweep", "SweepFailed"))
 
 
 class LazyGroup(click.Group):
@@ -71,12 +76,12 @@ def report(exc: Exception) -> tuple[int, str]:
     """(exit status, message) for an error that ended a command.
 
     2: the user's input is wrong (tfn.layers.base.UserError and its subclasses);
-    1: the run itself failed (diverged, a data loader died); anything else is a
+    1: the run itself failed (diverged, a data loader died, too many trials of a sweep); anything else is a
     bug in tfn, reported as an internal error.
     """
     if _is(exc, "tfn.layers.base", "UserError"):
         return 2, str(exc)
-    if _is(exc, "tfn.runners.train", "TrainingFailed") or _is(exc, "tfn.runners.data", "DataLoaderFailed"):
+    if any(_is(exc, module, name) for module, name in FAILED_RUNS):
         return 1, f"error: {exc}"
     return 1, f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
 

@@ -152,6 +152,11 @@ def targets(spec, graph) -> list[Target]:
     return found
 
 
+def validation_metrics(chosen: list[Target]) -> list[str]:
+    """The names a validation result has for these targets (what a monitor may watch)."""
+    return ["loss", *(name for t in chosen for name in t.scalar_names())]
+
+
 def measure(chosen: list[Target], out: dict, feeds: dict) -> None:
     for t in chosen:
         t.metrics.update(out[t.logits], feeds[t.labels])
@@ -444,7 +449,7 @@ class Trainer:
 
     def _monitors(self) -> dict[str, Monitor]:
         s = self.settings
-        available = ["loss", *(name for t in self.targets for name in t.scalar_names())]
+        available = validation_metrics(self.targets)
         wanted = {
             "early_stopping": s.early_stopping,
             "reduce_on_plateau": s.reduce_on_plateau,

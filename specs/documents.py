@@ -35,7 +35,7 @@ class Document:
     data: dict
     values: dict[tuple, Position] = field(default_factory=dict)  # path -> value position
     keys: dict[tuple, Position] = field(default_factory=dict)  # path -> key position
-    overrides: dict[tuple, str] = field(default_factory=dict)  # path -> the --set option that gave its value
+    overrides: dict[tuple, str] = field(default_factory=dict)  # path -> the option that gave its value (`--set K=V`)
     #: False for a text tfn wrote itself (a spec given as a dict): its lines mean nothing to the user
     shows_positions: bool = True
 
@@ -56,7 +56,7 @@ class Document:
         path = tuple(path)
         for k in range(len(path), 0, -1):
             if path[:k] in self.overrides:
-                return Diagnostic(f"--set {self.overrides[path[:k]]}", None, None, format_path(path), message)
+                return Diagnostic(self.overrides[path[:k]], None, None, format_path(path), message)
         line, col = (self.where(path, key) if self.shows_positions else None) or (None, None)
         return Diagnostic(self.path, line, col, format_path(path), message)
 

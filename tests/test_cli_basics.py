@@ -9,8 +9,8 @@ def test_help_does_not_import_torch():
 
 
 def test_check_help_and_schema_do_not_import_torch():
-    for args in (["check", "--help"], ["schema"]):
-        code = f"import sys; from tfn.cli.main import main\ntry:\n main({args!r})\nexcept SystemExit: pass\nprint('torch' in sys.modules, file=sys.stderr)"
+    for args in (["check", "--help"], ["schema"], ["sweep", "--help"]):
+        code = f"import sys; from tfn.cli.main import main\ntry:\n main({args!r})\nexcept SystemExit: pass\nprint('torch' in sys.modules or 'optuna' in sys.modules, file=sys.stderr)"
         err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
         assert err.strip().endswith("False"), args
 
