@@ -74,14 +74,18 @@ def command(target, params, overrides, trials, workers, out, root, resume_dir, s
     failure = stopped = None
     problems: list[str] = []
     try:
-        if workers == 1:
-            stopped = sweeper.work(device=device, quiet=quiet)
-        else:
-            outcome = run_workers(sweeper.sweep_dir, workers, device=device, quiet=quiet, storage=storage)
-            stopped, problems = outcome.stopped, outcome.problems
-    except SweepFailed as exc:
-        failure = str(exc)
-    summary = sweeper.summary()
+        try:
+            if workers == 1:
+                stopped = sweeper.work(device=device, quiet=quiet)
+            else:
+                outcome = run_workers(sweeper.sweep_dir, workers, device=device, quiet=quiet, storage=storage)
+                stopped, problems = outcome.stopped, outcome.problems
+        except SweepFailed as exc:
+            failure = str(exc)
+        summary = sweeper.summary()
+        grid_done = sweeper.grid_exhausted()
+    finally:
+        sweeper.close()
     if as_json:
         click.echo(json.dumps({**summary, "stopped": stopped, "problems": problems}, indent=2))
     else:
@@ -96,7 +100,7 @@ def command(target, params, overrides, trials, workers, out, root, resume_dir, s
         click.echo(f"stopped by {stopped}: running trials wrote their checkpoints; continue with: {resume}", err=True)
         sys.exit(128 + getattr(signal, stopped))
     done = summary["trials"]["completed"] + summary["trials"]["pruned"]
-    if done < summary["target"] and not sweeper.grid_exhausted():
+    if done < summary["target"] and not grid_done:
         click.echo(f"error: {done} of {summary['target']} trials finished; continue with: {resume}", err=True)
         sys.exit(1)
 
@@ -105,7 +109,11 @@ def _work(resume_dir, worker: int, device, quiet) -> None:
     """One worker process of `--workers N`: trials until the count, no summary."""
     from tfn.runners.sweep import reopen
 
-    stopped = reopen(resume_dir, worker=worker).work(device=device, quiet=quiet)
+    sweeper = reopen(resume_dir, worker=worker)
+    try:
+        stopped = sweeper.work(device=device, quiet=quiet)
+    finally:
+        sweeper.close()
     if stopped:
         sys.exit(128 + getattr(signal, stopped))
 

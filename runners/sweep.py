@@ -25,6 +25,7 @@ import io
 import json
 import math
 import os
+import random
 import shlex
 import signal
 import socket
@@ -119,17 +120,26 @@ def open_storage(url: str, heartbeat: int, on_stale=None) -> optuna.storages.Bas
 
         path = url[len("journal:") :].removeprefix("//")
         return optuna.storages.JournalStorage(JournalFileBackend(path))
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental" in Optuna
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat, heartbeat_stale_trial_callback=on_stale
-            )
-    except ImportError as exc:
-        raise UserError(f"--storage {shown_url(url)}: error: no database driver for it ({exc}); for PostgreSQL: pip install 'tfn[postgres]'") from None
-    except Exception as exc:  # sqlalchemy's errors: bad URL, server down, access refused
-        raise UserError(f"--storage {shown_url(url)}: error: cannot open the study storage: {type(exc).__name__}: {_first_line(exc)}") from None
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental" in Optuna
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat, heartbeat_stale_trial_callback=on_stale
+                )
+        except (IntegrityError, ProgrammingError):
+            # machines starting together on an empty database race to create Optuna's tables: the loser tries again
+            if attempt == 4:
+                raise
+            time.sleep(0.2 + random.random())
+        except ImportError as exc:
+            raise UserError(f"--storage {shown_url(url)}: error: no database driver for it ({exc}); for PostgreSQL: pip install 'tfn[postgres]'") from None
+        except Exception as exc:  # sqlalchemy's errors: bad URL, server down, access refused
+            raise UserError(f"--storage {shown_url(url)}: error: cannot open the study storage: {type(exc).__name__}: {_first_line(exc)}") from None
+    raise AssertionError("unreachable")
 
 
 def shown_url(url: str) -> str:
@@ -275,7 +285,7 @@ class Sweeper:
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.stop: str | None = None
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # tfn prints one line per trial itself
-        storage = open_storage(storage_url, self.sweep.heartbeat, on_stale=self._on_lost)
+        self.storage = storage = open_storage(storage_url, self.sweep.heartbeat, on_stale=self._on_lost)
         try:
             if create:
                 self.study = optuna.create_study(storage=storage, study_name=study_name, direction=_direction(loaded), load_if_exists=True)
@@ -290,6 +300,12 @@ class Sweeper:
         if create:
             for params in self.sweep.enqueue:
                 self.study.enqueue_trial(params, skip_if_exists=True)
+
+    def close(self) -> None:
+        """Close the storage's database connections."""
+        engine = getattr(self.storage, "engine", None)
+        if engine is not None:
+            engine.dispose()
 
     # --- the study's definition, shared by every process ---
 
@@ -391,18 +407,27 @@ class Sweeper:
             trial.set_user_attr(key, value)
         values = {name: _suggest(trial, name, p) for name, p in self.sweep.params.items()}
         sets = [f"{name}={_yaml_scalar(v)}" for name, v in values.items()]
-        info = {"sweep": {"dir": str(self.sweep_dir), "study": self.study_name, "storage": self.shown_storage(), "trial": trial.number, "params": values}}
+        info = {
+            "sweep": {
+                "dir": str(self.sweep_dir),
+                "study": self.study_name,
+                "storage": self.shown_storage(),
+                "trial": trial.number,
+                "params": values,
+                "host": self.host,
+                "pid": self.pid,
+            }
+        }
         command = reproduce_command(self.sweep_dir, values)
         try:
             loaded = load(self.sweep_dir / "spec.yaml", sets)
-            per_epoch = loaded.spec.train.validate_every == 0
             result = train(
                 loaded,
                 out=run_dir,
                 device=self.device,
                 quiet=True,
                 command=shlex.split(command),
-                on_validation=_Reporter(self, trial, per_epoch),
+                on_validation=_Reporter(self, trial, loaded.spec.train),
                 run_info=info,
                 hparams=values,
             )
@@ -438,8 +463,7 @@ class Sweeper:
         if trial.state == TrialState.COMPLETE:
             what = f"completed, validation {self.sweep.monitor} {trial.value:.4f}"
         elif trial.state == TrialState.PRUNED:
-            last = max(trial.intermediate_values, default=None)
-            what = f"pruned at epoch/step {last}, validation {self.sweep.monitor} {trial.intermediate_values[last]:.4f}" if last is not None else "pruned"
+            what = f"pruned at {trial.user_attrs.get('pruned_at', '?')}, validation {self.sweep.monitor} {trial.value:.4f}"
         elif "stopped" in trial.user_attrs:
             what = f"stopped by {trial.user_attrs['stopped']} (checkpoint written)"
         else:
@@ -520,8 +544,8 @@ def failure_reason(trial: FrozenTrial) -> str:
 class _Reporter:
     """The validation callback: reports the monitored value to Optuna's pruner and passes its decision on."""
 
-    def __init__(self, sweeper: Sweeper, trial: optuna.Trial, per_epoch: bool):
-        self.sweeper, self.trial, self.per_epoch = sweeper, trial, per_epoch
+    def __init__(self, sweeper: Sweeper, trial: optuna.Trial, settings):
+        self.sweeper, self.trial, self.settings = sweeper, trial, settings
 
     def __call__(self, step: int, epoch: int, metrics: dict[str, float]) -> bool:
         if self.sweeper.stop:  # a signal came while the run was starting: hand it to the training loop now
@@ -530,9 +554,15 @@ class _Reporter:
         value = metrics.get(self.sweeper.sweep.monitor)
         if value is None or not math.isfinite(value):
             return False
+        s = self.settings
         # trials compare at the same epoch (validations per epoch) or step (validate_every)
-        self.trial.report(value, epoch if self.per_epoch else step)
-        return self.trial.should_prune()
+        self.trial.report(value, step if s.validate_every else epoch)
+        # pruning at the last validation would save nothing and lose the test pass
+        last = step >= s.steps if s.steps else (epoch >= s.epochs and not s.validate_every)
+        if last or not self.trial.should_prune():
+            return False
+        self.trial.set_user_attr("pruned_at", f"step {step}" if s.validate_every else f"epoch {epoch}")
+        return True
 
 
 @contextlib.contextmanager

@@ -61,3 +61,44 @@ train: {epochs: 1}
 @pytest.fixture
 def minimal_spec(write_spec) -> Path:
     return write_spec(MINIMAL_SPEC)
+
+
+@pytest.fixture
+def session_hparams():
+    """session_hparams(run_dir) -> {name: value} of the run's TensorBoard HParams session, read with TensorBoard's reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    def read(run_dir: Path) -> dict:
+        events = EventAccumulator(str(run_dir / "train"))
+        events.Reload()
+        content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+        values = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+        return {name: getattr(value, value.WhichOneof("kind")) for name, value in values.items()}
+
+    return read
+
+
+TINY_CONV_SPEC = """
+version: 1
+name: tiny
+model:
+  inputs: {image: {shape: [1, 8, 8]}}
+  layers:
+    - {name: conv, op: conv2d, filters: 4, kernel_size: 3}
+    - {op: relu}
+    - {op: flatten}
+    - {name: logits, op: dense, units: 10}
+loss: {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}
+optimizer: {type: gradient_descent, learning_rate: 0.1}
+data: {source: digits, batch_size: 64}
+train: {epochs: 2, summaries: {histogram_every: 0, images: 0}}
+"""
+
+
+@pytest.fixture
+def tiny_conv_spec(tmp_path) -> Path:
+    """tmp_path/tiny.yaml: a small conv net on the shipped digits, 2 epochs of 19 steps, no histograms or images (fast sweep trials)."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_CONV_SPEC.lstrip())
+    return path

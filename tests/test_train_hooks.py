@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
-
 SPEC = """
 version: 1
 name: hooks
@@ -23,15 +20,7 @@ train: {epochs: 4, summaries: {histogram_every: 0, images: 0}}
 """
 
 
-def session_hparams(run_dir) -> dict:
-    events = EventAccumulator(str(run_dir / "train"))
-    events.Reload()
-    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
-    values = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
-    return {name: getattr(value, value.WhichOneof("kind")) for name, value in values.items()}
-
-
-def test_validation_callback_prunes_with_a_checkpoint(write_spec, tmp_path):
+def test_validation_callback_prunes_with_a_checkpoint(write_spec, tmp_path, session_hparams):
     from tfn import specs
     from tfn.runners.checkpoint import read_state_file
     from tfn.runners.train import train
