@@ -182,7 +182,7 @@ def postgres():
     data = Path(tempfile.mkdtemp(prefix="tfn-pg-"))
     if user is not None:
         os.chown(data, user.pw_uid, user.pw_gid)
-    as_user = {"user": user.pw_uid, "group": user.pw_gid} if user else {}
+    as_user = {"user": user.pw_uid, "group": user.pw_gid, "cwd": data} if user else {"cwd": data}
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
