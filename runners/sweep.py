@@ -102,12 +102,16 @@ class Counts:
                 counts.pruned += 1
             elif t.state == TrialState.RUNNING:
                 counts.running += 1
+            elif is_failure(t):
+                counts.failed += 1
             elif t.state == TrialState.FAIL:
-                if "stopped" in t.user_attrs or "skipped" in t.user_attrs:
-                    counts.stopped += 1
-                else:
-                    counts.failed += 1
+                counts.stopped += 1
         return counts
+
+
+def is_failure(trial: FrozenTrial) -> bool:
+    """A failed trial, as max_failures counts them: not one stopped by a signal, nor one skipped."""
+    return trial.state == TrialState.FAIL and not ({"stopped", "skipped"} & trial.user_attrs.keys())
 
 
 # --- storage and study ------------------------------------------------------------------
@@ -284,6 +288,8 @@ class Sweeper:
         self.storage_url, self.study_name, self.worker = storage_url, study_name, worker
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.stop: str | None = None
+        self.device: str | None = None
+        self.quiet = False
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # tfn prints one line per trial itself
         self.storage = storage = open_storage(storage_url, self.sweep.heartbeat, on_stale=self._on_lost)
         try:
@@ -378,7 +384,7 @@ class Sweeper:
                 trials = self.study.get_trials(deepcopy=False)
                 counts = Counts.of(trials)
                 if counts.failed > self.sweep.max_failures:
-                    last = max((t for t in trials if t.state == TrialState.FAIL and "stopped" not in t.user_attrs), key=lambda t: t.number)
+                    last = max((t for t in trials if is_failure(t)), key=lambda t: t.number)
                     raise SweepFailed(
                         f"{counts.failed} trials failed, more than max_failures: {self.sweep.max_failures}; trial {last.number}: {failure_reason(last)}"
                     )
@@ -527,7 +533,7 @@ class Sweeper:
             "target": self.target,
             "trials": {"completed": counts.completed, "pruned": counts.pruned, "failed": counts.failed, "running": counts.running, "stopped": counts.stopped},
             "best": best,
-            "failures": {t.number: failure_reason(t) for t in trials if t.state == TrialState.FAIL and "skipped" not in t.user_attrs and "stopped" not in t.user_attrs},
+            "failures": {t.number: failure_reason(t) for t in trials if is_failure(t)},
             "plots": write_plots(self.study, self.sweep_dir, f"validation {self.sweep.monitor}") if plots else {},
         }
         write_json(self.sweep_dir / "summary.json", result)
@@ -659,9 +665,14 @@ def write_plots(study: optuna.Study, sweep_dir: Path, target_name: str) -> dict[
         if completed < (1 if name == "history" else 2):
             written[f"{name}_note"] = f"no {name} plot: too few completed trials ({completed})"
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the matplotlib backend is "experimental"
-            axes = draw()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the matplotlib backend is "experimental"
+                axes = draw()
+        except Exception as exc:  # a plot is a by-product: it never fails the sweep
+            written[f"{name}_note"] = f"no {name} plot: {type(exc).__name__}: {exc}"
+            plt.close("all")
+            continue
         figure = axes.figure
         figure.set_size_inches(8, 5)
         figure.tight_layout()

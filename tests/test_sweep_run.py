@@ -209,3 +209,24 @@ def test_journal_storage_and_resume(tmp_path, monkeypatch, tfn_cli, tiny_conv_sp
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
     assert "trials: 2" in (tmp_path / "sw" / "sweep.yaml").read_text()
     assert sorted(p.name for p in (tmp_path / "sw").glob("trial-*")) == ["trial-0000", "trial-0001"]
+
+
+def test_grid_sampler_with_hyperband(tmp_path, monkeypatch, tfn_cli, tiny_conv_spec):
+    """A grid runs every combination once (its size caps `trials`), whatever the pruner."""
+    monkeypatch.chdir(tmp_path)
+    sweep = """
+    version: 1
+    sweep: tiny.yaml
+    monitor: accuracy
+    sampler: {type: grid, seed: 3}
+    pruner: {type: hyperband, min_resource: 1, reduction_factor: 2}
+    params:
+      optimizer.learning_rate: {choice: [0.05, 0.2]}
+      data.batch_size: {int: [64, 128], step: 64}
+    """
+    (tmp_path / "g.sweep.yaml").write_text(textwrap.dedent(sweep).lstrip())
+    code, out, err = tfn_cli("sweep", "g.sweep.yaml", "--set", "train.epochs=1", "--out", "sw", "--quiet")
+    assert code == 0, err
+    trials = study_trials((tmp_path / "sw").resolve(), "tiny")
+    assert len(trials) == 4 and "4 of 4 trials" in out
+    assert sorted((t.params["optimizer.learning_rate"], t.params["data.batch_size"]) for t in trials) == [(0.05, 64), (0.05, 128), (0.2, 64), (0.2, 128)]
