@@ -53,6 +53,8 @@ def command(target, params, overrides, trials, workers, out, root, resume_dir, s
       tensorboard --logdir sweeps/my/1
     """
     if worker is not None:
+        if not resume_dir:
+            raise click.UsageError("--worker goes with --resume SWEEP_DIR")
         _work(resume_dir, worker, device, quiet)
         return
     from tfn.runners.sweep import SweepFailed, reopen, run_workers, start
@@ -80,6 +82,7 @@ def command(target, params, overrides, trials, workers, out, root, resume_dir, s
             else:
                 outcome = run_workers(sweeper.sweep_dir, workers, device=device, quiet=quiet, storage=storage)
                 stopped, problems = outcome.stopped, outcome.problems
+                failure = sweeper.too_many_failures()
         except SweepFailed as exc:
             failure = str(exc)
         summary = sweeper.summary()

@@ -383,11 +383,9 @@ class Sweeper:
                     optuna.storages.fail_stale_trials(self.study)  # Optuna's heartbeat: trials of workers gone silent
                 trials = self.study.get_trials(deepcopy=False)
                 counts = Counts.of(trials)
-                if counts.failed > self.sweep.max_failures:
-                    last = max((t for t in trials if is_failure(t)), key=lambda t: t.number)
-                    raise SweepFailed(
-                        f"{counts.failed} trials failed, more than max_failures: {self.sweep.max_failures}; trial {last.number}: {failure_reason(last)}"
-                    )
+                too_many = self.too_many_failures(trials)
+                if too_many:
+                    raise SweepFailed(too_many)
                 grid_done = self.grid_exhausted()
                 if counts.finished >= self.target or (grid_done and counts.running == 0):
                     return None
@@ -400,6 +398,14 @@ class Sweeper:
                 waiting_said = False
                 self.study.optimize(self._objective, n_trials=1, catch=(_TrialFailed, _TrialStopped), callbacks=[self._report])
         return self.stop
+
+    def too_many_failures(self, trials: list[FrozenTrial] | None = None) -> str | None:
+        """Why the sweep must stop, when more trials than max_failures have failed."""
+        failed = [t for t in (trials if trials is not None else self.study.get_trials(deepcopy=False)) if is_failure(t)]
+        if len(failed) <= self.sweep.max_failures:
+            return None
+        last = max(failed, key=lambda t: t.number)
+        return f"{len(failed)} trials failed, more than max_failures: {self.sweep.max_failures}; trial {last.number}: {failure_reason(last)}"
 
     def _objective(self, trial: optuna.Trial) -> float:
         earlier = [t for t in self.study.get_trials(deepcopy=False) if t.number < trial.number]
@@ -690,10 +696,8 @@ def write_plots(study: optuna.Study, sweep_dir: Path, target_name: str) -> dict[
 @dataclass
 class WorkersOutcome:
     stopped: str | None = None
-    #: "worker N (pid P): how it ended", for workers that ended badly
+    #: "worker N (pid P) how it ended", for workers that ended badly
     problems: list[str] = field(default_factory=list)
-    #: the first problem's exit status (1 failed, 2 user error); 0 when all ended well
-    status: int = 0
 
 
 def run_workers(sweep_dir: Path, workers: int, *, device: str | None, quiet: bool, storage: str | None) -> WorkersOutcome:
@@ -727,6 +731,4 @@ def run_workers(sweep_dir: Path, workers: int, *, device: str | None, quiet: boo
             continue
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
         outcome.problems.append(f"worker {i} (pid {p.pid}) {how}")
-        if code > 0 and not outcome.status:
-            outcome.status = code
     return outcome
