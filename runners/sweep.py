@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import yaml
+from optuna.exceptions import TrialPruned
 from optuna.trial import FrozenTrial, TrialState
 
 from tfn.runners.files import atomic_write, new_run_dir, prepare_out_dir, write_json
@@ -127,7 +128,8 @@ def open_storage(url: str, heartbeat: int, on_stale=None) -> optuna.storages.Bas
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    for attempt in range(5):
+    attempts = 0
+    while True:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental" in Optuna
@@ -136,14 +138,14 @@ def open_storage(url: str, heartbeat: int, on_stale=None) -> optuna.storages.Bas
                 )
         except (IntegrityError, ProgrammingError):
             # machines starting together on an empty database race to create Optuna's tables: the loser tries again
-            if attempt == 4:
+            attempts += 1
+            if attempts == 5:
                 raise
             time.sleep(0.2 + random.random())
         except ImportError as exc:
             raise UserError(f"--storage {shown_url(url)}: error: no database driver for it ({exc}); for PostgreSQL: pip install 'tfn[postgres]'") from None
         except Exception as exc:  # sqlalchemy's errors: bad URL, server down, access refused
             raise UserError(f"--storage {shown_url(url)}: error: cannot open the study storage: {type(exc).__name__}: {_first_line(exc)}") from None
-    raise AssertionError("unreachable")
 
 
 def shown_url(url: str) -> str:
@@ -452,7 +454,7 @@ class Sweeper:
             trial.set_user_attr("stopped", result.stopped)
             raise _TrialStopped()
         if result.stopped == "pruned":
-            raise optuna.TrialPruned()
+            raise TrialPruned()
         value = result.metrics.get("validation", {}).get(self.sweep.monitor)
         if value is None or not math.isfinite(value):
             reason = f"the run gave no finite validation {self.sweep.monitor} (got {value}); does its data have a validation split?"

@@ -27,7 +27,7 @@ from tfn.layers.base import UserError
 ROOT = Path(__file__).parent.parent
 PACKAGES = {"layers": "tfn.layers", "runners": "tfn.runners"}
 
-RUN_FAILED = {"TrainingFailed", "DataLoaderFailed"}
+RUN_FAILED = {"TrainingFailed", "DataLoaderFailed", "SweepFailed"}
 # raised by runners/distributed.py's launcher and handled by `tfn train --nproc` (the failed rank's own status)
 HANDLED_BY_COMMAND = {"LaunchFailed"}
 # (file, class) -> why the user cannot cause it
@@ -54,6 +54,9 @@ INTERNAL = {
     ("layers/imports.py", "ValueError"): "an import rule written for a framework tfn has no reader for: a bug in that op's imports",
     ("layers/imports.py", "RuntimeError"): "two ops claiming one foreign kind: a bug, raised by test_import_rules",
     ("runners/importers/bundle.py", "ValueError"): "a protobuf wire type TF never writes: caught by read_index, which names the corrupt index file",
+    ("runners/sweep.py", "_TrialFailed"): "a sweep trial's failure, caught by Optuna's optimize loop and recorded on the trial",
+    ("runners/sweep.py", "_TrialStopped"): "a sweep trial stopped by a signal or skipped, caught by Optuna's optimize loop",
+    ("runners/sweep.py", "TrialPruned"): "Optuna's own signal for a pruned trial, caught by its optimize loop",
 }
 
 
