@@ -25,6 +25,7 @@ from __future__ import annotations
 import builtins
 import copy
 import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -36,7 +37,7 @@ from tfn.specs import EXAMPLES, LoadedSpec, load, resolve_spec_path
 from tfn.specs.documents import Document, read_document
 from tfn.specs.errors import Diagnostic, SpecError, UserError, format_path
 from tfn.specs.overrides import assign, parse_value, split_path
-from tfn.specs.schema import Name, Strict
+from tfn.specs.schema import Name, Strict, Vocabulary
 from tfn.specs.validate import check_schema
 
 KINDS = ("log_uniform", "uniform", "int", "choice")
@@ -125,6 +126,10 @@ class Param(Strict):
         return low <= value <= high and on_grid
 
 
+def _types(members) -> tuple[str, ...]:
+    return tuple(typing.get_args(m.model_fields["type"].annotation)[0] for m in members)
+
+
 def _named(value):
     """`sampler: tpe` is short for `sampler: {type: tpe}`."""
     return {"type": value} if isinstance(value, str) else value
@@ -153,7 +158,10 @@ class GridSampler(Strict):
     seed: builtins.int | None = None
 
 
-Sampler = Annotated[Union[TpeSampler, RandomSampler, GridSampler], Field(discriminator="type"), BeforeValidator(_named)]
+_SAMPLERS = (TpeSampler, RandomSampler, GridSampler)
+Sampler = Annotated[
+    Union[_SAMPLERS], Field(discriminator="type"), BeforeValidator(_named), Vocabulary("type", "sampler", "a sampler needs a `type:`", _types(_SAMPLERS))
+]
 
 
 class MedianPruner(Strict):
@@ -178,7 +186,10 @@ class NoPruner(Strict):
     type: Literal["none"]
 
 
-Pruner = Annotated[Union[MedianPruner, HyperbandPruner, NoPruner], Field(discriminator="type"), BeforeValidator(_named)]
+_PRUNERS = (MedianPruner, HyperbandPruner, NoPruner)
+Pruner = Annotated[
+    Union[_PRUNERS], Field(discriminator="type"), BeforeValidator(_named), Vocabulary("type", "pruner", "a pruner needs a `type:`", _types(_PRUNERS))
+]
 
 
 class Sweep(Strict):

@@ -62,7 +62,7 @@ def test_schema_problems_all_at_once_with_positions(folder, tfn_cli):
     assert errors(tfn_cli, name) == [
         "bad.sweep.yaml:3:1: error: monitr: unknown section 'monitr' (did you mean 'monitor'?)",
         "bad.sweep.yaml:4:9: error: trials: input should be greater than 0, got 0",
-        "bad.sweep.yaml:5:10: error: sampler.type: unknown type 'tpee' (did you mean 'tpe'?)",
+        "bad.sweep.yaml:5:10: error: sampler.type: unknown sampler 'tpee' (did you mean 'tpe'?); choices: tpe, random, grid",
         "bad.sweep.yaml:6:24: error: pruner.n_startup: unknown attribute 'n_startup' (did you mean 'n_startup_trials'?)",
         "bad.sweep.yaml:8:28: error: params.optimizer.learning_rate: give exactly one of log_uniform, uniform, int, choice; got log_uniform and uniform",
         "bad.sweep.yaml:9:20: error: params.data.batch_size: low must be below high, got [128, 16]",
