@@ -70,7 +70,7 @@ def session_hparams():
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     def read(run_dir: Path) -> dict:
-        events = EventAccumulator(str(run_dir / "train"))
+        events = EventAccumulator(str(run_dir))  # the session lives in the run directory's own event file
         events.Reload()
         content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
         values = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
