@@ -44,12 +44,11 @@ from optuna.exceptions import TrialPruned
 from optuna.trial import FrozenTrial, TrialState
 
 from tfn.runners.files import atomic_write, new_run_dir, prepare_out_dir, write_json
-from tfn.runners.metrics import better
 from tfn.runners.train import TrainingFailed, targets, train, validation_metrics
 from tfn.specs import load
 from tfn.specs.errors import SpecError, UserError
 from tfn.specs.overrides import parse_value
-from tfn.specs.schema import with_absolute_paths
+from tfn.specs.schema import better, with_absolute_paths
 from tfn.specs.sweep import (
     GridSampler,
     HyperbandPruner,
