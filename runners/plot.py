@@ -17,6 +17,9 @@ FORMATS = (".png", ".svg", ".pdf")
 SPLITS = ("train", "validation", "test")
 
 
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
 def plot_runs(targets: list[str], output: str | Path, metrics: list[str] = ("loss",)) -> Path:
     """Draw one panel per metric, a colour per run: training (thin), validation (line and dots), test (star)."""
     output = Path(output)
@@ -41,7 +44,8 @@ def plot_runs(targets: list[str], output: str | Path, metrics: list[str] = ("los
 
     figure = Figure(figsize=(9, 3.4 * len(metrics)), layout="constrained")
     axes = figure.subplots(len(metrics), 1, squeeze=False)[:, 0]
-    colours = [f"C{i % 10}" for i in range(len(runs))]
+    # fixed colours (matplotlib's default cycle), not "C0": a style set elsewhere in the process would change them
+    colours = [PALETTE[i % len(PALETTE)] for i in range(len(runs))]
     for ax, metric in zip(axes, metrics):
         for label, colour in zip(runs, colours):
             by_split = curves[label]

@@ -668,26 +668,28 @@ def write_plots(study: optuna.Study, sweep_dir: Path, target_name: str) -> dict[
         "history": lambda: plots.plot_optimization_history(study, target_name=target_name),
         "importance": lambda: plots.plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator(), target_name=target_name),
     }
-    for name, draw in drawings.items():
-        if completed < (1 if name == "history" else 2):
-            written[f"{name}_note"] = f"no {name} plot: too few completed trials ({completed})"
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the matplotlib backend is "experimental"
-                axes = draw()
-        except Exception as exc:  # a plot is a by-product: it never fails the sweep
-            written[f"{name}_note"] = f"no {name} plot: {type(exc).__name__}: {exc}"
-            plt.close("all")
-            continue
-        figure = axes.figure
-        figure.set_size_inches(8, 5)
-        figure.tight_layout()
-        png = io.BytesIO()
-        figure.savefig(png, format="png", dpi=100)
-        plt.close(figure)
-        atomic_write(sweep_dir / f"{name}.png", png.getvalue())
-        written[name] = str(sweep_dir / f"{name}.png")
+    # Optuna's plots call plt.style.use('ggplot'): the context gives the caller's style back afterwards
+    with matplotlib.rc_context():
+        for name, draw in drawings.items():
+            if completed < (1 if name == "history" else 2):
+                written[f"{name}_note"] = f"no {name} plot: too few completed trials ({completed})"
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the matplotlib backend is "experimental"
+                    axes = draw()
+            except Exception as exc:  # a plot is a by-product: it never fails the sweep
+                written[f"{name}_note"] = f"no {name} plot: {type(exc).__name__}: {exc}"
+                plt.close("all")
+                continue
+            figure = axes.figure
+            figure.set_size_inches(8, 5)
+            figure.tight_layout()
+            png = io.BytesIO()
+            figure.savefig(png, format="png", dpi=100)
+            plt.close(figure)
+            atomic_write(sweep_dir / f"{name}.png", png.getvalue())
+            written[name] = str(sweep_dir / f"{name}.png")
     return written
 
 

@@ -231,3 +231,22 @@ def test_grid_sampler_with_hyperband(tmp_path, monkeypatch, tfn_cli, tiny_conv_s
     trials = study_trials((tmp_path / "sw").resolve(), "tiny")
     assert len(trials) == 4 and "4 of 4 trials" in out
     assert sorted((t.params["optimizer.learning_rate"], t.params["data.batch_size"]) for t in trials) == [(0.05, 64), (0.05, 128), (0.2, 64), (0.2, 128)]
+
+
+def test_the_sweep_plots_leave_the_callers_matplotlib_style_alone(tmp_path):
+    """Optuna's matplotlib plots call plt.style.use('ggplot'); a process that sweeps and then draws (tfn plot, the API) keeps its own style."""
+    import matplotlib
+    import optuna
+
+    from tfn.runners.sweep import write_plots
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    study.optimize(lambda trial: (trial.suggest_float("x", 0.0, 1.0) - 0.3) ** 2 + trial.suggest_float("y", 0.0, 1.0), n_trials=4)
+    def style():  # the backend is the sweep's to choose (Agg: no display); the look is the caller's
+        return {key: value for key, value in matplotlib.rcParams.items() if not key.startswith("backend")}
+
+    before = style()
+    written = write_plots(study, tmp_path, "loss")
+    assert (tmp_path / "history.png").exists() and (tmp_path / "importance.png").exists(), written
+    assert style() == before
