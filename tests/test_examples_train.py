@@ -7,6 +7,8 @@ key-value task.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -49,6 +51,13 @@ def test_conv_autoencoder_halves_the_error_of_the_mean_image(tmp_path, tfn_cli):
     assert code == 0, err
     printed = dict(line.split() for line in out.splitlines()[1:])
     assert float(printed["loss"]) == pytest.approx(mse, rel=1e-4)
+    # predict feeds the image alone (the labels are the same field) and gives the reconstruction as values
+    np.save(tmp_path / "three.npy", splits["test"]["image"][:3])
+    code, out, err = tfn_cli("predict", str(result.run_dir), str(tmp_path / "three.npy"), "--json")
+    assert code == 0, err
+    predicted = json.loads(out)
+    assert [p["prediction"] for p in predicted] == ["values"] * 3
+    np.testing.assert_allclose(np.array([p["values"] for p in predicted]), reconstruction[:3], rtol=1e-5, atol=1e-6)
 
 
 def test_attention_toy_retrieves_the_value_of_the_queried_key(tmp_path):
