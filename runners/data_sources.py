@@ -284,6 +284,38 @@ def _class_pattern(seed: int, field_name: str, label: int, f: schema.SyntheticFi
     return rng.standard_normal(tuple(f.shape), dtype=np.dtype(f.dtype).type)
 
 
+@load_source.register
+def _key_value(spec: schema.KeyValueData) -> ArraySource:
+    seed = spec.seed % 2**64
+    key_symbols, value_symbols = np.eye(spec.key_vocabulary, dtype=np.float32), np.eye(spec.classes, dtype=np.float32)
+    splits = {}
+    for index, split in enumerate(SPLITS):
+        rng = np.random.default_rng([seed, 1 + index])  # one stream per split, as `synthetic`
+        n = getattr(spec.samples, split)
+        keys = rng.random((n, spec.key_vocabulary)).argsort(axis=1)[:, : spec.pairs]  # distinct within a sample
+        values = rng.integers(0, spec.classes, (n, spec.pairs))
+        asked = rng.integers(0, spec.pairs, n)
+        rows = np.arange(n)
+        splits[split] = {
+            "keys": np.ascontiguousarray(key_symbols[keys].transpose(0, 2, 1)),  # [n, pairs, F] -> [n, F, pairs]
+            "values": np.ascontiguousarray(value_symbols[values].transpose(0, 2, 1)),
+            "query": key_symbols[keys[rows, asked]][:, :, None],
+            "label": values[rows, asked].astype(np.int64),
+        }
+    return ArraySource(splits, [str(c) for c in range(spec.classes)])
+
+
+@describe_source.register
+def _describe_key_value(spec: schema.KeyValueData) -> SourceFields:
+    fields = {
+        "keys": FieldType((spec.key_vocabulary, spec.pairs), "float32"),
+        "values": FieldType((spec.classes, spec.pairs), "float32"),
+        "query": FieldType((spec.key_vocabulary, 1), "float32"),
+        "label": FieldType((), "int64"),
+    }
+    return SourceFields(fields, classes=spec.classes)
+
+
 @contextmanager
 def _blame(*spec_path):
     """DataErrors raised inside concern this field of the spec's data section (unless they say another)."""

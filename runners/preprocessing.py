@@ -311,6 +311,7 @@ def _image_folder(spec: schema.ImageFolderData) -> Preprocessing:
 
 
 @record_for.register(schema.SyntheticData)
+@record_for.register(schema.KeyValueData)
 @record_for.register(schema.NpzData)
 @record_for.register(schema.NpyData)
 @record_for.register(schema.CsvData)

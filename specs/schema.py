@@ -507,6 +507,40 @@ class SyntheticData(DataBase):
         return self
 
 
+class KeyValueData(DataBase):
+    """A generated key-value retrieval task: find the value stored under the queried key.
+
+    Each sample holds `pairs` (key, value) pairs, its keys distinct symbols
+    out of `key_vocabulary`, its values any of `classes` symbols, and a query
+    that is one of its keys; the label is the value paired with that key. The
+    answer depends on which position's key matches the query, so a model
+    must compare the query with every key (attention does this). Symbols are
+    one-hot, in the [N, F, T] layout (features, then positions):
+
+    - `keys` [key_vocabulary, pairs] and `values` [classes, pairs] float32,
+    - `query` [key_vocabulary, 1] float32 (a sequence of one),
+    - `label` int64 in [0, classes).
+
+    The same `seed` gives the same samples; each split has its own stream,
+    so resizing one split leaves the others as they were.
+
+        data: {source: key_value, pairs: 8, key_vocabulary: 16, classes: 10, samples: {train: 4096}}
+    """
+
+    source: Literal["key_value"]
+    pairs: PositiveInt = Field(default=8, ge=2, description="(key, value) pairs per sample")
+    key_vocabulary: PositiveInt = Field(default=16, description="distinct key symbols; at least `pairs` (a sample's keys differ)")
+    classes: PositiveInt = Field(default=10, ge=2, description="value symbols, the classes of the label")
+    samples: SplitSizes = SplitSizes(train=4096, validation=512, test=512)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _distinct_keys_fit(self):
+        if self.key_vocabulary < self.pairs:
+            raise ValueError(f"key_vocabulary ({self.key_vocabulary}) must be at least pairs ({self.pairs}): the keys of a sample are distinct")
+        return self
+
+
 class MnistData(DataBase):
     """MNIST from a directory of its four IDX files, downloaded and SHA-256-verified when absent.
 
@@ -634,7 +668,7 @@ class ImageFolderData(SplitByFraction):
         return self
 
 
-_SOURCES = (DigitsData, SyntheticData, MnistData, FashionMnistData, IdxData, NpzData, NpyData, CsvData, ImageFolderData)
+_SOURCES = (DigitsData, SyntheticData, KeyValueData, MnistData, FashionMnistData, IdxData, NpzData, NpyData, CsvData, ImageFolderData)
 Data = Annotated[
     Union[_SOURCES],
     Field(discriminator="source"),

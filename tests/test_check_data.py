@@ -89,6 +89,7 @@ CSV = "{source: csv, path: iris.csv, fields: {x: [sepal_length, sepal_width, pet
 SOURCES = {  # data section -> (the model input's name, shape, dtype) that fits it
     "digits": ("{source: digits}", "image", "[1, 8, 8]", "", 10),
     "synthetic": ("{source: synthetic, classes: 3, fields: {x: {shape: [4]}, ids: {shape: [2], dtype: int64, high: 5}}}", "x", "[4]", "", 3),
+    "key_value": ("{source: key_value, pairs: 3, key_vocabulary: 5, classes: 3, samples: {train: 20, validation: 4, test: 4}}", "keys", "[5, 3]", "", 3),
     "npz": ("{source: npz, path: d.npz, fields: {x: x_train, label: y_train}, test_fields: {x: x_test, label: y_test}}", "x", "[4]", "", 3),
     "npy": ("{source: npy, fields: {x: x.npy, label: y.npy}}", "x", "[4]", "", 3),
     "csv": (CSV, "x", "[4]", "", 3),

@@ -1,4 +1,4 @@
-"""Data sources on small files the tests write: IDX, MNIST download (local HTTP), npz/npy, CSV, image folders, synthetic."""
+"""Data sources on small files the tests write: IDX, MNIST download (local HTTP), npz/npy, CSV, image folders; synthetic and key_value."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from tfn.runners import data_sources
 from tfn.runners.data_files import DataError, read_idx
 from tfn.runners.data_sources import load_source
-from tfn.specs.schema import CsvData, IdxData, ImageFolderData, MnistData, NpyData, NpzData, SyntheticData
+from tfn.specs.schema import CsvData, IdxData, ImageFolderData, KeyValueData, MnistData, NpyData, NpzData, SyntheticData
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -339,6 +339,62 @@ def test_synthetic_is_deterministic_learnable_and_split_independent():
     # a bigger test split leaves the training data as it was
     bigger = load_source(spec.model_copy(update={"samples": spec.samples.model_copy(update={"test": 999})}))
     assert np.array_equal(bigger.splits["train"]["x"], train["x"])
+
+
+# --- key_value -----------------------------------------------------------------------
+
+
+def test_key_value_samples_store_the_label_under_the_query():
+    spec = KeyValueData(source="key_value", pairs=5, key_vocabulary=7, classes=4, samples={"train": 300, "validation": 20, "test": 30})
+    source = load_source(spec)
+    assert source.class_names == ["0", "1", "2", "3"]
+    assert {s: source.size(s) for s in ("train", "validation", "test")} == {"train": 300, "validation": 20, "test": 30}
+    types = source.field_types()
+    assert {name: (t.shape, t.dtype) for name, t in types.items()} == {
+        "keys": ((7, 5), "float32"), "values": ((4, 5), "float32"), "query": ((7, 1), "float32"), "label": ((), "int64")}
+    for split in ("train", "test"):
+        f = source.splits[split]
+        for name in ("keys", "values", "query"):  # one symbol per position: one-hot columns
+            assert set(np.unique(f[name])) == {0.0, 1.0} and (f[name].sum(axis=1) == 1).all()
+        keys, values, query = f["keys"].argmax(1), f["values"].argmax(1), f["query"][:, :, 0].argmax(1)  # symbol ids [n, pairs], [n]
+        assert all(len(set(row)) == 5 for row in keys)  # a sample's keys differ, so the query matches one position
+        matches = keys == query[:, None]
+        assert (matches.sum(1) == 1).all()
+        assert np.array_equal(f["label"], values[matches])  # the value stored at the matching position
+    train = source.splits["train"]
+    # every position and every value is asked for: no shortcut through a fixed position or class
+    assert set((train["keys"].argmax(1) == train["query"][:, :, 0].argmax(1)[:, None]).argmax(1)) == set(range(5))
+    assert set(train["label"]) == set(range(4))
+
+
+def test_key_value_is_deterministic_and_its_splits_independent():
+    spec = KeyValueData(source="key_value", samples={"train": 64, "validation": 8, "test": 8})
+    a, b = load_source(spec), load_source(spec)
+    assert all(np.array_equal(a.splits[s][n], b.splits[s][n]) for s in a.splits for n in a.splits[s])
+    bigger = load_source(spec.model_copy(update={"samples": spec.samples.model_copy(update={"test": 99})}))
+    assert np.array_equal(bigger.splits["train"]["keys"], a.splits["train"]["keys"])
+    other = load_source(spec.model_copy(update={"seed": 1}))
+    assert not np.array_equal(other.splits["train"]["keys"], a.splits["train"]["keys"])
+    assert not np.array_equal(a.splits["train"]["keys"][:8], a.splits["test"]["keys"])
+
+
+def test_key_value_needs_as_many_key_symbols_as_pairs(write_spec, tfn_cli):
+    path = write_spec(
+        """
+        version: 1
+        name: kv
+        model:
+          inputs: {query: {shape: [4, 1]}}
+          layers:
+            - {op: flatten}
+            - {name: logits, op: dense, units: 10}
+        loss: {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}
+        data: {source: key_value, pairs: 8, key_vocabulary: 4}
+        """
+    )
+    code, _, err = tfn_cli("check", str(path))
+    assert code == 2
+    assert "spec.yaml:9:7: error: data: key_vocabulary (4) must be at least pairs (8): the keys of a sample are distinct" in err
 
 
 def test_csv_that_is_not_utf8(tmp_path):

@@ -22,7 +22,18 @@ def _trained_like(name: str):
     return model
 
 
-@pytest.mark.parametrize("name", example_names())
+# What tfn's ONNX export writes for these ops, the importer does not map back yet (strict: a fix shows as XPASS)
+NOT_IMPORTED_YET = {
+    "alexnet_small": "resize and local_response_normalization export as Gather/Pow/Div/Squeeze arithmetic, not ONNX Resize/LRN",
+    "conv_autoencoder": "conv2d_transpose's TF cropping exports as Slice, upsampling2d as Gather",
+    "attention_toy": "dense on [N, F, T] exports as Transpose(kernel) + MatMul + Add; the importer stops on the Transpose of a constant",
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.xfail(reason=NOT_IMPORTED_YET[n], strict=True)) if n in NOT_IMPORTED_YET else n for n in example_names()],
+)
 def test_export_then_import_gives_the_model_back(name, tmp_path):
     from tfn.runners.api import export_onnx
     from tfn.runners.importers import read, write

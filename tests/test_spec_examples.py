@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -26,7 +28,8 @@ def shapes(graph) -> dict[str, tuple]:
 
 
 def test_the_examples_are_shipped_and_named():
-    assert {"lenet5", "vgg_small", "resnet_small", "inception_small", "siamese", "digits_mlp", "digits_cnn"} <= set(example_names())
+    shipped = {"lenet5", "vgg_small", "resnet_small", "inception_small", "siamese", "digits_mlp", "digits_cnn"}
+    assert shipped | {"alexnet_small", "conv_autoencoder", "attention_toy"} <= set(example_names())
 
 
 def test_lenet5(tfn_cli):
@@ -105,13 +108,61 @@ def test_digits_mlp_toml():
     assert graph.parameter_counts() == (dense(64, 64) + dense(64, 10), 0)
 
 
+def test_alexnet_small():
+    graph = load("alexnet_small").graph
+    s = shapes(graph)
+    # 8 -resize-> 32 -conv stride 2 SAME-> 16 -pool 3/2 SAME-> 8 -pool-> 4 -pool-> 2
+    expected = {"resize": (None, 1, 32, 32), "conv1": (None, 16, 16, 16), "norm1": (None, 16, 16, 16), "pool1": (None, 16, 8, 8),
+                "conv2": (None, 32, 8, 8), "pool2": (None, 32, 4, 4), "conv5": (None, 32, 4, 4), "pool5": (None, 32, 2, 2),
+                "flatten": (None, 128), "fc7": (None, 256), "logits": (None, 10)}
+    assert {k: s[k] for k in expected} == expected
+    assert graph.node("norm1").attrs == {"depth_radius": 2, "bias": 2.0, "alpha": 1e-4, "beta": 0.75}  # the paper's k, n, alpha, beta
+    assert graph.node("resize").attrs["half_pixel_centers"] is True
+    total = conv(1, 16, 5) + conv(16, 32, 5) + conv(32, 48, 3) + conv(48, 48, 3) + conv(48, 32, 3) + dense(128, 256) + dense(256, 256) + dense(256, 10)
+    assert graph.parameter_counts() == (total, 0) == (163_146, 0)
+    assert [n.op for n in graph.nodes].count("dropout") == 2
+
+
+def test_conv_autoencoder_reconstructs_its_input():
+    graph = load("conv_autoencoder").graph
+    s = shapes(graph)
+    assert s["encoder/code"] == (None, 8, 2, 2) and s["decoder/deconv1"] == (None, 16, 4, 4) and s["decoder/up"] == (None, 16, 8, 8)
+    assert s["reconstruction"] == (None, 1, 8, 8)
+    assert [i.name for i in graph.inputs] == ["image"]  # the loss's labels are the model's own input, not a second one
+    assert graph.node("loss").inputs == ("reconstruction", "image")
+    # conv2d_transpose's kernel [C_in, filters, kh, kw] holds as many weights as a conv's
+    total = conv(1, 16, 3) + conv(16, 8, 3) + conv(8, 16, 3) + conv(16, 1, 3)
+    assert graph.parameter_counts() == (total, 0) == (2_633, 0)
+
+
+def test_attention_toy():
+    graph = load("attention_toy").graph
+    s = shapes(graph)
+    expected = {"q": (None, 32, 1), "k": (None, 32, 8), "v": (None, 32, 8), "scores": (None, 1, 8), "weights": (None, 1, 8),
+                "weights_t": (None, 8, 1), "read": (None, 32, 1), "pooled": (None, 32), "logits": (None, 10)}
+    assert {k: s[k] for k in expected} == expected
+    assert graph.parameter_counts() == (dense(16, 32) * 2 + dense(10, 32) + dense(32, 10), 0) == (1_770, 0)
+
+
+@pytest.mark.parametrize("example", ["alexnet_small", "conv_autoencoder", "attention_toy"])
+def test_the_vocabulary_examples_check_and_time(example, tfn_cli):
+    code, out, err = tfn_cli("check", example)
+    assert code == 0, err
+    code, out, err = tfn_cli("time", example, "-n", "1", "--warmup", "0", "--batch-size", "4", "--sort", "graph", "--json")
+    assert code == 0, err
+    timing = json.loads(out)
+    assert [n["name"] for n in timing["nodes"]] == [n.name for n in load(example).graph.nodes]
+    assert timing["batch_size"] == 4 and all(n["forward_ms"] > 0 for n in timing["nodes"])
+
+
 @pytest.mark.parametrize("example", example_names())
 def test_forward_and_backward_on_random_inputs(example):
     graph = load(example).graph
     torch.manual_seed(0)
     module = GraphModule(graph, torch.Generator().manual_seed(0)).place("cpu")
     module.train()
-    classes = graph.type_of(graph.outputs[0]).shape[-1]
+    output = graph.type_of(graph.outputs[0])
+    classes = output.shape[1]
     feeds = {}
     for i in graph.inputs:
         shape = (2, *i.type.sample_shape)
@@ -121,7 +172,7 @@ def test_forward_and_backward_on_random_inputs(example):
             feeds[i.name] = torch.randn(shape, dtype=DTYPES[i.type.dtype])
     losses = [l.node for l in graph.losses]
     out = module(feeds, [*graph.outputs, *losses])
-    assert out[graph.outputs[0]].shape == (2, classes)
+    assert out[graph.outputs[0]].shape == (2, *output.sample_shape)
     loss = sum(out[name].mean() for name in losses)
     assert torch.isfinite(loss)
     loss.backward()

@@ -202,18 +202,21 @@ def rename_node(data, draw):
 
 
 def widen(data, draw):
-    """Scale every conv's filters and every hidden dense layer's units by one factor: shapes still agree."""
+    """Scale the filters and units of every layer but the last by one factor: shapes still agree.
+
+    The last one sets the width of the logits (a classifier's classes, an
+    autoencoder's image channels), which the labels fix."""
     factor = draw(st.integers(1, 3))
-    for _, _, node, _ in leaves(data["model"]["layers"]):
-        if "filters" in node:
-            node["filters"] *= factor
-        if "units" in node and node.get("name") != data["loss"]["logits"]:
-            node["units"] *= factor
+    sized = [node for _, _, node, _ in leaves(data["model"]["layers"]) if "filters" in node or "units" in node]
+    for node in sized[:-1]:
+        key = "filters" if "filters" in node else "units"
+        if node.get("name") != data["loss"]["logits"]:
+            node[key] *= factor
 
 
 def change_classes(data, draw):
     for _, _, node, _ in leaves(data["model"]["layers"]):
-        if node.get("name") == data["loss"]["logits"]:
+        if node.get("name") == data["loss"]["logits"] and "units" in node:  # a dense classifier (not a reconstruction)
             node["units"] = draw(st.integers(2, 20))
 
 
