@@ -22,7 +22,7 @@ import torch
 
 from tfn import layers
 from tfn.runners.memory import require_memory
-from tfn.runners.module import GraphModule, to_channels_last, wants_channels_last
+from tfn.runners.module import GraphModule, loss_fetches, reduced_loss, to_channels_last, wants_channels_last
 from tfn.specs.graph import Graph, split_ref
 from tfn.specs.summary import summarize
 
@@ -79,17 +79,22 @@ class Timing:
 
 
 def synthetic_feeds(graph: Graph, batch_size: int, device: torch.device, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random inputs of the graph's shapes: normal floats; integers valid wherever they are used
-    (labels within their loss's classes, indices within what the op indexes)."""
+    """Random inputs of the graph's shapes: normal floats (uniform where an op bounds them, as
+    log_loss's probabilities); integers valid wherever they are used (labels within their loss's
+    classes, indices within what the op indexes, token ids, sequence lengths)."""
     ranges = integer_input_ranges(graph)
+    intervals = float_input_ranges(graph)
     feeds = {}
     for inp in graph.inputs:
         shape = (batch_size, *inp.type.shape[1:])
         dtype = getattr(torch, inp.type.dtype)
-        if dtype.is_floating_point:
-            value = torch.randn(shape, generator=generator, dtype=dtype)
-        else:
+        if not dtype.is_floating_point:
             value = torch.randint(*ranges.get(inp.name, (0, 2)), shape, generator=generator, dtype=dtype)
+        elif inp.name in intervals:
+            low, high = intervals[inp.name]
+            value = low + (high - low) * torch.rand(shape, generator=generator, dtype=dtype)
+        else:
+            value = torch.randn(shape, generator=generator, dtype=dtype)
         feeds[inp.name] = value.to(device)
     return feeds
 
@@ -117,6 +122,21 @@ def integer_input_ranges(graph: Graph) -> dict[str, tuple[int, int]]:
     return ranges
 
 
+def float_input_ranges(graph: Graph) -> dict[str, tuple[float, float]]:
+    """For each float model input an op bounds (probabilities): the [low, high] every such op accepts."""
+    inputs = {i.name for i in graph.inputs}
+    intervals: dict[str, tuple[float, float]] = {}
+    for node in graph.nodes:
+        op = layers.get(node.op)
+        types = [graph.type_of(r) for r in node.inputs]
+        for index, ref in enumerate(node.inputs):
+            known = op.float_input_range(node.params, types, index) if ref in inputs else None
+            if known is not None:
+                low, high = intervals.get(ref, known)
+                intervals[ref] = (max(low, known[0]), min(high, known[1]))
+    return intervals
+
+
 def time_graph(
     graph: Graph,
     *,
@@ -138,7 +158,7 @@ def time_graph(
     if wants_channels_last(graph, memory_format):
         model.use_channels_last()
         feeds = {name: to_channels_last(tensor) for name, tensor in feeds.items()}
-    fetches = list(dict.fromkeys(list(graph.outputs) + [loss.node for loss in graph.losses]))
+    fetches = list(dict.fromkeys(list(graph.outputs) + loss_fetches(graph)))
     steps = model.plan(fetches, feeds)
     sync = _synchroniser(dev)
     needs_grad = _gradient_flow(model)
@@ -218,7 +238,7 @@ def _whole_step_ms(model, feeds, fetches, warmup, iterations, sync) -> float:
         sync()
         start = time.perf_counter()
         out = model(feeds, fetches)
-        total = sum(out[name].mean() for name in losses) if losses else sum(out[f].float().mean() for f in fetches)
+        total = sum(reduced_loss(model.graph, name, out) for name in losses) if losses else sum(out[f].float().mean() for f in fetches)
         total.backward()
         sync()
         if iteration >= warmup:
