@@ -136,8 +136,8 @@ def test_inferred_types_match_a_run(name, training):
             batched = want.shape[0] is None  # an output without a batch axis (a pooling sequence) has a fixed shape
             assert tuple(got.shape) == ((xs[0].shape[0], *want.shape[1:]) if batched else want.shape)
             assert got.device == xs[0].device
-            if want.dtype.startswith("float") and any(x.is_floating_point() for x in xs):
-                assert got.dtype == dtype, "floating outputs keep the input's dtype"
+            if want.dtype.startswith("float") and any(t.is_floating_point() for t in [*xs, *variables.values()]):
+                assert got.dtype == dtype, "floating outputs keep the dtype of the input (or, from integer inputs, of the variables)"
             else:
                 assert str(got.dtype) == f"torch.{want.dtype}"
 
