@@ -82,8 +82,8 @@ def synthetic_feeds(graph: Graph, batch_size: int, device: torch.device, generat
     """Random inputs of the graph's shapes: normal floats (uniform where an op bounds them, as
     log_loss's probabilities); integers valid wherever they are used (labels within their loss's
     classes, indices within what the op indexes, token ids, sequence lengths)."""
-    ranges = integer_input_ranges(graph)
-    intervals = float_input_ranges(graph)
+    ranges = graph.integer_input_ranges()
+    intervals = graph.float_input_ranges()
     feeds = {}
     for inp in graph.inputs:
         shape = (batch_size, *inp.type.shape[1:])
@@ -97,44 +97,6 @@ def synthetic_feeds(graph: Graph, batch_size: int, device: torch.device, generat
             value = torch.randn(shape, generator=generator, dtype=dtype)
         feeds[inp.name] = value.to(device)
     return feeds
-
-
-def integer_input_ranges(graph: Graph) -> dict[str, tuple[int, int]]:
-    """For each model input that labels a loss or indexes into something: the [low, high) every user of it accepts."""
-    ranges: dict[str, tuple[int, int]] = {}
-
-    def narrow(name: str, low: int, high: int) -> None:
-        if name in ranges:
-            low, high = max(low, ranges[name][0]), min(high, ranges[name][1])
-        ranges[name] = (low, max(high, low + 1))  # demands that cannot all be met still give a draw
-
-    for loss in graph.losses:
-        node = graph.node(loss.node)
-        if len(node.inputs) > 1:
-            narrow(node.inputs[1], 0, graph.type_of(node.inputs[0]).shape[1] or 1)
-    for node in graph.nodes:
-        op = layers.get(node.op)
-        types = [graph.type_of(r) for r in node.inputs]
-        for index, ref in enumerate(node.inputs):
-            known = op.integer_input_range(node.params, types, index) if types[index].dtype.startswith("int") else None
-            if known is not None:
-                narrow(ref, *known)
-    return ranges
-
-
-def float_input_ranges(graph: Graph) -> dict[str, tuple[float, float]]:
-    """For each float model input an op bounds (probabilities): the [low, high] every such op accepts."""
-    inputs = {i.name for i in graph.inputs}
-    intervals: dict[str, tuple[float, float]] = {}
-    for node in graph.nodes:
-        op = layers.get(node.op)
-        types = [graph.type_of(r) for r in node.inputs]
-        for index, ref in enumerate(node.inputs):
-            known = op.float_input_range(node.params, types, index) if ref in inputs else None
-            if known is not None:
-                low, high = intervals.get(ref, known)
-                intervals[ref] = (max(low, known[0]), min(high, known[1]))
-    return intervals
 
 
 def time_graph(
