@@ -8,8 +8,9 @@ The recurrent ops run on torch's fused LSTM/GRU kernels where the semantics
 match (every LSTM, GRU with reset_after) by mapping the stored variables to
 torch's gate order, and through a step loop where they do not (GRU that
 resets before the recurrent matmul: Keras reset_after=False, TF 1.x GRUCell).
-`sequence_length` packs the batch (dynamic_rnn's meaning); under ONNX export a
-step loop takes its place, since packing is not exportable.
+`sequence_length` (dynamic_rnn's meaning) masks the outputs of a run over the
+padded batch; only an LSTM's final c needs the batch packed, and under ONNX
+export (packing is not exportable) a step loop gives it.
 """
 
 from __future__ import annotations
@@ -209,10 +210,11 @@ class Recurrent(Op):
                 check_indices(lengths, steps + 1, name, "sequence length", f"a length runs from 0 to the {steps} steps")
                 lengths = lengths.to(device=x.device, dtype=torch.int64)
             weights = [tuple(w.to(x.dtype) for w in self.canonical(p, v, prefix, features)) for prefix in prefixes]
-            if kind == "gru_reset_before" or (lengths is not None and _exporting()):
+            cell_state = kind == "lstm" and p.return_state
+            if kind == "gru_reset_before" or (lengths is not None and cell_state and _exporting()):
                 seq, h, c = _looped(kind, x, weights, lengths, p.go_backwards, p.bidirectional is not None, units)
             else:
-                seq, h, c = _fused(kind, x, weights, lengths, p.go_backwards, p.bidirectional is not None, units)
+                seq, h, c = _fused(kind, x, weights, lengths, p.go_backwards, p.bidirectional is not None, units, cell_state)
             if p.bidirectional == "sum":
                 seq, last = seq[..., :units] + seq[..., units:], h[0] + h[1]
             else:
@@ -238,8 +240,52 @@ def _reverse_within(x, lengths):
     return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[2]))
 
 
-def _fused(kind, x, weights, lengths, backwards, bidirectional, units):
-    """torch's LSTM/GRU kernel: (outputs [N, T, directions*units], h [directions, N, units], c or None)."""
+def _fused(kind, x, weights, lengths, backwards, bidirectional, units, cell_state):
+    """torch's LSTM/GRU kernel: (outputs [N, T, directions*units], h [directions, N, units], c or None).
+
+    With lengths, each direction runs over the whole right-padded batch (a
+    step's output depends only on the steps before it), its outputs past a
+    sequence's length are zeroed and h is its output at the length; only an
+    LSTM's final c needs the batch packed, which torch runs slower on CPU.
+    """
+    import torch
+
+    if lengths is not None and cell_state and x.shape[0] > 0:  # torch cannot pack an empty batch
+        return _packed(kind, x, weights, lengths, backwards, bidirectional, units)
+    if lengths is None:
+        seq, h, c = _cell(kind, x.flip(1) if backwards else x, [w for d in weights for w in d], units, bidirectional)
+        return seq, h, c
+    steps = torch.arange(x.shape[1], device=x.device)
+    live = (steps < lengths[:, None]).to(x.dtype)[:, :, None]
+    last = (lengths - 1).clamp(min=0)
+    rows = torch.arange(x.shape[0], device=x.device)
+    seqs, hs = [], []
+    for w, reverse in zip(weights, [False, True] if bidirectional else [backwards]):
+        seq, _, _ = _cell(kind, _reverse_within(x, lengths) if reverse else x, list(w), units, False)
+        seq = seq * live
+        hs.append(seq[rows, last])  # an empty sequence's output row is zero: so is its state
+        seqs.append(_reverse_within(seq, lengths) if reverse and bidirectional else seq)
+    return torch.cat(seqs, 2), torch.stack(hs), None
+
+
+def _cell(kind, x, params, units, bidirectional):
+    """One call of torch's fused kernel from zero states."""
+    import warnings
+
+    import torch
+
+    h0 = x.new_zeros(2 if bidirectional else 1, x.shape[0], units)
+    with warnings.catch_warnings():
+        # cuDNN wants one contiguous weight buffer; tfn's variables are separate, by name
+        warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
+        if kind == "lstm":
+            return torch.lstm(x, (h0, h0), params, True, 1, 0.0, torch.is_grad_enabled(), bidirectional, True)
+        seq, h = torch.gru(x, h0, params, True, 1, 0.0, torch.is_grad_enabled(), bidirectional, True)
+        return seq, h, None
+
+
+def _packed(kind, x, weights, lengths, backwards, bidirectional, units):
+    """The batch packed by length (torch's PackedSequence), for an LSTM whose final c is asked for."""
     import warnings
 
     import torch
@@ -249,23 +295,18 @@ def _fused(kind, x, weights, lengths, backwards, bidirectional, units):
         x = _reverse_within(x, lengths)
     params = [w for direction in weights for w in direction]
     h0 = x.new_zeros(len(weights), x.shape[0], units)
-    hx = (h0, h0) if kind == "lstm" else h0
     cell = torch.lstm if kind == "lstm" else torch.gru
-    train = torch.is_grad_enabled()
     with warnings.catch_warnings():
-        # cuDNN wants one contiguous weight buffer; tfn's variables are separate, by name
         warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
-        if lengths is None or x.shape[0] == 0:  # torch cannot pack an empty batch
-            seq, *states = cell(x, hx, params, True, 1, 0.0, train, bidirectional, True)
-        else:
-            packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-            data, *states = cell(packed.data, packed.batch_sizes, hx, params, True, 1, 0.0, train, bidirectional)
-            again = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
-            seq, _ = pad_packed_sequence(again, batch_first=True, total_length=x.shape[1])
-            # packing sorted the batch; an empty sequence ran one step, which dynamic_rnn does not
-            present = (lengths > 0).to(x.dtype)
-            seq = seq * present[:, None, None]
-            states = [s.index_select(1, packed.unsorted_indices) * present[None, :, None] for s in states]
+        packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        hx = (h0, h0) if kind == "lstm" else h0
+        data, *states = cell(packed.data, packed.batch_sizes, hx, params, True, 1, 0.0, torch.is_grad_enabled(), bidirectional)
+    again = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+    seq, _ = pad_packed_sequence(again, batch_first=True, total_length=x.shape[1])
+    # packing sorted the batch; an empty sequence ran one step, which dynamic_rnn does not
+    present = (lengths > 0).to(x.dtype)
+    seq = seq * present[:, None, None]
+    states = [s.index_select(1, packed.unsorted_indices) * present[None, :, None] for s in states]
     return seq, states[0], states[1] if kind == "lstm" else None
 
 

@@ -20,7 +20,6 @@ from typing import Callable
 
 import torch
 
-from tfn import layers
 from tfn.runners.memory import require_memory
 from tfn.runners.module import GraphModule, loss_fetches, reduced_loss, to_channels_last, wants_channels_last
 from tfn.specs.graph import Graph, split_ref

@@ -151,3 +151,25 @@ def test_embedding_matches_keras(tf_reference):
     assert lengths.dtype == torch.int64 and lengths.tolist() == ref["embedding/mask"].sum(1).tolist()
     (out * torch.from_numpy(ref["embedding/g"]).double().transpose(1, 2)).sum().backward()
     np.testing.assert_allclose(table.grad.numpy(), ref["embedding/grad_embeddings"], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("case", ["tf1_lstm", "tf1_bidirectional_lstm"])
+def test_lengths_without_the_cell_state_mask_a_padded_run_and_match_tensorflow(tf_reference, case):
+    """Without return_state an LSTM with lengths runs over the padded batch and masks it (no packing):
+    TF's outputs and final h; its gradients equal those of the packed run (which the test above checks)."""
+    ref = tf_reference("sequence")
+    name, attrs, roles = CASES[case]
+    lengths = ref[f"{case}/lengths"]
+    seq_attrs = {k: v for k, v in attrs.items() if k != "return_state"}
+    x, variables, (seq,) = run(name, seq_attrs, ref, case, roles, lengths)
+    want, _ = reference_outputs(ref, case)
+    np.testing.assert_allclose(from_tfn(seq), want[0], rtol=1e-5, atol=2e-6)
+    _, _, (last,) = run(name, {**seq_attrs, "return_sequences": False}, ref, case, roles, lengths)
+    if "bidirectional" not in case:
+        np.testing.assert_allclose(from_tfn(last), want[1], rtol=1e-5, atol=2e-6)  # the final h
+    g = torch.from_numpy(np.random.default_rng(0).normal(size=tuple(seq.shape)))
+    masked = torch.autograd.grad((seq * g).sum(), [x, *variables.values()])
+    x2, variables2, (packed_seq, _, _) = run(name, attrs, ref, case, roles, lengths)
+    packed = torch.autograd.grad((packed_seq * g).sum(), [x2, *variables2.values()])
+    for a, b in zip(masked, packed):
+        torch.testing.assert_close(a, b)
