@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
+from tfn.layers import imports as im
 from tfn.layers.attrs import Initializer
 from tfn.layers.base import Op, OpError, Params, TensorType, UserError, VariableDef, register
 from tfn.layers.indexing import check_indices
@@ -59,6 +60,7 @@ class Embedding(Op):
 
     name = "embedding"
     family = "sequence"
+    imports = (im.keras("Embedding", im.keras_embedding),)
     pure_data_movement = True
     example_inputs = ((3, 6),)
     example_dtypes = ("int64",)
@@ -407,6 +409,7 @@ class LSTM(Recurrent):
 
     name = "lstm"
     gates, states = 4, 2
+    imports = (im.keras("LSTM", im.keras_recurrent), im.keras("Bidirectional", im.keras_bidirectional, "of an LSTM or GRU"))
     tf_notes = (
         "Keras's [N, T, F] is tfn's [N, F, T]. Keras's masking (mask_zero) carries the last output across masked "
         "steps; tfn's lengths give zeros there, as dynamic_rnn; the final states agree. tf1's state tuple (c, h) "
@@ -487,6 +490,7 @@ class GRU(Recurrent):
 
     name = "gru"
     gates, states = 3, 1
+    imports = (im.keras("GRU", im.keras_recurrent),)
     tf_notes = "Keras's [N, T, F] is tfn's [N, F, T]; Keras's gate order z, r, h is kept in the stored kernels."
 
     class Params(RecurrentParams):
