@@ -10,7 +10,7 @@ something); then write its oracle test and regenerate tests/golden/op_names.txt.
 no edit elsewhere.
 """
 
-from tfn.layers import activations, convolution, core, fractional, indexing, losses, math_ops, normalization, pooling, resizing, structure  # noqa: F401  (registers)
+from tfn.layers import activations, convolution, core, fractional, indexing, losses, math_ops, normalization, pooling, resizing, sequence, structure  # noqa: F401  (registers)
 from tfn.layers.base import (
     MAX_ELEMENTS,
     MAX_SIZE,

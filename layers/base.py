@@ -164,8 +164,9 @@ class Op:
     Params: ClassVar[type[Params]] = Params
     #: (fewest, most) data inputs; most=None means any number
     arity: ClassVar[tuple[int, int | None]] = (1, 1)
-    #: a loss op takes (logits, labels) and gives the unreduced loss (per example
-    #: or per element, as TF's op does); the runner averages it
+    #: a loss op takes (logits, labels[, sample_weight]) and gives the weighted,
+    #: unreduced loss (per example or per element, as TF's op does); the runner
+    #: reduces it with the op's `reduce` (tf.losses' reduction)
     is_loss: ClassVar[bool] = False
     #: a loss op: how `tfn predict` reads its logits, one of PREDICTIONS: "softmax" (class axis 1:
     #: class and probability, top-k), "sigmoid" (a probability per label; one unit: the positive
@@ -217,6 +218,11 @@ class Op:
     def moving_average_momentum(self, p: Params) -> float | None:
         """For an op whose variables include moving statistics updated in training
         (batch normalization): the momentum of that average, TF's `momentum`."""
+        return None
+
+    def float_input_range(self, p: Params, inputs: Sequence[TensorType], index: int) -> tuple[float, float] | None:
+        """The interval [low, high] a float input's values must lie in (log_loss's
+        probabilities); None where any value goes. Tools that make up inputs draw from it."""
         return None
 
     def label_type(self, p: Params, logits: TensorType) -> TensorType:

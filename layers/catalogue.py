@@ -50,7 +50,8 @@ def describe(name: str) -> dict[str, Any]:
 def _arity(op: Op) -> str:
     lo, hi = op.arity
     if op.is_loss:
-        return "logits and labels"
+        first = "predictions (or logits)" if op.prediction == "values" else "logits"
+        return f"{first}, labels and optionally sample_weight"
     return str(lo) if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
 
 

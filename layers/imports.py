@@ -285,12 +285,8 @@ def channels_last_only(foreign: Foreign) -> None:
     foreign.require(fmt == "channels_last", f"data_format {fmt!r}: tfn imports channels_last Keras layers")
 
 
-# --- Keras's sequence layers (the rules of embedding, lstm and gru) -------------------
-# Written and tested against tfn's embedding/lstm/gru (Keras's variable layouts, gate
-# orders i, f, c, o and z, r, h, GRU's reset_after two-row bias); the op classes name them:
-#   Embedding: imports = (im.keras("Embedding", im.keras_embedding),)
-#   LSTM:      imports = (im.keras("LSTM", im.keras_recurrent), im.keras("Bidirectional", im.keras_bidirectional, "of an LSTM or GRU"))
-#   GRU:       imports = (im.keras("GRU", im.keras_recurrent),)
+# --- Keras's sequence layers (the rules of embedding, lstm and gru, layers/sequence.py) ---
+# Keras's variable layouts, gate orders i, f, c, o and z, r, h, GRU's reset_after two-row bias.
 
 
 def keras_embedding(f: Foreign) -> Emitted:

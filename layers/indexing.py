@@ -298,8 +298,9 @@ class Gather(Op):
         return gather
 
 
-def check_indices(indices, size: int, op: str) -> None:
+def check_indices(indices, size: int, op: str, what: str = "index", bound: str = "the size of the gathered axis") -> None:
     """IndexRangeError naming the first index outside [0, size), as TF's kernels refuse them.
+    `what` names the values (an id, a sequence length), `bound` what `size` is.
 
     On an accelerator the check is a device-side assertion (no host sync).
     While torch traces the graph (ONNX export, train.compile) it is left
@@ -312,12 +313,12 @@ def check_indices(indices, size: int, op: str) -> None:
     if torch.compiler.is_compiling():
         return
     if indices.device.type != "cpu":
-        torch._assert_async(((indices >= 0) & (indices < size)).all(), f"{op}: index outside [0, {size})")
+        torch._assert_async(((indices >= 0) & (indices < size)).all(), f"{op}: {what} outside [0, {size})")
         return
     bad = (indices < 0) | (indices >= size)
     if bad.any():
         value = int(indices[bad][0])
-        raise IndexRangeError(f"{op}: index {value} is outside [0, {size}) (the size of the gathered axis)")
+        raise IndexRangeError(f"{op}: {what} {value} is outside [0, {size}) ({bound})")
 
 
 @register

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "truncated_normal", "zeros", "ones")
+INITIALIZERS = ("glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "truncated_normal", "zeros", "ones", "uniform", "orthogonal")
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -26,7 +26,12 @@ def initialize(tensor, name: str | dict, fan: tuple[int, int] | None, generator=
 
     fan_in, fan_out = fan or fans(tuple(tensor.shape))
     with torch.no_grad():
-        if isinstance(name, dict):
+        if isinstance(name, dict) and "unit_forget_bias" in name:
+            # Keras's LSTM bias: the base initializer, then ones on the forget gate (the second quarter)
+            initialize(tensor, name["unit_forget_bias"], fan, generator)
+            units = tensor.shape[-1] // 4
+            tensor[..., units : 2 * units] = 1.0
+        elif isinstance(name, dict):
             tensor.fill_(name["constant"])
         elif name == "zeros":
             tensor.zero_()
@@ -44,6 +49,10 @@ def initialize(tensor, name: str | dict, fan: tuple[int, int] | None, generator=
             tensor.uniform_(-limit, limit, generator=generator)
         elif name == "truncated_normal":
             _truncated_normal(tensor, 0.05, generator)
+        elif name == "uniform":  # Keras's default for embeddings: RandomUniform(-0.05, 0.05)
+            tensor.uniform_(-0.05, 0.05, generator=generator)
+        elif name == "orthogonal":  # Keras's default for recurrent kernels (gain 1)
+            torch.nn.init.orthogonal_(tensor, generator=generator)
         else:
             raise KeyError(f"unknown initializer {name!r}")
 

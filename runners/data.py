@@ -205,6 +205,7 @@ def bind(graph: Graph, source: Source, source_name: str, doc: Document | None = 
             if kind(source.field_types()[inp.name].dtype) == "integer":
                 _check_range(source, inp.name, inp.type.dtype, where, declared_at(graph, inp.name, doc.data if doc else None))
     _check_classes(graph, source, source_name, where)
+    _check_values(graph, source, source_name, where, doc.data if doc else None)
     return {inp.name: DTYPES[inp.type.dtype] for inp in graph.inputs}
 
 
@@ -246,6 +247,25 @@ def _check_classes(graph: Graph, source: Source, source_name: str, where: _Where
                 if found is not None:
                     raise DataError(f"{found} the label {value} of field {label_ref!r} is out of range: {rule}")
                 raise where.error(("data",), f"field {label_ref!r} holds the label {value} at sample {sample} of the {split} split; {rule}")
+
+
+def _check_values(graph: Graph, source: Source, source_name: str, where: _Where, data: dict | None) -> None:
+    """Integer inputs that are not labels (token ids, sequence lengths, indices) must lie in what their ops accept."""
+    labels = {graph.node(loss.node).inputs[1] for loss in graph.losses}
+    inputs = {i.name for i in graph.inputs}
+    for name, (low, high) in graph.integer_input_ranges().items():
+        if name in labels or name not in inputs:
+            continue
+        for split in SPLITS:
+            values = source.labels(split, name)
+            bad = np.flatnonzero((values < low) | (values >= high))
+            if bad.size:
+                sample, value = int(bad[0]) // max(1, values[0].size), int(values.flat[bad[0]])
+                rule = f"the nodes that read field {name!r} accept {low}..{high - 1}"
+                found = source.where(split, name, sample) if isinstance(source, ArraySource) else None
+                if found is not None:
+                    raise DataError(f"{found} the value {value} is out of range: {rule}")
+                raise where.error(declared_at(graph, name, data), f"field {name!r} holds {value} at sample {sample} of the {split} split; {rule}")
 
 
 # --- the pipeline --------------------------------------------------------------------

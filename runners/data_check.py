@@ -34,7 +34,7 @@ def kind(dtype: str) -> str:
 
 def declared_at(graph: Graph, name: str, data: dict | None) -> tuple:
     """The spec path that declares graph input `name`: `model.inputs.NAME` for a model input,
-    else the `labels:` of the loss that reads it (found in the document's data when given)."""
+    else the `labels:` or `sample_weight:` of the loss that reads it (found in the document's data when given)."""
     model = data.get("model") if isinstance(data, dict) else None
     if isinstance(model, dict) and isinstance(model.get("inputs"), dict) and name in model["inputs"]:
         return ("model", "inputs", name)
@@ -42,6 +42,8 @@ def declared_at(graph: Graph, name: str, data: dict | None) -> tuple:
     for path, loss in [(("loss",), losses)] if not isinstance(losses, list) else [(("loss", i), item) for i, item in enumerate(losses)]:
         if isinstance(loss, dict) and loss.get("labels") == name:
             return path + ("labels",)
+        if isinstance(loss, dict) and loss.get("sample_weight") == name:
+            return path + ("sample_weight",)
     if data is None and name in _label_names(graph):
         return ("loss", "labels")
     return ("model", "inputs", name)
@@ -58,6 +60,8 @@ def _reader(graph: Graph, name: str) -> str:
         if node.inputs[1] == name:
             logits = node.inputs[0]
             return f"the loss {node.name!r} ({node.op} of the logits {logits!r} {graph.type_of(logits)})"
+        if node.inputs[2:3] == (name,):
+            return f"the sample_weight of the loss {node.name!r} (one weight per example unless declared under model.inputs)"
     return f"the model input {name!r}"
 
 

@@ -209,6 +209,18 @@ class GraphModule(nn.Module):
         return self
 
 
+def loss_fetches(graph: Graph) -> list[str]:
+    """What computing the losses fetches: each loss node, and its weights (node:1) when it is weighted."""
+    return [ref for loss in graph.losses for ref in (loss.node, f"{loss.node}:1")[: len(graph.node(loss.node).outputs)]]
+
+
+def reduced_loss(graph: Graph, node: str, out: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The scalar loss of loss node `node` from fetched values: its op's reduction (tf.losses')."""
+    n = graph.node(node)
+    weights = out[f"{node}:1"] if len(n.outputs) > 1 else None
+    return layers.get(n.op).reduce(n.params, out[node], weights)
+
+
 _CL = torch.channels_last
 
 

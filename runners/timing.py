@@ -20,9 +20,8 @@ from typing import Callable
 
 import torch
 
-from tfn import layers
 from tfn.runners.memory import require_memory
-from tfn.runners.module import GraphModule, to_channels_last, wants_channels_last
+from tfn.runners.module import GraphModule, loss_fetches, reduced_loss, to_channels_last, wants_channels_last
 from tfn.specs.graph import Graph, split_ref
 from tfn.specs.summary import summarize
 
@@ -79,42 +78,24 @@ class Timing:
 
 
 def synthetic_feeds(graph: Graph, batch_size: int, device: torch.device, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Random inputs of the graph's shapes: normal floats; integers valid wherever they are used
-    (labels within their loss's classes, indices within what the op indexes)."""
-    ranges = integer_input_ranges(graph)
+    """Random inputs of the graph's shapes: normal floats (uniform where an op bounds them, as
+    log_loss's probabilities); integers valid wherever they are used (labels within their loss's
+    classes, indices within what the op indexes, token ids, sequence lengths)."""
+    ranges = graph.integer_input_ranges()
+    intervals = graph.float_input_ranges()
     feeds = {}
     for inp in graph.inputs:
         shape = (batch_size, *inp.type.shape[1:])
         dtype = getattr(torch, inp.type.dtype)
-        if dtype.is_floating_point:
-            value = torch.randn(shape, generator=generator, dtype=dtype)
-        else:
+        if not dtype.is_floating_point:
             value = torch.randint(*ranges.get(inp.name, (0, 2)), shape, generator=generator, dtype=dtype)
+        elif inp.name in intervals:
+            low, high = intervals[inp.name]
+            value = low + (high - low) * torch.rand(shape, generator=generator, dtype=dtype)
+        else:
+            value = torch.randn(shape, generator=generator, dtype=dtype)
         feeds[inp.name] = value.to(device)
     return feeds
-
-
-def integer_input_ranges(graph: Graph) -> dict[str, tuple[int, int]]:
-    """For each model input that labels a loss or indexes into something: the [low, high) every user of it accepts."""
-    ranges: dict[str, tuple[int, int]] = {}
-
-    def narrow(name: str, low: int, high: int) -> None:
-        if name in ranges:
-            low, high = max(low, ranges[name][0]), min(high, ranges[name][1])
-        ranges[name] = (low, max(high, low + 1))  # demands that cannot all be met still give a draw
-
-    for loss in graph.losses:
-        node = graph.node(loss.node)
-        if len(node.inputs) > 1:
-            narrow(node.inputs[1], 0, graph.type_of(node.inputs[0]).shape[1] or 1)
-    for node in graph.nodes:
-        op = layers.get(node.op)
-        types = [graph.type_of(r) for r in node.inputs]
-        for index, ref in enumerate(node.inputs):
-            known = op.integer_input_range(node.params, types, index) if types[index].dtype.startswith("int") else None
-            if known is not None:
-                narrow(ref, *known)
-    return ranges
 
 
 def time_graph(
@@ -138,7 +119,7 @@ def time_graph(
     if wants_channels_last(graph, memory_format):
         model.use_channels_last()
         feeds = {name: to_channels_last(tensor) for name, tensor in feeds.items()}
-    fetches = list(dict.fromkeys(list(graph.outputs) + [loss.node for loss in graph.losses]))
+    fetches = list(dict.fromkeys(list(graph.outputs) + loss_fetches(graph)))
     steps = model.plan(fetches, feeds)
     sync = _synchroniser(dev)
     needs_grad = _gradient_flow(model)
@@ -218,7 +199,7 @@ def _whole_step_ms(model, feeds, fetches, warmup, iterations, sync) -> float:
         sync()
         start = time.perf_counter()
         out = model(feeds, fetches)
-        total = sum(out[name].mean() for name in losses) if losses else sum(out[f].float().mean() for f in fetches)
+        total = sum(reduced_loss(model.graph, name, out) for name in losses) if losses else sum(out[f].float().mean() for f in fetches)
         total.backward()
         sync()
         if iteration >= warmup:

@@ -34,13 +34,14 @@ import numpy as np
 import torch
 import yaml
 
+from tfn import layers
 from tfn.runners import checkpoint as ckpt
 from tfn.runners.data import DataPipeline
 from tfn.runners.distributed import Replicas, muted
 from tfn.runners.files import atomic_write, new_run_dir, prepare_out_dir, write_json
 from tfn.runners.memory import require_memory
 from tfn.runners.metrics import Metrics, default_metrics, scalars
-from tfn.runners.module import GraphModule, wants_channels_last
+from tfn.runners.module import GraphModule, loss_fetches, reduced_loss, wants_channels_last
 from tfn.runners.optimizers import clip_gradients, make_optimizer, unmatched_multiplier_patterns
 from tfn.runners.precision import Precision
 from tfn.runners.preprocessing import for_model
@@ -89,11 +90,11 @@ def pick_device(name: str) -> torch.device:
 
 
 class Loss:
-    """The spec's weighted losses (each the mean over its examples) plus the L2 regularizers the ops declare."""
+    """The spec's weighted losses (each reduced as tf.losses does) plus the L2 regularizers the ops declare."""
 
     def __init__(self, model: GraphModule):
         graph = model.graph
-        self.fetches = tuple(dict.fromkeys(list(graph.outputs) + [l.node for l in graph.losses]))
+        self.fetches = tuple(dict.fromkeys(list(graph.outputs) + loss_fetches(graph)))
         self.weights = [(l.node, l.weight) for l in graph.losses]
         params = model.trainable_variables()
         # TF's factor * l2_loss(w) = factor * sum(w^2) / 2
@@ -103,7 +104,7 @@ class Loss:
         self.forward = model
 
     def data_loss(self, out: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(w * out[node].mean() for node, w in self.weights)
+        return sum(w * reduced_loss(self.model.graph, node, out) for node, w in self.weights)
 
     def __call__(self, feeds) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = self.forward(feeds, self.fetches)
@@ -125,6 +126,8 @@ class Target:
     labels: str
     metrics: Metrics
     prefix: str
+    #: the loss's weights (node:1) when it is weighted, for token_accuracy
+    weights: str | None = None
 
     def scalar_names(self) -> list[str]:
         """The names of the scalar results (what early stopping, plateau and `best` may watch)."""
@@ -139,16 +142,28 @@ def targets(spec, graph) -> list[Target]:
     loss_specs = spec.loss if isinstance(spec.loss, list) else [spec.loss]
     found = []
     for i, (loss, loss_spec) in enumerate(zip(graph.losses, loss_specs)):
-        logits, labels = graph.node(loss.node).inputs[:2]
+        node = graph.node(loss.node)
+        logits, labels = node.inputs[:2]
         logits_type, label_dtype = graph.type_of(logits), graph.type_of(labels).dtype
         names, where = loss_spec.metrics, (f"loss[{i}].metrics" if isinstance(spec.loss, list) else "loss.metrics")
         if names is None and i == 0:
             names, where = (settings.metrics, "train.metrics") if settings.metrics is not None else (default_metrics(label_dtype), "")
         classes = logits_type.shape[1] if logits_type.rank > 1 else 1
+        weights = f"{loss.node}:1" if len(node.outputs) > 1 else None
         metrics = Metrics(
-            names or [], classes, label_dtype, top_k=settings.top_k, threshold=settings.threshold, average=settings.average, where=where
+            names or [],
+            classes,
+            label_dtype,
+            top_k=settings.top_k,
+            threshold=settings.threshold,
+            average=settings.average,
+            where=where,
+            prediction=layers.get(node.op).prediction,
+            weighted=weights is not None,
+            auc_thresholds=settings.auc.num_thresholds,
+            auc_summation=settings.auc.summation_method,
         )
-        found.append(Target(logits, labels, metrics, "" if i == 0 else f"{loss.node}/"))
+        found.append(Target(logits, labels, metrics, "" if i == 0 else f"{loss.node}/", weights))
     return found
 
 
@@ -159,7 +174,7 @@ def validation_metrics(chosen: list[Target]) -> list[str]:
 
 def measure(chosen: list[Target], out: dict, feeds: dict) -> None:
     for t in chosen:
-        t.metrics.update(out[t.logits], feeds[t.labels])
+        t.metrics.update(out[t.logits], feeds[t.labels], out[t.weights] if t.weights else None)
 
 
 def results(chosen: list[Target]) -> dict:

@@ -115,7 +115,7 @@ class _Compiler:
         self.data = _dict(doc.data)
         self.model = _dict(self.data.get("model"))
         self.problems: list[Diagnostic] = []
-        self.label_inputs: dict[str, Input] = {}  # label fields the loss adds as inputs
+        self.label_inputs: dict[str, Input] = {}  # label and sample-weight fields the losses add as inputs
         self.model_input_names: set[str] = set()
 
     def fail(self, path: tuple, message: str, key: bool = False) -> None:
@@ -348,16 +348,17 @@ class _Compiler:
             return []
         op = raw.get("op")
         spec = _valid(LOSS_MODELS.get(op) if isinstance(op, str) else None, raw)
-        logits_ref = raw.get("logits")
+        key = "predictions" if raw.get("logits") is None and raw.get("predictions") is not None else "logits"
+        logits_ref = raw.get(key)
         if not isinstance(logits_ref, str) or not have_nodes:
             return []
         holder = _Entry(path, "", raw, spec, None, default_name)
-        logits = self.resolve(logits_ref, holder, path + ("logits",), names, inputs, earlier_only=False)
+        logits = self.resolve(logits_ref, holder, path + (key,), names, inputs, earlier_only=False)
         if spec is None or logits is None or split_ref(logits)[0] not in types:
             return []
         logits_node, index = split_ref(logits)
         if index >= len(types[logits_node]):
-            self.fail(path + ("logits",), f"{logits!r}: node {logits_node!r} has {len(types[logits_node])} output(s), numbered from 0")
+            self.fail(path + (key,), f"{logits!r}: node {logits_node!r} has {len(types[logits_node])} output(s), numbered from 0")
             return []
         op = layers.get(spec.op)
         logits_type = types[logits_node][index]
@@ -365,25 +366,30 @@ class _Compiler:
         try:
             label_type = op.label_type(params, logits_type)
         except OpError as exc:
-            self.fail(path + ("logits",), str(exc))
+            self.fail(path + (key,), str(exc))
             return []
-        if spec.labels in inputs:
-            if inputs[spec.labels] is None:
-                return []
-            label_type = inputs[spec.labels].type
-        else:
-            self.label_inputs[spec.labels] = Input(spec.labels, label_type)
+        # fields the loss reads from the data: the labels and, optionally, per-example weights ([N] unless declared)
+        fields = {spec.labels: label_type} | ({spec.sample_weight: TensorType((None,))} if spec.sample_weight else {})
+        field_types = []
+        for field, default_type in fields.items():
+            if field in inputs:
+                if inputs[field] is None:
+                    return []
+                field_types.append(inputs[field].type)
+            else:
+                self.label_inputs.setdefault(field, Input(field, default_type))
+                field_types.append(self.label_inputs[field].type)
         name = spec.name or default_name
         if name in names or name in inputs or name in nodes:
             self.fail(path + ("name",), f"the loss node is named {name!r}, which a node already uses; set {format_path(path)}.name")
             return []
         try:
-            outputs = op.infer(params, [logits_type, label_type])
+            outputs = op.infer(params, [logits_type, *field_types])
         except OpError as exc:
-            self.fail(path + ("labels",), str(exc))
+            self.fail(path + ((exc.field,) if exc.field in raw else ("labels",)), str(exc))
             return []
         self.check_top_k(raw, path, logits, logits_type, label_type)
-        nodes[name] = Node(name, op.name, params.model_dump(mode="json"), (logits, spec.labels), outputs=tuple(outputs))
+        nodes[name] = Node(name, op.name, params.model_dump(mode="json"), (logits, *fields), outputs=tuple(outputs))
         return [Loss(name, spec.weight)]
 
     def check_top_k(self, raw: dict, path: tuple, logits: str, logits_type: TensorType, label_type: TensorType) -> None:

@@ -92,6 +92,43 @@ class Graph:
                 return inp.type
         return self.by_name[name].outputs[index]
 
+    def integer_input_ranges(self) -> dict[str, tuple[int, int]]:
+        """For each integer value that labels a loss or indexes into something (gather's indices,
+        token ids, sequence lengths): the [low, high) every user of it accepts."""
+        ranges: dict[str, tuple[int, int]] = {}
+
+        def narrow(name: str, low: int, high: int) -> None:
+            if name in ranges:
+                low, high = max(low, ranges[name][0]), min(high, ranges[name][1])
+            ranges[name] = (low, max(high, low + 1))  # demands that cannot all be met still give a draw
+
+        for loss in self.losses:
+            node = self.node(loss.node)
+            if len(node.inputs) > 1:
+                narrow(node.inputs[1], 0, self.type_of(node.inputs[0]).shape[1] or 1)
+        for node in self.nodes:
+            op = layers.get(node.op)
+            types = [self.type_of(r) for r in node.inputs]
+            for index, ref in enumerate(node.inputs):
+                known = op.integer_input_range(node.params, types, index) if types[index].dtype.startswith("int") else None
+                if known is not None:
+                    narrow(ref, *known)
+        return ranges
+
+    def float_input_ranges(self) -> dict[str, tuple[float, float]]:
+        """For each float model input an op bounds (log_loss's probabilities): the [low, high] every such op accepts."""
+        inputs = {i.name for i in self.inputs}
+        intervals: dict[str, tuple[float, float]] = {}
+        for node in self.nodes:
+            op = layers.get(node.op)
+            types = [self.type_of(r) for r in node.inputs]
+            for index, ref in enumerate(node.inputs):
+                known = op.float_input_range(node.params, types, index) if ref in inputs else None
+                if known is not None:
+                    low, high = intervals.get(ref, known)
+                    intervals[ref] = (max(low, known[0]), min(high, known[1]))
+        return intervals
+
     # --- serialisation ---------------------------------------------------------
 
     def to_dict(self) -> dict:

@@ -132,11 +132,15 @@ MetricName = Literal[
     "f1",
     "mean_squared_error",
     "mean_absolute_error",
+    "mean_relative_error",
+    "auc",
+    "pr_auc",
+    "token_accuracy",
 ]
 
 
 # metrics where smaller is better (for early stopping, plateau, `best` in mode auto, and `tfn runs`)
-LOWER_IS_BETTER = ("loss", "mean_squared_error", "mean_absolute_error")
+LOWER_IS_BETTER = ("loss", "mean_squared_error", "mean_absolute_error", "mean_relative_error")
 
 
 def better(metric: str, mode: str) -> str:
@@ -146,14 +150,40 @@ def better(metric: str, mode: str) -> str:
     return "min" if metric.split("/")[-1] in LOWER_IS_BETTER else "max"
 
 
+class _PredictionsOrLogits(BaseModel):
+    """A regression loss names its input node with `predictions:` (tf.losses' name) or `logits:`."""
+
+    @model_validator(mode="after")
+    def _one_input(self):
+        if (self.logits is None) == (self.predictions is None):  # type: ignore[attr-defined]
+            raise ValueError("give the predictions node as `predictions:` or `logits:` (one of them)")
+        return self
+
+
 def _loss_model(op: layers.Op) -> type[BaseModel]:
+    if op.prediction == "values":
+        inputs: dict[str, Any] = {
+            "logits": (str | None, Field(None, description="the node that gives the predictions (same as `predictions:`)")),
+            "predictions": (str | None, Field(None, description="the node that gives the predictions")),
+        }
+        base: Any = (op.Params, _PredictionsOrLogits)
+    else:
+        inputs, base = {"logits": (str, Field(description="the node that gives the logits"))}, op.Params
     return create_model(
         f"{type(op).__name__}Loss",
-        __base__=op.Params,
+        __base__=base,
         __doc__=op.doc(),
         op=(Literal[op.name], ...),
-        logits=(str, Field(description="the node that gives the logits")),
+        **inputs,
         labels=(str, Field(description="the data field that gives the labels")),
+        sample_weight=(
+            str | None,
+            Field(
+                None,
+                description="a data field of per-example [N] or per-element weights multiplied into the loss "
+                "(tf.losses' weights); declare it under model.inputs to give its shape",
+            ),
+        ),
         name=(Name | None, Field(None, description="the loss node's name; default: loss (in a list: loss, loss_1, loss_2, ...)")),
         weight=(float, Field(1.0, description="factor on this loss in the sum the optimizer minimises")),
         metrics=(
@@ -729,6 +759,15 @@ class SummarySettings(Strict):
     images: NonNegativeInt = Field(default=16, description="input images drawn as a grid at the start (0: none)")
 
 
+class AucSettings(Strict):
+    """tf.metrics.auc's discretisation of the curve, for the auc and pr_auc metrics."""
+
+    num_thresholds: int = Field(default=200, ge=3, description="thresholds spread over [0, 1], the two end points included")
+    summation_method: Literal["trapezoidal", "careful_interpolation", "minoring", "majoring"] = Field(
+        default="trapezoidal", description="how the area between thresholds is summed; careful_interpolation is the better PR estimate"
+    )
+
+
 class Train(Strict):
     epochs: PositiveInt = 10
     steps: PositiveInt | None = Field(default=None, description="stop after this many steps in all (overrides epochs)")
@@ -738,12 +777,13 @@ class Train(Strict):
     validate_every: NonNegativeInt = Field(default=0, description="steps between validations (0: after each epoch)")
     metrics: list[MetricName] | None = Field(default=None, description="default: accuracy when the labels are class indices")
     top_k: PositiveInt = Field(default=5, description="k of top_k_accuracy; below the number of classes")
-    threshold: float = Field(default=0.5, description="logit probability above which a multi-label output counts as on")
+    threshold: float = Field(default=0.5, description="probability above which a multi-label output counts as on")
     average: Literal["auto", "macro", "micro", "weighted"] = Field(
         default="auto",
         description="how precision, recall and f1 combine classes or labels: macro (mean of the per-class values), micro (from the pooled "
         "counts), weighted (mean weighted by each class's true count); auto: macro for class indices, micro for multi-label outputs",
     )
+    auc: AucSettings = AucSettings()
     early_stopping: EarlyStopping | None = None
     reduce_on_plateau: ReduceOnPlateau | None = None
     checkpoints: CheckpointSettings = CheckpointSettings()

@@ -102,3 +102,26 @@ def tiny_conv_spec(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_CONV_SPEC.lstrip())
     return path
+
+
+@pytest.fixture(scope="session")
+def tf_reference():
+    """tf_reference(name) -> the arrays of tests/tf_reference/NAME.npz.
+
+    The values were computed with TensorFlow by tests/tf_reference/make_NAME.py
+    (TensorFlow is not needed to run the tests); each file records the
+    TensorFlow version that made it.
+    """
+    import re
+
+    import numpy as np
+
+    def load(name: str) -> dict:
+        path = Path(__file__).parent / "tf_reference" / f"{name}.npz"
+        assert (path.parent / f"make_{name}.py").is_file(), f"{path.name} needs the script that made it"
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        assert re.fullmatch(r"2\.\d+\.\d+", str(arrays.get("tf_version", ""))), f"{path.name} must record the TensorFlow version"
+        return arrays
+
+    return load

@@ -24,7 +24,7 @@ from tfn.specs.schema import LOSS_MODELS, NODE_MODELS
 
 OPS = layers.all_ops()
 GOLDEN = Path(__file__).parent / "golden" / "op_names.txt"
-NODE_FIELDS = {"op", "name", "inputs", "after", "share", "device", "logits", "labels", "weight"}
+NODE_FIELDS = {"op", "name", "inputs", "after", "share", "device", "logits", "predictions", "labels", "sample_weight", "weight"}
 
 
 def example_params(op):
@@ -54,6 +54,12 @@ def integer_input(op, p, types, index, shape, gen):
     return torch.randint(low, high, shape, generator=gen, dtype=getattr(torch, types[index].dtype))
 
 
+def bounded_floats(op, p, types, index, shape, gen, dtype):
+    """Floats inside the interval the op accepts for input `index` (float_input_range: log_loss's probabilities)."""
+    low, high = op.float_input_range(p, types, index)
+    return low + (high - low) * torch.rand(shape, generator=gen, dtype=dtype)
+
+
 def example_tensors(op, p, dtype=torch.float64, seed=0):
     """Inputs and variables for the op's example: random normal floats, valid labels, initialised variables."""
     return tensors_for(op, p, example_types(op, p), op.example_inputs[0][0], dtype, seed)
@@ -67,6 +73,8 @@ def tensors_for(op, p, types, batch, dtype=torch.float64, seed=0):
         shape = (batch, *t.shape[1:])
         if t.dtype.startswith("int"):
             xs.append(integer_input(op, p, types, i, shape, gen))
+        elif op.float_input_range(p, types, i) is not None:
+            xs.append(bounded_floats(op, p, types, i, shape, gen, dtype))
         elif op.is_loss and i == 1:  # soft labels: a distribution over the class axis
             xs.append(torch.randn(shape, generator=gen, dtype=dtype).softmax(1))
         else:
@@ -128,8 +136,8 @@ def test_inferred_types_match_a_run(name, training):
             batched = want.shape[0] is None  # an output without a batch axis (a pooling sequence) has a fixed shape
             assert tuple(got.shape) == ((xs[0].shape[0], *want.shape[1:]) if batched else want.shape)
             assert got.device == xs[0].device
-            if want.dtype.startswith("float") and any(x.is_floating_point() for x in xs):
-                assert got.dtype == dtype, "floating outputs keep the input's dtype"
+            if want.dtype.startswith("float") and any(t.is_floating_point() for t in [*xs, *variables.values()]):
+                assert got.dtype == dtype, "floating outputs keep the dtype of the input (or, from integer inputs, of the variables)"
             else:
                 assert str(got.dtype) == f"torch.{want.dtype}"
 

@@ -37,6 +37,8 @@ INTERNAL = {
     ("layers/resizing.py", "ValueError"): "a resize method outside the Literal the op's schema already checked",
     ("layers/resizing.py", "NotImplementedError"): "a resizing op class missing its geometry rule: a bug in that op",
     ("layers/structure.py", "NotImplementedError"): "a padding/cropping op class missing its edges rule: a bug in that op",
+    ("layers/losses.py", "NotImplementedError"): "a loss op class missing its loss rule or class weights: a bug in that op",
+    ("layers/sequence.py", "NotImplementedError"): "a recurrent op class missing its cell kind or weight mapping: a bug in that op",
     ("layers/initializers.py", "KeyError"): "initializer names are validated by the spec schema first",
     ("runners/__init__.py", "AttributeError"): "Python's module __getattr__ protocol",
     ("runners/data.py", "ValueError"): "a split or start step the callers have already checked",
