@@ -33,10 +33,14 @@ params:
   optimizer.learning_rate: {{log_uniform: [0.05, 0.5]}}
 """
 LOST = "its worker stopped while it ran (killed, or its machine lost); no result"
+EPOCHS = 4  # of 19 steps: a checkpoint at each epoch's end leaves three epochs to signal a trial in
+LAST_STEP = EPOCHS * 19
 
 
 @pytest.fixture
 def folder(tmp_path, tiny_conv_spec):
+    tiny_conv_spec.write_text(tiny_conv_spec.read_text().replace("epochs: 2,", f"epochs: {EPOCHS},"))
+    assert f"epochs: {EPOCHS}," in tiny_conv_spec.read_text()
 
     def sweep_file(trials: int) -> str:
         (tmp_path / "s.sweep.yaml").write_text(textwrap.dedent(SWEEP.format(trials=trials)).lstrip())
@@ -65,20 +69,27 @@ def runs(sweep_dir: Path) -> dict[int, dict]:
 
 
 def signal_mid_trial(sweep_dir: Path, proc: subprocess.Popen, signum: int, timeout: float = 240) -> dict:
-    """Send `signum` to the worker of a trial that has written a checkpoint and is still running; its run.json.
+    """Send `signum` to the worker of a trial that has written a checkpoint before its last step; its run.json.
 
     The worker is paused (SIGSTOP) while its trial is checked, so the signal
-    lands mid-trial however fast the machine is.
+    lands mid-training however fast the machine is: a trial whose last
+    checkpoint is written has finished training even while run.json still
+    says running, and a Ctrl-C then rightly lets it complete.
     """
+
+    def mid_training(number: int) -> bool:
+        steps = [int(path.name[len("ckpt-"):len("ckpt-") + 6]) for path in (sweep_dir / f"trial-{number:04d}" / "checkpoints").glob("ckpt-??????.safetensors")]
+        return bool(steps) and max(steps) < LAST_STEP and runs(sweep_dir)[number]["status"] == "running"
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, finish(proc)
         for number, run in runs(sweep_dir).items():
-            if run.get("status") != "running" or not list((sweep_dir / f"trial-{number:04d}" / "checkpoints").glob("ckpt-*.safetensors")):
+            if run.get("status") != "running" or not mid_training(number):
                 continue
             pid = run["sweep"]["pid"]
             os.kill(pid, signal.SIGSTOP)
-            still = runs(sweep_dir)[number]["status"] == "running"
+            still = mid_training(number)
             if still:
                 os.kill(pid, signum)
             os.kill(pid, signal.SIGCONT)
