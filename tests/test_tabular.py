@@ -192,6 +192,22 @@ def test_eval_applies_the_run_s_record(tabular_run, tmp_path):
     assert np.array_equal(batch[:, 2:], colors)
 
 
+def test_a_resumed_run_keeps_its_record(tabular_run, tmp_path):
+    """Resuming reads the run's record rather than fitting a new one: a vocabulary without `red` refuses red rows."""
+    import shutil
+
+    from tfn.runners.train import resume
+
+    _, run, _, _ = tabular_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    record = json.loads((copy / FILE).read_text())
+    record["fields"]["x"][0]["columns"][2]["vocabulary"] = ["blue", "green"]
+    (copy / FILE).write_text(json.dumps(record))
+    with pytest.raises(DataError, match=r"train.csv:\d+: error: column 'color': 'red' is not in the vocabulary"):
+        resume(copy, steps=8, quiet=True)
+
+
 # --- the training split alone ----------------------------------------------------------
 
 
