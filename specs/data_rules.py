@@ -19,7 +19,7 @@ from tfn.specs.schema import CsvData, Data, Normalized
 _DATA = TypeAdapter(Data)
 
 
-def check_data(doc: Document, input_dtypes: dict[str, str]) -> list[Diagnostic]:
+def data_section_problems(doc: Document, input_dtypes: dict[str, str]) -> list[Diagnostic]:
     """Problems of a data section the schema accepted; `input_dtypes` are the model inputs' dtypes by name."""
     try:
         data = _DATA.validate_python(doc.data.get("data"))

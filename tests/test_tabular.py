@@ -346,7 +346,7 @@ BAD_SPEC = """
 version: 1
 name: bad
 model:
-  inputs: {x: {shape: [4]}, n: {shape: [], dtype: int64}}
+  inputs: {x: {shape: [4]}, n: {shape: [1], dtype: int64}}
   layers: [{name: logits, op: dense, units: 2, inputs: [x]}]
 loss: {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}
 data:
@@ -358,7 +358,7 @@ data:
 """
 
 
-def test_spec_mistakes_are_positioned_and_check_reads_no_data(write_spec, tfn_cli):
+def test_spec_mistakes_are_positioned_and_check_reads_no_rows(write_spec, tfn_cli, tmp_path):
     code, _, err = tfn_cli("check", str(write_spec(BAD_SPEC)))
     assert code == 2
     lines = [line.split("/spec.yaml:", 1)[1] for line in err.strip().splitlines()]
@@ -371,17 +371,42 @@ def test_spec_mistakes_are_positioned_and_check_reads_no_data(write_spec, tfn_cl
         "one column makes class indices (a list of columns, [label], makes a float field)",
         "12:47: error: data.normalize.n: normalize applies to float fields; field 'n' holds integers: it feeds the model input 'n' of dtype int64",
     ]
-    fixed = BAD_SPEC.replace("colr: one_hot, city: index", "color: one_hot").replace("{xx: standard, label: minmax, n: standard}", "{x: standard}")
-    code, out, err = tfn_cli("check", str(write_spec(fixed)))  # nowhere.csv is never opened
+    # check reads the header line, never the rows: a bad value, the vocabulary and the statistics wait for training
+    rows = tmp_path / "rows.csv"
+    rows.write_text("age,color,city,rank,label\nold,red,oslo,one,1\n")
+    fixed = BAD_SPEC.replace("colr: one_hot, city: index", "color: one_hot, city: one_hot").replace("{xx: standard, label: minmax, n: standard}", "{x: standard}")
+    spec = write_spec(fixed.replace("nowhere.csv", str(rows)).replace("dtype: int64", "dtype: float32"))
+    code, out, err = tfn_cli("check", str(spec))
     assert code == 0, err
+    assert "data: source csv gives x [?] float32, n [1] float32, label [] int64: they fit the graph's inputs" in out
+    assert "not checked without reading the data: the width of field 'x': the one-hot blocks of color, city are as wide as their vocabularies" in out
 
 
 def test_a_column_the_csv_lacks_points_at_the_spec(tabular_run, write_spec, tfn_cli):
     root, *_ = tabular_run
     spec = write_spec(SPEC.format(root=root).replace("[age, income, color]", "[age, incme, color]"))
-    code, _, err = tfn_cli("train", str(spec), "--out", str(spec.parent / "never"))
+    code, _, err = tfn_cli("check", str(spec))
     assert code == 2
-    assert f"spec.yaml:16:21: error: data.fields.x[1]: no column 'incme' in {root / 'train.csv'} (did you mean 'income'?)" in err
+    assert f"spec.yaml:16:21: error: data.fields.x[1]: {root / 'train.csv'}:1: field 'x': no column 'incme' (did you mean 'income'?)" in err
+    code, _, err = tfn_cli("train", str(spec), "--out", str(spec.parent / "never"))
+    assert code == 2 and f"{root / 'train.csv'}:1: error: field 'x': no column 'incme' (did you mean 'income'?)" in err
+
+
+def test_check_refuses_normalize_of_an_integer_array(write_spec, tfn_cli, tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 3), np.int64), y=np.zeros(4, np.int64))
+    spec = write_spec(f"""
+        version: 1
+        name: ints
+        model:
+          inputs: {{x: {{shape: [3], dtype: float32}}}}
+          layers: [{{name: logits, op: dense, units: 2}}]
+        loss: {{op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: label}}
+        data: {{source: npz, path: {tmp_path / "d.npz"}, fields: {{x: x, label: y}}, normalize: {{x: minmax}}}}
+        """)
+    code, _, err = tfn_cli("check", str(spec))
+    assert code == 2 and "data.normalize.x: normalize applies to float fields; field 'x' holds int64" in err
+    code, _, err = tfn_cli("train", str(spec), "--out", str(tmp_path / "never"))
+    assert code == 2 and "data.normalize.x: error: field 'x' holds int64; normalize applies to float fields" in err
 
 
 def test_a_width_mismatch_says_what_the_columns_make(tabular_run, write_spec, tfn_cli):
