@@ -366,7 +366,6 @@ class Prediction:
             rows.append(row)
         return rows
 
-
     def to_csv(self) -> str:
         """One CSV line per input: input, row and line (of a CSV row), then the prediction.
 
