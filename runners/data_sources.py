@@ -300,7 +300,7 @@ def _class_pattern(seed: int, field_name: str, label: int, f: schema.SyntheticFi
 
 
 @load_source.register
-def _key_value(spec: schema.KeyValueData) -> ArraySource:
+def _key_value(spec: schema.KeyValueData, preprocessing: Preprocessing | None = None) -> ArraySource:
     seed = spec.seed % 2**64
     key_symbols, value_symbols = np.eye(spec.key_vocabulary, dtype=np.float32), np.eye(spec.classes, dtype=np.float32)
     splits = {}

@@ -420,6 +420,21 @@ def test_a_width_mismatch_says_what_the_columns_make(tabular_run, write_spec, tf
     ) in err
 
 
+def test_every_source_loader_takes_a_model_directory_s_record():
+    """DataPipeline hands every loader the record of the model directory it evaluates (eval, resume)."""
+    import inspect
+    import typing
+
+    from tfn.specs import schema
+
+    sources = typing.get_args(typing.get_args(schema.Data)[0])
+    assert len(sources) >= 10
+    for cls in sources:
+        loader = load_source.dispatch(cls)
+        assert loader is not load_source.dispatch(object), cls.__name__
+        assert "preprocessing" in inspect.signature(loader).parameters, f"{loader.__name__} ({cls.__name__}) takes no `preprocessing`"
+
+
 # --- the record's new kinds -------------------------------------------------------------
 
 
