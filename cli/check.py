@@ -72,7 +72,7 @@ def command(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
         f"memory: {format_bytes(memory.parameter_bytes)} of variables + {format_bytes(memory.activation_bytes_per_sample)} of activations per sample"
         + (f" (at least {format_bytes(memory.for_batch(batch))} for a batch of {batch})" if isinstance(batch, int) else "")
     )
-    fields = ", ".join(f"{name} {list(f.shape)} {f.dtype}" for name, f in data.fields.items())
+    fields = ", ".join(f"{name} {f}" for name, f in data.fields.items())
     classes = f", {data.classes} classes" if data.classes is not None else ""
     click.echo(f"data: source {data.source} gives {fields}{classes}: they fit the graph's inputs")
     for item in data.unchecked:

@@ -11,6 +11,7 @@
     tfn.predict(model, images, top_k=3).top                # [(class, name, probability), ...] per image
     tfn.run(model, {"image": "cat.png"}, ["logits"])       # image files go through the run's preprocessing record
     tfn.predict(model, ["cat.png", "dog.png"]).kind        # "softmax", "sigmoid" or "values": as the loss reads it
+    tfn.predict(tfn.load_model("runs/tabular/1"), "rows.csv").to_csv()   # a prediction per CSV row, through the record
     weights = tfn.read_checkpoint("runs/digits_cnn/1")     # {"conv1/kernel": np.ndarray, ...}, no torch
     tfn.list_variables("runs/digits_cnn/1").variables      # names, dtypes, shapes from the header alone
     tfn.diff_checkpoints(a, b).changed; tfn.check_checkpoint(ckpt, tfn.load_graph("digits_cnn")).fits

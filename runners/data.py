@@ -198,7 +198,10 @@ class _Where:
 def bind(graph: Graph, source: Source, source_name: str, doc: Document | None = None) -> dict[str, torch.dtype]:
     """Check that every graph input has a fitting data field: {input name: the dtype to feed}."""
     where = _Where(doc)
-    where.raise_all(binding_problems(graph, source.field_types(), source_name, doc.data if doc else None))
+    record = source.preprocessing
+    # what makes a field's shape (its CSV columns, its image size), for a field whose shape does not fit
+    made = {name: steps[0].describe() for name, steps in record.fields.items() if steps} if record is not None else {}
+    where.raise_all(binding_problems(graph, source.field_types(), source_name, doc.data if doc else None, made))
     where.raise_all(class_problems(graph, len(source.class_names) if source.class_names is not None else None, source_name))
     if isinstance(source, ArraySource):
         for inp in graph.inputs:
@@ -294,10 +297,9 @@ class DataPipeline:
         self.seed = seed
         self.shard = shard
         self.device = torch.device(device)
-        self.source: Source = load_source(spec)
-        self.preprocessing = record_for(spec) if preprocessing is None else preprocessing
-        if isinstance(self.source, ImageFileSource):
-            self.source.preprocessing = self.preprocessing
+        self.source: Source = load_source(spec, preprocessing)
+        made = self.source.preprocessing  # what the source fitted or was given (None: nothing learnt from the data)
+        self.preprocessing = made if made is not None else record_for(spec) if preprocessing is None else preprocessing
         self.fed = bind(graph, self.source, spec.source, doc)
         self._check_batching()
         self._loaders: dict[str, tuple[torch.utils.data.DataLoader, _PassBatches]] = {}

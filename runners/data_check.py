@@ -65,8 +65,11 @@ def _reader(graph: Graph, name: str) -> str:
     return f"the model input {name!r}"
 
 
-def binding_problems(graph: Graph, fields: dict[str, FieldType], source: str, data: dict | None = None) -> list[Problem]:
-    """Every graph input without a fitting field: missing, another sample shape, another kind of dtype."""
+def binding_problems(graph: Graph, fields: dict[str, FieldType], source: str, data: dict | None = None, made: dict[str, str] | None = None) -> list[Problem]:
+    """Every graph input without a fitting field: missing, another sample shape, another kind of dtype.
+
+    A dimension of a field's shape that is None is not known yet (a CSV field's one-hot width, before the
+    vocabulary is learnt) and fits any; `made` says in words what makes a field (its CSV columns), for messages."""
     problems = []
     for inp in graph.inputs:
         at = declared_at(graph, inp.name, data)
@@ -84,17 +87,22 @@ def binding_problems(graph: Graph, fields: dict[str, FieldType], source: str, da
         have, want = fields[inp.name], tuple(inp.type.sample_shape)
         reader = _reader(graph, inp.name)
         model_input = at[:2] == ("model", "inputs")
-        if have.shape != want:
+        if not _fits(have.shape, want):
+            how = f" ({made[inp.name]})" if made and inp.name in made else ""
             problems.append(
                 (
                     at + ("shape",) if model_input else at,
-                    f"field {inp.name!r} of source {source!r} has samples of shape {list(have.shape)}; {reader} expects {list(want)}",
+                    f"field {inp.name!r} of source {source!r} has samples of shape {list(have.shape)}{how}; {reader} expects {list(want)}",
                 )
             )
         elif kind(have.dtype) != kind(inp.type.dtype):
             hint = " (scale integer pixels to floats first, e.g. x / 255)" if kind(have.dtype) == "integer" and model_input else ""
             problems.append((at, f"field {inp.name!r} of source {source!r} holds {have.dtype}; {reader} expects {inp.type.dtype}{hint}"))
     return problems
+
+
+def _fits(have: tuple, want: tuple) -> bool:
+    return len(have) == len(want) and all(h is None or h == w for h, w in zip(have, want))
 
 
 def class_problems(graph: Graph, classes: int | None, source: str) -> list[Problem]:
@@ -121,6 +129,15 @@ def augment_problems(augment, fields: dict[str, FieldType], source: str) -> list
     if augment.crop_padding > min(have.shape[1:]):
         return [(("data", "augment", "crop_padding"), f"{augment.crop_padding} is more than the images' size {list(have.shape[1:])}: crops would be mostly padding")]
     return []
+
+
+def normalize_problems(spec_data, fields: dict[str, FieldType]) -> list[Problem]:
+    """`normalize` of a field whose data holds integers (an npz/npy array's dtype, known from its header)."""
+    problems = []
+    for name, method in (getattr(spec_data, "normalize", None) or {}).items():
+        if method != "none" and name in fields and kind(fields[name].dtype) == "integer":
+            problems.append((("data", "normalize", name), f"normalize applies to float fields; field {name!r} holds {fields[name].dtype}"))
+    return problems
 
 
 def _class_index_losses(graph: Graph) -> list[tuple[str, str]]:
@@ -172,7 +189,7 @@ def check_data(graph: Graph, spec_data, doc: Document) -> DataCheck:
     bound = binding_problems(graph, described.fields, spec_data.source, doc.data)
     if not bound:  # a label field of another shape or dtype is one mistake, not also one of classes
         bound = class_problems(graph, described.classes, spec_data.source)
-    problems = bound + augment_problems(spec_data.augment, described.fields, spec_data.source)
+    problems = bound + augment_problems(spec_data.augment, described.fields, spec_data.source) + normalize_problems(spec_data, described.fields)
     result.problems = [doc.error(path, message) for path, message in problems]
     if described.classes is None:
         for logits, labels in _class_index_losses(graph):

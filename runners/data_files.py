@@ -15,6 +15,8 @@ import sys
 import urllib.error
 import urllib.request
 import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -189,34 +191,75 @@ def read_npz(path: str | Path, names: list[str]) -> dict[str, np.ndarray]:
 # --- CSV ---------------------------------------------------------------------------
 
 
-def read_csv(
-    path: str | Path, fields: dict[str, str | list[str]], classes: list[str] | None, delimiter: str
-) -> tuple[dict[str, np.ndarray], list[str] | None, list[int]]:
-    """Fields from a CSV file with a header: a list of columns -> float32 [N, k]; one column -> int64 [N].
+@dataclass(frozen=True)
+class CsvTable:
+    """The data rows of a CSV file: the cells (stripped) of the columns read, by name, and each row's line in the file."""
 
-    A single column holds integers, or class names mapped to their index in
-    `classes` (default: the sorted distinct names, which are then returned).
-    Any bad row is an error naming its line. Also returns each row's line in the file.
+    path: Path
+    header: tuple[str, ...]
+    columns: dict[str, list[str]]
+    lines: list[int]
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def take(self, rows: np.ndarray) -> CsvTable:
+        """The rows at `rows`, in that order."""
+        return CsvTable(self.path, self.header, {c: [cells[i] for i in rows] for c, cells in self.columns.items()}, [self.lines[i] for i in rows])
+
+    def where(self, row: int) -> str:
+        """`FILE:LINE: error:` of row `row`."""
+        return f"{self.path}:{self.lines[row]}: error:"
+
+
+def read_csv_table(path: str | Path, fields: dict[str, str | list[str]], delimiter: str = ",") -> CsvTable:
+    """The columns that `fields` (field name -> its column or columns) name, from a CSV file with a header row.
+
+    A column the header lacks is an error with a did-you-mean (spec path
+    data.fields.FIELD); a row with another number of cells than the header
+    names its line; empty rows are skipped.
     """
     path = require_file(path, "CSV file")
-    try:
-        return _read_csv(path, fields, classes, delimiter)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: error: not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8") from None
-    except csv.Error as exc:
-        raise DataError(f"{path}: error: not readable as CSV: {exc}") from None
+    with _csv_reader(path, delimiter) as reader:
+        header = _header(path, reader, fields)
+        position = {name: i for i, name in enumerate(header)}
+        wanted = {col: position[col] for cols in fields.values() for col in _listed(cols)}
+        columns: dict[str, list[str]] = {col: [] for col in wanted}
+        lines: list[int] = []
+        for row in reader:
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{path}:{reader.line_num}: error: {len(row)} columns, the header has {len(header)}")
+            for col, i in wanted.items():
+                columns[col].append(row[i].strip())
+            lines.append(reader.line_num)
+    if not lines:
+        raise DataError(f"{path}: error: no data rows after the header")
+    return CsvTable(path, tuple(header), columns, lines)
 
 
 def csv_header(path: str | Path, fields: dict[str, str | list[str]], delimiter: str) -> list[str]:
     """The column names of a CSV file, from its first line only; every column a field names must be there."""
     path = require_file(path, "CSV file")
+    with _csv_reader(path, delimiter) as reader:
+        return _header(path, reader, fields)
+
+
+@contextmanager
+def _csv_reader(path: Path, delimiter: str):
+    """A csv.reader over a UTF-8 file; what the file's bytes or quoting break is a DataError naming it."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            return _header(path, csv.reader(f, delimiter=delimiter), fields)
+            yield csv.reader(f, delimiter=delimiter)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: error: not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8") from None
     except csv.Error as exc:
         raise DataError(f"{path}: error: not readable as CSV: {exc}") from None
+
+
+def _listed(columns: str | list[str]) -> list[str]:
+    return [columns] if isinstance(columns, str) else list(columns)
 
 
 def _header(path: Path, reader, fields: dict[str, str | list[str]]) -> list[str]:
@@ -225,89 +268,16 @@ def _header(path: Path, reader, fields: dict[str, str | list[str]]) -> list[str]
         raise DataError(f"{path}: error: the file is empty; a CSV source needs a header row naming the columns")
     header = [h.strip() for h in header]
     for field, cols in fields.items():
-        for col in [cols] if isinstance(cols, str) else cols:
+        for i, col in enumerate(_listed(cols)):
             if col not in header:
                 hint = suggest(col, header)
                 raise DataError(
                     f"{path}:1: error: field {field!r}: no column {col!r}"
                     + (f" (did you mean {hint!r}?)" if hint else "")
                     + f"; the columns are {', '.join(header)}",
-                    ("data", "fields", field),
+                    ("data", "fields", field) + (() if isinstance(cols, str) else (i,)),
                 )
     return header
-
-
-def _read_csv(
-    path: Path, fields: dict[str, str | list[str]], classes: list[str] | None, delimiter: str
-) -> tuple[dict[str, np.ndarray], list[str] | None, list[int]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        header = _header(path, reader, fields)
-        column = {name: i for i, name in enumerate(header)}
-        vectors: dict[str, list[list[float]]] = {f: [] for f, c in fields.items() if not isinstance(c, str)}
-        labels: dict[str, list[str]] = {f: [] for f, c in fields.items() if isinstance(c, str)}
-        lines: list[int] = []
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise DataError(f"{path}:{line}: error: {len(row)} columns, the header has {len(header)}")
-            for field, cols in fields.items():
-                if isinstance(cols, str):
-                    labels[field].append(row[column[cols]].strip())
-                    continue
-                values = []
-                for col in cols:
-                    cell = row[column[col]].strip()
-                    try:
-                        values.append(float(cell))
-                    except ValueError:
-                        raise DataError(f"{path}:{line}: error: column {col!r}: {cell!r} is not a number") from None
-                vectors[field].append(values)
-            lines.append(line)
-    if not lines:
-        raise DataError(f"{path}: error: no data rows after the header")
-    out = {f: np.asarray(v, dtype=np.float32).reshape(len(lines), -1) for f, v in vectors.items()}
-    names_out = None
-    for field, cells in labels.items():
-        out[field], names = _class_indices(path, fields[field], cells, lines, classes)
-        names_out = names_out or names
-    return out, names_out, lines
-
-
-def _class_indices(path: Path, col: str, cells: list[str], lines: list[int], classes: list[str] | None) -> tuple[np.ndarray, list[str] | None]:
-    """Integer class indices as they are; names by their index in `classes` (default: sorted distinct names)."""
-    discovered = None
-    if classes is None:
-        if not any(_is_number(c) for c in cells):
-            classes = discovered = sorted(set(cells))
-        else:
-            out = np.empty(len(cells), dtype=np.int64)
-            for i, cell in enumerate(cells):
-                try:
-                    out[i] = int(cell)
-                except ValueError:
-                    raise DataError(
-                        f"{path}:{lines[i]}: error: column {col!r}: {cell!r} is not an integer class index "
-                        f"(one column makes a class-label field; a list of columns, [{col}], makes a float field)"
-                    ) from None
-            return out, None
-    index = {name: i for i, name in enumerate(classes)}
-    out = np.empty(len(cells), dtype=np.int64)
-    for i, cell in enumerate(cells):
-        if cell not in index:
-            raise DataError(f"{path}:{lines[i]}: error: column {col!r}: {cell!r} is not one of the classes {', '.join(classes)}")
-        out[i] = index[cell]
-    return out, discovered or list(classes)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 # --- downloads ---------------------------------------------------------------------

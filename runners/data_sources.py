@@ -27,7 +27,7 @@ from tfn.runners.data_files import (
     idx_header,
     npy_header,
     npz_headers,
-    read_csv,
+    read_csv_table,
     read_idx,
     read_npy,
     read_npz,
@@ -35,7 +35,8 @@ from tfn.runners.data_files import (
     require_file,
     resolve,
 )
-from tfn.runners.preprocessing import Preprocessing, record_for
+from tfn.runners.preprocessing import Preprocessing, csv_field_type, first_bad_row, fit_arrays, fit_csv, record_for
+from tfn.runners.preprocessing import class_names as csv_class_names
 from tfn.specs import schema
 
 SPLITS = ("train", "validation", "test")
@@ -46,10 +47,14 @@ SKIP_BAD_HINT = "; set `skip_bad: true` in the data section to skip bad images w
 
 @dataclass(frozen=True)
 class FieldType:
-    """The shape of one sample of a field and its NumPy dtype name."""
+    """The shape of one sample of a field and its NumPy dtype name; a None dimension is not known before training
+    (a CSV field's one-hot width)."""
 
-    shape: tuple[int, ...]
+    shape: tuple[int | None, ...]
     dtype: str
+
+    def __str__(self) -> str:
+        return "[" + ", ".join("?" if d is None else str(d) for d in self.shape) + f"] {self.dtype}"
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class ArraySource:
     splits: dict[str, dict[str, np.ndarray]]
     class_names: list[str] | None = None
     rows: dict[str, Rows] = field(default_factory=dict)
+    #: the record fitted to (or given for) the fields: CSV columns, normalisation; None: what the data section implies
+    preprocessing: Preprocessing | None = None
 
     def where(self, split: str, name: str, sample: int) -> str | None:
         """`FILE:LINE: error:` (CSV) or `FILE: error: index I:` for a sample of a field the source read from a file."""
@@ -139,7 +146,15 @@ Source = ArraySource | ImageFileSource
 
 
 @singledispatch
-def load_source(spec) -> Source:
+def load_source(spec, preprocessing: Preprocessing | None = None) -> Source:
+    """The data of a spec's data section, split.
+
+    `preprocessing`, a model directory's record, makes the fields as that model
+    saw them (its CSV vocabularies and normalisation statistics, its image
+    size); without one, a source whose record is learnt from the data fits it
+    to the training split (ArraySource.preprocessing). Sources whose arrays
+    are what their record makes (digits, MNIST) ignore it.
+    """
     raise TypeError(f"no loader for data source {type(spec).__name__}")
 
 
@@ -238,7 +253,7 @@ def _describe_digits(spec: schema.DigitsData) -> SourceFields:
 
 
 @load_source.register
-def _digits(spec: schema.DigitsData) -> ArraySource:
+def _digits(spec: schema.DigitsData, preprocessing: Preprocessing | None = None) -> ArraySource:
     with np.load(DATASETS / "digits.npz", allow_pickle=False) as f:
         images, labels, split = f["images"], f["labels"], f["split"]
     splits = {}
@@ -249,7 +264,7 @@ def _digits(spec: schema.DigitsData) -> ArraySource:
 
 
 @load_source.register
-def _synthetic(spec: schema.SyntheticData) -> ArraySource:
+def _synthetic(spec: schema.SyntheticData, preprocessing: Preprocessing | None = None) -> ArraySource:
     seed = spec.seed % 2**64
     splits = {}
     for index, split in enumerate(SPLITS):
@@ -285,7 +300,7 @@ def _class_pattern(seed: int, field_name: str, label: int, f: schema.SyntheticFi
 
 
 @load_source.register
-def _key_value(spec: schema.KeyValueData) -> ArraySource:
+def _key_value(spec: schema.KeyValueData, preprocessing: Preprocessing | None = None) -> ArraySource:
     seed = spec.seed % 2**64
     key_symbols, value_symbols = np.eye(spec.key_vocabulary, dtype=np.float32), np.eye(spec.classes, dtype=np.float32)
     splits = {}
@@ -381,7 +396,7 @@ def _describe_idx(spec: schema.IdxData) -> SourceFields:
 
 
 @load_source.register
-def _idx(spec: schema.IdxData) -> ArraySource:
+def _idx(spec: schema.IdxData, preprocessing: Preprocessing | None = None) -> ArraySource:
     given = {"train": _images_and_labels(spec.images, spec.labels)}
     rows = {"train": _idx_rows(spec.images, spec.labels)}
     if spec.test_images is not None:
@@ -475,12 +490,12 @@ def _mnist_like(spec: schema.MnistData, files: dict[str, str], default_url: str,
 
 
 @load_source.register
-def _mnist(spec: schema.MnistData) -> ArraySource:
+def _mnist(spec: schema.MnistData, preprocessing: Preprocessing | None = None) -> ArraySource:
     return _mnist_like(spec, MNIST_FILES, MNIST_URL, [str(d) for d in range(10)])
 
 
 @load_source.register
-def _fashion_mnist(spec: schema.FashionMnistData) -> ArraySource:
+def _fashion_mnist(spec: schema.FashionMnistData, preprocessing: Preprocessing | None = None) -> ArraySource:
     return _mnist_like(spec, FASHION_MNIST_FILES, FASHION_MNIST_URL, FASHION_MNIST_CLASSES)
 
 
@@ -527,24 +542,28 @@ def _describe_npy(spec: schema.NpyData) -> SourceFields:
 
 
 @load_source.register
-def _npz(spec: schema.NpzData) -> ArraySource:
+def _npz(spec: schema.NpzData, preprocessing: Preprocessing | None = None) -> ArraySource:
     given, rows = {}, {}
     for split, _, mapping in _split_mappings(spec):
         arrays = read_npz(spec.path, list(mapping.values()))
         given[split] = {name: arrays[key] for name, key in mapping.items()}
         rows[split] = Rows({name: (str(resolve(spec.path)), key) for name, key in mapping.items()})
-    splits, rows = arrays_to_splits(given, spec.split, "npz", rows)
-    return ArraySource(splits, rows=rows)
+    return _fitted_arrays(spec, given, rows, "npz", preprocessing)
 
 
 @load_source.register
-def _npy(spec: schema.NpyData) -> ArraySource:
+def _npy(spec: schema.NpyData, preprocessing: Preprocessing | None = None) -> ArraySource:
     given, rows = {}, {}
     for split, _, mapping in _split_mappings(spec):
         given[split] = {name: read_npy(path) for name, path in mapping.items()}
         rows[split] = Rows({name: (str(resolve(path)), None) for name, path in mapping.items()})
-    splits, rows = arrays_to_splits(given, spec.split, "npy", rows)
-    return ArraySource(splits, rows=rows)
+    return _fitted_arrays(spec, given, rows, "npy", preprocessing)
+
+
+def _fitted_arrays(spec, given, rows, source: str, preprocessing: Preprocessing | None) -> ArraySource:
+    splits, rows = arrays_to_splits(given, spec.split, source, rows)
+    record = fit_arrays(spec, splits["train"], rows["train"].where, preprocessing)
+    return ArraySource(splits, rows=rows, preprocessing=record)
 
 
 @describe_source.register
@@ -553,23 +572,33 @@ def _describe_csv(spec: schema.CsvData) -> SourceFields:
         if getattr(spec, key) is not None:
             with _blame("data", key):
                 csv_header(getattr(spec, key), spec.fields, spec.delimiter)
-    fields = {name: FieldType(() if isinstance(cols, str) else (len(cols),), "int64" if isinstance(cols, str) else "float32") for name, cols in spec.fields.items()}
-    unchecked = "the CSV rows (numbers, class names): read when training starts"
-    return SourceFields(fields, classes=len(spec.classes) if spec.classes else None, unchecked=[unchecked])
+    fields = {name: FieldType(*csv_field_type(spec, name)) for name in spec.fields}
+    unchecked = ["the CSV rows (numbers, class names" + (", categories" if spec.categorical else "") + "): read when training starts"]
+    for name, columns in spec.fields.items():
+        hot = [c for c in ([columns] if isinstance(columns, str) else columns) if spec.categorical.get(c) == "one_hot"]
+        if hot:
+            unchecked.append(f"the width of field {name!r}: the one-hot blocks of {', '.join(hot)} are as wide as their vocabularies in the training split")
+    return SourceFields(fields, classes=len(spec.classes) if spec.classes else None, unchecked=unchecked)
 
 
 @load_source.register
-def _csv(spec: schema.CsvData) -> ArraySource:
-    train, class_names, lines = read_csv(spec.path, spec.fields, spec.classes, spec.delimiter)
-    given = {"train": train}
-    rows = {"train": Rows(dict.fromkeys(spec.fields, (str(resolve(spec.path)), None)), lines=lines)}
+def _csv(spec: schema.CsvData, preprocessing: Preprocessing | None = None) -> ArraySource:
+    file = read_csv_table(spec.path, spec.fields, spec.delimiter)
+    tables = {"train": file}
     for split, path in (("validation", spec.validation_path), ("test", spec.test_path)):
         if path is not None:
-            # the class order must be the training file's, whatever names this file happens to hold
-            given[split], _, lines = read_csv(path, spec.fields, spec.classes or class_names, spec.delimiter)
-            rows[split] = Rows(dict.fromkeys(spec.fields, (str(resolve(path)), None)), lines=lines)
-    splits, where = arrays_to_splits(given, spec.split, "csv", rows)
-    return ArraySource(splits, class_names, where)
+            tables[split] = read_csv_table(path, spec.fields, spec.delimiter)
+    carve = {s for s in ("validation", "test") if s not in tables}
+    if carve:
+        index = carve_splits(len(file), spec.split, carve, "csv")
+        tables.update({split: file.take(rows) for split, rows in index.items()})
+    # vocabularies and statistics from the training split alone: validation and test data never reach them
+    record = fit_csv(spec, file, tables["train"], preprocessing)
+    splits = {}
+    for split, table in tables.items():  # a bad cell: the first of the split's rows is reported, whichever field it is in
+        splits[split] = dict(zip(spec.fields, first_bad_row([lambda name=name: record.read_table(name, table) for name in spec.fields])))
+    rows = {split: Rows(dict.fromkeys(spec.fields, (str(table.path), None)), lines=table.lines) for split, table in tables.items()}
+    return ArraySource(splits, csv_class_names(record), rows, record)
 
 
 def _class_folders(root: Path) -> list[str]:
@@ -617,7 +646,7 @@ def _describe_image_folder(spec: schema.ImageFolderData) -> SourceFields:
 
 
 @load_source.register
-def _image_folder(spec: schema.ImageFolderData) -> ImageFileSource:
+def _image_folder(spec: schema.ImageFolderData, preprocessing: Preprocessing | None = None) -> ImageFileSource:
     root, class_names = _training_classes(spec)
     train_paths, train_labels = _scan_images(root, class_names)
     given = {"train": (train_paths, train_labels)}
@@ -633,7 +662,7 @@ def _image_folder(spec: schema.ImageFolderData) -> ImageFileSource:
     for split, (p, l) in given.items():
         if split != "train":
             paths[split], labels[split] = p, l
-    return ImageFileSource(paths, labels, class_names, spec)
+    return ImageFileSource(paths, labels, class_names, spec, preprocessing)
 
 
 def _scan_images(root: Path, class_names: list[str]) -> tuple[list[Path], np.ndarray]:

@@ -43,7 +43,8 @@ def onnx_bytes(model, *, checkpoint_step: str | None = None) -> bytes:
     random ops are exported in evaluation mode (dropout is the identity). An
     op that torch cannot export raises ExportError naming the node and op.
     The inputs take the tensors the graph's inputs take; the model's
-    preprocessing record (how image files become them) is the metadata
+    preprocessing record (how image files, CSV rows and raw arrays become them:
+    sizes, vocabularies, normalisation statistics) is the metadata
     property `tfn.preprocessing`, the JSON of preprocessing.json.
     """
     graph = model.graph

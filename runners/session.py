@@ -12,8 +12,9 @@ dtype the graph expects before a kernel runs (`conform`: TF's feed_dict casts).
 
 from __future__ import annotations
 
+import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -27,7 +28,8 @@ from tfn.runners.checkpoint import restore, resolve
 from tfn.runners.files import atomic_write
 from tfn.runners.memory import require_memory
 from tfn.runners.module import GraphModule
-from tfn.runners.preprocessing import Preprocessing, for_model, record_for
+from tfn.runners.preprocessing import Preprocessing, fitted_from_data, for_model, record_for
+from tfn.runners.preprocessing import class_names as record_class_names
 from tfn.specs import load as load_spec
 from tfn.specs import load_graph
 from tfn.specs.errors import UserError
@@ -88,7 +90,13 @@ def _graph_seed_preprocessing(target: str | Path) -> tuple[Graph, int, Preproces
     if path.suffix == ".json":
         return load_graph(target), 0, Preprocessing()
     loaded = load_spec(target)
-    record = record_for(loaded.spec.data)
+    data = loaded.spec.data
+    if fitted_from_data(data):  # statistics and vocabularies come from the training split, as `tfn train` fits them
+        from tfn.runners.data_sources import load_source
+
+        record = load_source(data).preprocessing or record_for(data)
+    else:
+        record = record_for(data)
     return loaded.graph, loaded.spec.train.seed, Preprocessing(record.fields, f"the data section of {target}")
 
 
@@ -104,8 +112,8 @@ def parse_feed(text: str) -> tuple[str, str]:
 
 
 def read_feed(name: str, value: str, expected: TensorType, preprocessing: Preprocessing | None = None) -> np.ndarray:
-    """The array a --feed VALUE stands for: a .npy/.npz file or an inline literal as it is, or an image file
-    made into the input through the field's `preprocessing` (the model directory's record)."""
+    """The array a --feed VALUE stands for: a .npy/.npz file or an inline literal as it is, or an image file or
+    the rows of a CSV file made into the input through the field's `preprocessing` (the model directory's record)."""
     path = Path(value)
     if path.suffix.lower() == ".npy":
         return _load_npy(path)
@@ -114,6 +122,9 @@ def read_feed(name: str, value: str, expected: TensorType, preprocessing: Prepro
     if path.suffix.lower() in IMAGE_SUFFIXES:
         _must_exist(path)
         return (preprocessing or Preprocessing()).read_file(name, path, expected)
+    if path.suffix.lower() == ".csv":
+        _must_exist(path)
+        return (preprocessing or Preprocessing()).read_csv(name, path, expected)[0]
     return _literal(name, value)
 
 
@@ -229,14 +240,25 @@ def read_feeds(graph: Graph, texts: Sequence[str], preprocessing: Preprocessing 
     return feeds
 
 
-def image_feed_notes(model: GraphModule, texts: Sequence[str]) -> list[str]:
-    """For each --feed of an image file: what its preprocessing did, in words."""
+def feed_notes(model: GraphModule, texts: Sequence[str]) -> list[str]:
+    """For each --feed that the model's preprocessing record changes (an image or CSV file, an array for a field
+    the record normalises): what it does, in words."""
     notes = []
+    record = model.preprocessing
     for text in texts:
         name, value = parse_feed(text)
-        if Path(value).suffix.lower() in IMAGE_SUFFIXES:
-            notes.append(f"{name} <- {value}: {model.preprocessing.describe(name, feed_type(model.graph, name))}")
+        suffix = Path(value).suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            notes.append(f"{name} <- {value}: {record.describe(name, feed_type(model.graph, name))}")
+        elif suffix == ".csv" or (_array_steps(model, name) and record.steps_text(name)):
+            notes.append(f"{name} <- {value}: {record.steps_text(name)} (from {record.origin})")
     return notes
+
+
+def _array_steps(model: GraphModule, name: str) -> bool:
+    """Whether an array fed to `name` goes through steps of the record: a model input whose record starts with no decoding step."""
+    steps = model.preprocessing.fields.get(name)
+    return bool(steps) and not steps[0].decodes and name in {i.name for i in model.graph.inputs}
 
 
 def split_fetches(texts: Sequence[str]) -> list[str]:
@@ -265,8 +287,10 @@ def run(model: GraphModule, feeds: Mapping[str, np.ndarray | torch.Tensor | str 
         expected = feed_type(graph, ref)
         if isinstance(value, (str, Path)):  # a file, as --feed takes it
             value = read_feed(ref, str(value), expected, model.preprocessing)
-        array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-        tensors[ref] = torch.from_numpy(np.ascontiguousarray(conform(ref, array, expected))).to(device)
+        array = conform(ref, value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value), expected)
+        if _array_steps(model, ref):  # an array of a field the record normalises is raw data, as training read it
+            array = conform(ref, model.preprocessing.apply(ref, array), expected)
+        tensors[ref] = torch.from_numpy(np.ascontiguousarray(array)).to(device)
     sizes = {ref: t.shape[0] for ref, t in tensors.items()}
     if len(set(sizes.values())) > 1:
         raise FeedError("feeds: error: the feeds' batch sizes differ: " + ", ".join(f"{r} {n}" for r, n in sizes.items()))
@@ -315,6 +339,7 @@ class Prediction:
     values: np.ndarray | None = None
     threshold: float | None = None
     names: list[str] | None = None  # softmax: per class; sigmoid: per label (one unit: negative, positive)
+    rows: list[tuple[int, int] | None] | None = None  # per input: (data row from 1, line) of a row of a CSV file
 
     @property
     def one_unit(self) -> bool:
@@ -323,7 +348,10 @@ class Prediction:
     def to_dict(self) -> list[dict]:
         rows = []
         for i, source in enumerate(self.sources):
-            row: dict = {"input": source, "prediction": self.kind}
+            row: dict = {"input": source}
+            if self.rows is not None and self.rows[i] is not None:
+                row["row"], row["line"] = self.rows[i]
+            row["prediction"] = self.kind
             if self.kind == "softmax":
                 row["top"] = [{"class": c, "label": name, "probability": p} for c, name, p in self.top[i]]
             elif self.one_unit:
@@ -337,6 +365,46 @@ class Prediction:
                 row["values"] = self.values[i].tolist()
             rows.append(row)
         return rows
+
+    def to_csv(self) -> str:
+        """One CSV line per input: input, row and line (of a CSV row), then the prediction.
+
+        softmax: `prediction` (the most probable class), its `probability`, and
+        `probability_NAME` for every class; sigmoid with one unit: the predicted
+        class and the positive class's probability; with several: `predicted`
+        (the labels at or above the threshold, joined by `;`) and
+        `probability_NAME` per label; values: `value`, or `value_0`, `value_1`, ... .
+        """
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        if self.kind == "softmax":
+            header = ["prediction", "probability", *(f"probability_{name}" for name in self.names)]
+        elif self.one_unit:
+            header = ["prediction", "probability"]
+        elif self.kind == "sigmoid":
+            header = ["predicted", *(f"probability_{name}" for name in self.names)]
+        else:
+            width = int(np.prod(self.values.shape[1:]))
+            header = ["value"] if width == 1 else [f"value_{j}" for j in range(width)]
+        writer.writerow(["input", "row", "line", *header])
+        for i, source in enumerate(self.sources):
+            where = list(self.rows[i]) if self.rows is not None and self.rows[i] is not None else ["", ""]
+            if self.kind == "softmax":
+                (_, name, p), *_ = self.top[i]
+                cells = [name, _number(p), *map(_number, self.probabilities[i])]
+            elif self.one_unit:
+                ((_, name, p),) = self.top[i]
+                cells = [name, _number(p)]
+            elif self.kind == "sigmoid":
+                cells = [";".join(name for _, name, _ in self.top[i]), *map(_number, self.probabilities[i])]
+            else:
+                cells = [_number(v) for v in self.values[i].ravel()]
+            writer.writerow([source, *where, *cells])
+        return buffer.getvalue()
+
+
+def _number(value) -> str:
+    return f"{float(value):.9g}"
 
 
 def _names(class_names: Sequence[str] | None, count: int) -> list[str]:
@@ -391,22 +459,29 @@ def predict(
     class_names: Sequence[str] | None = None,
     sources: Sequence[str] | None = None,
 ) -> Prediction:
-    """Predictions for `inputs`: a batch (array or tensor) for the model's input, or image files (a path or a list of them),
-    which go through the model's preprocessing record. The logits of the first loss are read as the loss reads them
-    (see Prediction); `threshold` applies to sigmoid outputs (default 0.5)."""
+    """Predictions for `inputs`: a batch (array or tensor) for the model's input, or files (a path or a list of them):
+    arrays, images and CSV files (one prediction per row, with its row and line), which go through the model's
+    preprocessing record; so does an array for a field the record normalises. The logits of the first loss are read
+    as the loss reads them (see Prediction); `threshold` applies to sigmoid outputs (default 0.5). `class_names`
+    default to those the record keeps for a CSV label column."""
     logits_ref, kind = prediction_target(model.graph)
     if kind not in READERS:
         raise ValueError(f"no reader for prediction kind {kind!r}")
     if threshold is not None and kind != "sigmoid":
         raise FeedError(f"--threshold: error: applies to sigmoid outputs; this model's loss reads its output as {kind}")
+    rows = None
     if isinstance(inputs, (str, Path)) or (isinstance(inputs, (list, tuple)) and inputs and all(isinstance(i, (str, Path)) for i in inputs)):
-        batch, sources = read_examples(model, [inputs] if isinstance(inputs, (str, Path)) else inputs)
+        examples = read_examples(model, [inputs] if isinstance(inputs, (str, Path)) else inputs)
+        batch, sources, rows = examples.batch, examples.sources, examples.rows
     else:
         batch = inputs
     feed = _single_input(model, logits_ref)
     logits = run(model, {feed: batch}, [logits_ref]).values[logits_ref].astype(np.float64)
+    if class_names is None:  # a CSV label column's class names, as the record keeps them
+        class_names = record_class_names(model.preprocessing, model.graph.node(model.graph.losses[0].node).inputs[1])
     labels = list(sources) if sources is not None else [str(i) for i in range(len(logits))]
-    return READERS[kind](logits, labels, top_k=top_k, threshold=threshold, class_names=class_names)
+    result = READERS[kind](logits, labels, top_k=top_k, threshold=threshold, class_names=class_names)
+    return replace(result, rows=rows) if rows is not None and any(rows) else result
 
 
 def _single_input(model: GraphModule, logits_ref: str) -> str:
@@ -422,19 +497,36 @@ def inputs_needed(model: GraphModule, fetches: Sequence[str]) -> set[str]:
     return {ref[0] for step in model.plan(fetches, names) for ref in step.inputs if ref[0] in names}
 
 
-def read_examples(model: GraphModule, paths: Sequence[str | Path]) -> tuple[np.ndarray, list[str]]:
-    """Arrays (.npy/.npz: one sample or a batch) and image files (through the preprocessing record) -> one batch
-    for the input the predicted logits need, and a label per row."""
+@dataclass(frozen=True)
+class Examples:
+    """The inputs read for predict: one batch, a label per sample, and each sample's (data row, line) if a CSV row gave it."""
+
+    batch: np.ndarray
+    sources: list[str]
+    rows: list[tuple[int, int] | None]
+
+
+def read_examples(model: GraphModule, paths: Sequence[str | Path]) -> Examples:
+    """Arrays (.npy/.npz: one sample or a batch), image files and CSV files (one sample per row; both through the
+    preprocessing record) -> one batch for the input the predicted logits need."""
     name = _single_input(model, prediction_target(model.graph)[0])
     expected = model.graph.type_of(name)
-    rows, sources = [], []
+    batches, sources, rows = [], [], []
     for path in map(str, paths):
-        array = conform(name, read_feed(name, path, expected, model.preprocessing), expected)
-        rows.append(array)
-        sources += [path] if len(array) == 1 else [f"{path}[{i}]" for i in range(len(array))]
-    if not rows:
+        if Path(path).suffix.lower() == ".csv":
+            _must_exist(Path(path))
+            array, table = model.preprocessing.read_csv(name, path, expected)
+            array = conform(name, array, expected)
+            sources += [path] * len(array)
+            rows += [(i + 1, line) for i, line in enumerate(table.lines)]
+        else:
+            array = conform(name, read_feed(name, path, expected, model.preprocessing), expected)
+            sources += [path] if len(array) == 1 else [f"{path}[{i}]" for i in range(len(array))]
+            rows += [None] * len(array)
+        batches.append(array)
+    if not batches:
         raise FeedError("predict: error: give at least one input file")
-    return np.concatenate(rows), sources
+    return Examples(np.concatenate(batches), sources, rows)
 
 
 def class_names(target: str | Path) -> list[str] | None:

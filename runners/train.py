@@ -418,7 +418,11 @@ class Trainer:
         self.progress = not quiet
         #: variables that --init-from loaded (their moving statistics are not fresh)
         self.inherited: set[str] = set()
-        self.data = DataPipeline(self.spec.data, self.graph, seed=self.settings.seed, device=device, doc=loaded.doc, shard=self.replicas.shard)
+        # a resumed run keeps the record it wrote (vocabularies, statistics), whatever the data files hold now
+        record = for_model(run_dir) if resuming else None
+        self.data = DataPipeline(
+            self.spec.data, self.graph, seed=self.settings.seed, device=device, doc=loaded.doc, shard=self.replicas.shard, preprocessing=record
+        )
         self.has_validation = self.data.size("validation") > 0
         require_memory(self.graph, -(-self.data.batch_size // self.replicas.shard[1]), device)  # before a variable exists
 

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from tfn import layers
 from tfn.layers import OpError, TensorType
+from tfn.specs.data_rules import data_section_problems
 from tfn.specs.documents import Document
 from tfn.specs.errors import Diagnostic, SpecError, format_path
 from tfn.specs.graph import Graph, Input, Loss, Node, Variable, split_ref
@@ -474,7 +475,8 @@ def compile_spec(doc: Document, schema_problems: Sequence[Diagnostic] = ()) -> G
     """
     compiler = _Compiler(doc)
     graph = compiler.compile()
-    problems = list(dict.fromkeys([*schema_problems, *compiler.problems]))
+    inputs = {name: i.type.dtype for name, i in [*compiler.label_inputs.items(), *compiler.model_inputs().items()] if i}
+    problems = list(dict.fromkeys([*schema_problems, *compiler.problems, *data_section_problems(doc, inputs)]))
     if problems or graph is None:
         raise SpecError(problems or [Diagnostic(doc.path, None, None, "", "the spec does not compile")])
     return graph

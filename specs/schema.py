@@ -618,7 +618,19 @@ class IdxData(SplitByFraction):
         return self
 
 
-class NpzData(SplitByFraction):
+class Normalized(SplitByFraction):
+    """Array and CSV sources: per-field normalisation with statistics of the training split."""
+
+    normalize: dict[Name, Literal["standard", "minmax", "none"]] = Field(
+        default={},
+        description=(
+            "field -> standard ((x - mean) / std) or minmax ((x - min) / (max - min)) per feature (axis 1), "
+            "with statistics of the training split only, recorded in the run's preprocessing.json; none: as it is"
+        ),
+    )
+
+
+class NpzData(Normalized):
     """Arrays of one .npz file mapped to named fields: `fields: {image: x_train, label: y_train}`.
 
     Float arrays bind to float model inputs, integer arrays to integer inputs
@@ -634,7 +646,7 @@ class NpzData(SplitByFraction):
     test_fields: dict[Name, str] | None = None
 
 
-class NpyData(SplitByFraction):
+class NpyData(Normalized):
     """.npy files mapped to named fields: `fields: {image: x.npy, label: y.npy}`; otherwise as `npz`."""
 
     source: Literal["npy"]
@@ -643,12 +655,16 @@ class NpyData(SplitByFraction):
     test_fields: dict[Name, FilePath] | None = None
 
 
-class CsvData(SplitByFraction):
+class CsvData(Normalized):
     """A CSV file with a header row; fields are made from columns by name.
 
     A list of columns gives a float32 vector field ([len(columns)]); a single
     column gives an int64 class-index field: integers as they are, or names
     mapped to their index in `classes` (default: the sorted distinct names).
+    A `categorical` column becomes, inside its field, a one-hot block (its
+    vocabulary's width) or a category index (int64, for an embedding; a field
+    of index columns only); the vocabulary is the sorted distinct values of the
+    training split.
 
         data:
           source: csv
@@ -661,6 +677,13 @@ class CsvData(SplitByFraction):
     fields: dict[Name, str | list[str]] = Field(min_length=1)
     classes: list[str] | None = Field(default=None, description="class names in index order, for a label column of names")
     delimiter: str = Field(default=",", min_length=1, max_length=1)
+    categorical: dict[str, Literal["one_hot", "index"]] = Field(
+        default={}, description="column -> one_hot (a block of 0s and one 1 in its field) or index (an int64 category id, e.g. for an embedding)"
+    )
+    unseen: Literal["error", "oov"] = Field(
+        default="error",
+        description="a categorical value the training split does not hold: an error naming the file and line, or (oov) index 0, the vocabulary counting from 1",
+    )
     validation_path: FilePath | None = None
     test_path: FilePath | None = None
 
