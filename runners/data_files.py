@@ -66,7 +66,7 @@ def require_directory(path: str | Path, what: str = "directory") -> Path:
 
 
 def _require(path: str | Path, what: str, directory: bool) -> Path:
-    if str(path).startswith(SHIPPED) and not resolve(path).exists():
+    if str(path).startswith(SHIPPED) and not resolve(path).is_file():
         name = str(path)[len(SHIPPED) :]
         hint = suggest(name, shipped_files())
         raise DataError(
