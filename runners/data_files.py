@@ -24,6 +24,10 @@ import numpy as np
 from tfn.layers import suggest
 from tfn.runners.files import atomic_write
 from tfn.specs.errors import UserError
+from tfn.specs.schema import SHIPPED
+
+#: the data files shipped with tfn: a spec names one as `shipped:NAME` (README.md there says where each comes from)
+DATASETS = Path(__file__).parent / "datasets"
 
 
 class DataError(UserError):
@@ -42,8 +46,15 @@ ArrayHeader = tuple[np.dtype, tuple[int, ...]]  # the dtype and shape of a store
 
 
 def resolve(path: str | Path) -> Path:
-    """A spec's path: `~` expanded, relative to the current directory."""
+    """A spec's path: `~` expanded, relative to the current directory; `shipped:NAME` is the shipped data file NAME."""
+    if str(path).startswith(SHIPPED):
+        return DATASETS / str(path)[len(SHIPPED) :]
     return Path(os.path.expanduser(str(path)))
+
+
+def shipped_files() -> list[str]:
+    """The names a spec may give as `shipped:NAME`."""
+    return sorted(p.name for p in DATASETS.iterdir() if p.is_file() and p.suffix != ".md")
 
 
 def require_file(path: str | Path, what: str = "file") -> Path:
@@ -55,6 +66,13 @@ def require_directory(path: str | Path, what: str = "directory") -> Path:
 
 
 def _require(path: str | Path, what: str, directory: bool) -> Path:
+    if str(path).startswith(SHIPPED) and not resolve(path).is_file():
+        name = str(path)[len(SHIPPED) :]
+        hint = suggest(name, shipped_files())
+        raise DataError(
+            f"{path}: error: tfn ships no data file {name!r}"
+            + (f" (did you mean '{SHIPPED}{hint}'?)" if hint else f"; it ships {', '.join(SHIPPED + n for n in shipped_files())}")
+        )
     path = resolve(path)
     if path.is_dir() if directory else path.is_file():
         return path

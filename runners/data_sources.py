@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tfn.runners.data_files import (
+    DATASETS,
     ArrayHeader,
     DataError,
     absent_files,
@@ -40,7 +41,6 @@ from tfn.runners.preprocessing import class_names as csv_class_names
 from tfn.specs import schema
 
 SPLITS = ("train", "validation", "test")
-DATASETS = Path(__file__).parent / "datasets"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SKIP_BAD_HINT = "; set `skip_bad: true` in the data section to skip bad images with a warning"
 

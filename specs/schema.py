@@ -81,6 +81,8 @@ class _PathMarker:
 
 PATH = _PathMarker()
 FilePath = Annotated[str, PATH]
+#: a path that starts with this names a data file shipped with tfn (`shipped:diabetes.csv`), wherever tfn is installed
+SHIPPED = "shipped:"
 
 
 class InputSpec(Strict):
@@ -857,10 +859,14 @@ def with_absolute_paths(model: BaseModel, base: Path) -> BaseModel:
         if value is None or not (PATH in field.metadata or _names_paths(field.annotation)):
             continue
         if isinstance(value, str):
-            updates[name] = str(base / value)
+            updates[name] = _absolute(value, base)
         elif isinstance(value, dict):
-            updates[name] = {key: str(base / path) for key, path in value.items()}
+            updates[name] = {key: _absolute(path, base) for key, path in value.items()}
     return model.model_copy(update=updates)
+
+
+def _absolute(path: str, base: Path) -> str:
+    return path if path.startswith(SHIPPED) else str(base / path)
 
 
 def resolved(spec: Spec, base: Path) -> dict:

@@ -2,7 +2,7 @@
 
 Each baseline is computed here from the data, never written down: the mean
 image for the autoencoder, the best guess that ignores the query for the
-key-value task.
+key-value task, a least-squares linear fit for the tabular regression.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 
+from tfn.runners.data_files import DATASETS
 from tfn.runners.data_sources import load_source
 from tfn.runners.session import load_model, run
 from tfn.runners.train import train
@@ -77,3 +78,42 @@ def test_attention_toy_retrieves_the_value_of_the_queried_key(tmp_path):
     position = np.argmax(keys == query[:, None], axis=1)
     assert np.mean(fetched["weights"][:, 0].argmax(1) == position) >= 0.9
     assert np.mean(fetched["logits"].argmax(1) == test["label"]) == pytest.approx(result.metrics["test"]["accuracy"])
+
+
+def test_tabular_regression_is_as_good_as_a_least_squares_fit(tmp_path, tfn_cli):
+    loaded = load("tabular_regression")
+    result = train(loaded, out=tmp_path / "run", quiet=True)
+
+    # the shipped table as it is, in float64, split as the data section documents it: a permutation
+    # drawn from split.seed, its first 20% the validation rows, the next 20% the test rows
+    lines = (DATASETS / "diabetes.csv").read_text().splitlines()
+    table = np.loadtxt(lines[1:], delimiter=",", dtype=np.float64)
+    features, target = table[:, :10], table[:, 10]
+    assert lines[0].split(",")[:10] == loaded.spec.data.fields["x"] and loaded.spec.data.split.seed == 0
+    order = np.random.default_rng(0).permutation(len(table))
+    test_rows = np.sort(order[88:176])
+    train_rows = np.sort(order[176:])
+    splits = load_source(loaded.spec.data).splits
+    np.testing.assert_array_equal(splits["test"]["y"][:, 0], target[test_rows])  # the target is not normalised
+    np.testing.assert_array_equal(splits["train"]["y"][:, 0], target[train_rows])
+
+    # the baseline: least squares with an intercept on the raw training features (an affine
+    # normalisation of the features would give the same fit)
+    design = np.column_stack([features, np.ones(len(table))])
+    weights = np.linalg.lstsq(design[train_rows], target[train_rows], rcond=None)[0]
+    least_squares = np.mean((design[test_rows] @ weights - target[test_rows]) ** 2)
+
+    predictions = run(load_model(result.run_dir), {"x": splits["test"]["x"]}, ["prediction"]).values["prediction"][:, 0].astype(np.float64)
+    mse = np.mean((predictions - target[test_rows]) ** 2)
+    assert mse <= 1.05 * least_squares
+    assert result.metrics["test"]["mean_squared_error"] == pytest.approx(mse, rel=1e-5)
+
+    # predict reads raw CSV rows (here without the target column) through the run's preprocessing.json
+    rows = test_rows[:4]
+    columns = ",".join(lines[0].split(",")[:10])
+    (tmp_path / "rows.csv").write_text("\n".join([columns] + [lines[1 + r].rsplit(",", 1)[0] for r in rows]) + "\n")
+    code, out, err = tfn_cli("predict", str(result.run_dir), str(tmp_path / "rows.csv"), "--json")
+    assert code == 0, err
+    predicted = json.loads(out)
+    assert [p["prediction"] for p in predicted] == ["values"] * 4
+    np.testing.assert_allclose([p["values"][0] for p in predicted], predictions[:4], rtol=1e-5)

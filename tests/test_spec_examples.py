@@ -29,7 +29,7 @@ def shapes(graph) -> dict[str, tuple]:
 
 def test_the_examples_are_shipped_and_named():
     shipped = {"lenet5", "vgg_small", "resnet_small", "inception_small", "siamese", "digits_mlp", "digits_cnn"}
-    assert shipped | {"alexnet_small", "conv_autoencoder", "attention_toy"} <= set(example_names())
+    assert shipped | {"alexnet_small", "conv_autoencoder", "attention_toy", "tabular_regression"} <= set(example_names())
 
 
 def test_lenet5(tfn_cli):
@@ -144,7 +144,15 @@ def test_attention_toy():
     assert graph.parameter_counts() == (dense(16, 32) * 2 + dense(10, 32) + dense(32, 10), 0) == (1_770, 0)
 
 
-@pytest.mark.parametrize("example", ["alexnet_small", "conv_autoencoder", "attention_toy"])
+def test_tabular_regression():
+    graph = load("tabular_regression").graph
+    assert shapes(graph)["prediction"] == (None, 1)
+    assert [i.name for i in graph.inputs] == ["x", "y"]  # y feeds only the loss
+    assert graph.node("loss").op == "huber_loss" and graph.node("loss").inputs == ("prediction", "y")
+    assert graph.parameter_counts() == (dense(10, 16) + dense(16, 1), 0) == (193, 0)
+
+
+@pytest.mark.parametrize("example", ["alexnet_small", "conv_autoencoder", "attention_toy", "tabular_regression"])
 def test_the_vocabulary_examples_check_and_time(example, tfn_cli):
     code, out, err = tfn_cli("check", example)
     assert code == 0, err
