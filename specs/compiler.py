@@ -476,7 +476,7 @@ def compile_spec(doc: Document, schema_problems: Sequence[Diagnostic] = ()) -> G
     compiler = _Compiler(doc)
     graph = compiler.compile()
     inputs = {name: i.type.dtype for name, i in [*compiler.label_inputs.items(), *compiler.model_inputs().items()] if i}
-    problems = list(dict.fromkeys([*schema_problems, *compiler.problems, *data_section_problems(doc, inputs)]))
+    problems = list(dict.fromkeys([*schema_problems, *compiler.problems, *data_section_problems(doc, inputs, frozenset(compiler.label_inputs))]))
     if problems or graph is None:
         raise SpecError(problems or [Diagnostic(doc.path, None, None, "", "the spec does not compile")])
     return graph

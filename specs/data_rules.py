@@ -1,8 +1,9 @@
 """Checks of the data section that need the rest of the spec or span its keys: `normalize` and `categorical`.
 
 They read the spec alone, never the data (`tfn check` stays data-free): a
-normalised field must exist and be a float field; a categorical column must
-be one a field lists; a field holds floats or category indices, not both.
+normalised field must exist, hold floats and not be read by a loss; a
+categorical column must be one a field lists; a field holds floats or
+category indices, not both.
 What only the data can tell (a column the CSV header lacks, an integer array
 in an npz file) is checked when the data is read.
 """
@@ -19,8 +20,12 @@ from tfn.specs.schema import CsvData, Data, Normalized
 _DATA = TypeAdapter(Data)
 
 
-def data_section_problems(doc: Document, input_dtypes: dict[str, str]) -> list[Diagnostic]:
-    """Problems of a data section the schema accepted; `input_dtypes` are the model inputs' dtypes by name."""
+def data_section_problems(doc: Document, input_dtypes: dict[str, str], loss_fields: frozenset[str] = frozenset()) -> list[Diagnostic]:
+    """Problems of a data section the schema accepted.
+
+    `input_dtypes` are the inputs' dtypes by name; `loss_fields` the fields the
+    losses read (labels, sample weights).
+    """
     try:
         data = _DATA.validate_python(doc.data.get("data"))
     except ValidationError:  # the schema reports it
@@ -41,6 +46,15 @@ def data_section_problems(doc: Document, input_dtypes: dict[str, str]) -> list[D
             )
             if reason:
                 problems.append(doc.error(path, f"normalize applies to float fields; field {name!r} holds integers: {reason}"))
+            elif name in loss_fields:
+                # the model would learn the normalised target, and nothing would turn its predictions back
+                problems.append(
+                    doc.error(
+                        path,
+                        f"field {name!r} is read by the loss: normalize applies to the model's inputs; a normalised target would make "
+                        "tfn predict print values in normalised units (scale the loss instead, e.g. huber_loss's delta, as the tabular_regression example does)",
+                    )
+                )
     if isinstance(data, CsvData):
         problems += _categorical(doc, data)
     return problems

@@ -473,3 +473,21 @@ def test_csv_output_of_each_prediction_kind(kind, logits, expected):
 
     result = READERS[kind](np.array(logits), ["r.csv"] * len(logits), top_k=1, threshold=None, class_names=None)
     assert replace(result, rows=[(i + 1, i + 2) for i in range(len(logits))]).to_csv() == expected
+
+
+def test_check_refuses_normalize_of_a_field_the_loss_reads(write_spec, tfn_cli, tmp_path):
+    # nothing would turn the model's predictions back into the target's units
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 3), np.float32), y=np.zeros((4, 1), np.float32))
+    spec = write_spec(f"""
+        version: 1
+        name: target
+        model:
+          inputs: {{x: {{shape: [3]}}}}
+          layers: [{{name: out, op: dense, units: 1}}]
+        loss: {{op: huber_loss, predictions: out, labels: y}}
+        data: {{source: npz, path: {tmp_path / "d.npz"}, fields: {{x: x, y: y}}, normalize: {{x: standard, y: standard}}}}
+        """)
+    code, _, err = tfn_cli("check", str(spec))
+    assert code == 2
+    assert "spec.yaml:7:147: error: data.normalize.y: field 'y' is read by the loss: normalize applies to the model's inputs" in err
+    assert "data.normalize.x" not in err
