@@ -23,6 +23,7 @@ from torch import nn
 
 from tfn import layers
 from tfn.layers.initializers import initialize
+from tfn.runners.memory import keep_freed_memory
 from tfn.runners.preprocessing import Preprocessing
 from tfn.specs.errors import UserError
 from tfn.specs.graph import Graph, split_ref
@@ -74,6 +75,7 @@ class GraphModule(nn.Module):
 
     def __init__(self, graph: Graph, generator: torch.Generator | None = None):
         super().__init__()
+        keep_freed_memory()  # every step reuses the host memory of the last one (runners/memory.py)
         self.graph = graph
         for v in graph.variables:
             value = torch.empty(v.shape, dtype=DTYPES[v.dtype])
