@@ -303,11 +303,11 @@ def run(model: GraphModule, feeds: Mapping[str, np.ndarray | torch.Tensor | str 
     except IndexRangeError as exc:  # fed indices that index nothing: the feed is wrong
         raise FeedError(f"feeds: error: {exc}") from None
     except LabelError as exc:
-        computed = {step.name for step in plan}
+        computed = {node for step in plan for node in step.nodes}
         labels = [graph.node(loss.node).inputs[1] for loss in graph.losses if loss.node in computed]
         fed = [ref for ref in labels if ref in tensors] or labels
         raise FeedError(f"feed {', '.join(map(repr, fed))}: error: {exc}") from None
-    return RunResult({f: out[f].detach().cpu().numpy() for f in fetches}, tuple(step.name for step in plan))
+    return RunResult({f: out[f].detach().cpu().numpy() for f in fetches}, tuple(node for step in plan for node in step.nodes))
 
 
 def save_npz(path: str | Path, values: Mapping[str, np.ndarray]) -> None:

@@ -8,7 +8,9 @@ untimed, and ``torch.autograd.backward`` with a gradient of the output's
 shape is timed. On CUDA each timing is bracketed by synchronisations. The
 totals line times whole, uninstrumented steps (forward, loss, backward) for
 samples/s. Warm-up iterations are excluded. runners/module.py is untouched:
-the instrumented pass walks ``GraphModule.plan``.
+the instrumented pass walks ``GraphModule.plan`` node by node, without the
+rewrites of runners/rewrites.py; the whole steps run the module as training
+does, rewrites included.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def time_graph(
         model.use_channels_last()
         feeds = {name: to_channels_last(tensor) for name, tensor in feeds.items()}
     fetches = list(dict.fromkeys(list(graph.outputs) + loss_fetches(graph)))
-    steps = model.plan(fetches, feeds)
+    steps = model.plan(fetches, feeds, rewrite=False)  # node by node; the whole-step line runs the rewritten module
     sync = _synchroniser(dev)
     needs_grad = _gradient_flow(model)
     forward: dict[str, list[float]] = {s.name: [] for s in steps}
