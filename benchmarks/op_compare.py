@@ -15,7 +15,8 @@ the optimizer's ops to `optimizer`. Fused kernels (Conv2D+BiasAdd+Relu) count
 for the layer that owns them; the relu that Keras folds into a layer then has
 no TensorFlow time of its own.
 
-Same model, batch and thread count; each side runs in its own process, the
+Same model, batch, thread count and precision (--precision bf16: tfn's
+train.precision bf16 against Keras's mixed_bfloat16 policy); each side runs in its own process, the
 sides alternate over the rounds and each figure is the median over rounds of
 per-round medians. Kernel times sum to more than a step where TensorFlow runs
 independent kernels side by side (its inter-op pool).
@@ -42,18 +43,19 @@ from throughput_worker import CLASSES, MODELS, find_tf_python  # noqa: E402
 # --- tfn side ---------------------------------------------------------------------------------
 
 
-def tfn_side(model: str, batch: int, iterations: int) -> dict:
+def tfn_side(model: str, batch: int, iterations: int, precision: str) -> dict:
     import torch
 
     from tfn import specs
     from tfn.runners.module import GraphModule, to_channels_last, wants_channels_last
     from tfn.runners.optimizers import make_optimizer
+    from tfn.runners.precision import Precision
     from tfn.runners.timing import synthetic_feeds, time_graph
     from tfn.runners.train import Loss
 
     loaded = specs.load(MODELS[model][0])
     graph = loaded.graph
-    timing = time_graph(graph, batch_size=batch, iterations=iterations, memory_format=loaded.spec.train.memory_format)
+    timing = time_graph(graph, batch_size=batch, iterations=iterations, memory_format=loaded.spec.train.memory_format, precision=precision)
     rows = {n.name: {"op": n.op, "forward": n.forward_ms, "backward": n.backward_ms} for n in timing.nodes}
 
     # the optimizer's update and the whole step, as the training loop runs them
@@ -67,7 +69,8 @@ def tfn_side(model: str, batch: int, iterations: int) -> dict:
     update, step = [], []
     for i in range(iterations + 3):
         start = time.perf_counter()
-        loss, _ = loss_fn(feeds)
+        with Precision(precision, torch.device("cpu")).autocast():
+            loss, _ = loss_fn(feeds)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         middle = time.perf_counter()
@@ -83,7 +86,7 @@ def tfn_side(model: str, batch: int, iterations: int) -> dict:
 # --- TensorFlow side --------------------------------------------------------------------------
 
 
-def tf_side(model: str, batch: int, iterations: int) -> dict:
+def tf_side(model: str, batch: int, iterations: int, precision: str) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tempfile
 
@@ -96,6 +99,8 @@ def tf_side(model: str, batch: int, iterations: int) -> dict:
     from keras_models import node_name, training_step
 
     keras.utils.set_random_seed(0)
+    if precision == "bf16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     step = training_step(BUILDERS[model]())
     c, h, w = MODELS[model][1]
     rng = np.random.default_rng(0)
@@ -144,6 +149,7 @@ def tf_side(model: str, batch: int, iterations: int) -> dict:
 
 def run_side(python: str, side: str, args) -> dict:
     command = [python, __file__, "--side", side, "--model", args.model, "--batch", str(args.batch), "--iterations", str(args.iterations)]
+    command += ["--precision", args.precision]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the {side} side failed:\n{done.stderr[-3000:]}")
@@ -163,6 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(MODELS), default="reference_cnn")
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: train.precision bf16 against Keras's mixed_bfloat16")
     parser.add_argument("--iterations", type=int, default=20, help="profiled steps per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tf-python", help="an interpreter with TensorFlow (default: $TFN_TF_PYTHON, /work/tfref/bin/python, this one)")
@@ -171,7 +178,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.side:
         side = tfn_side if args.side == "tfn" else tf_side
-        print(json.dumps(side(args.model, args.batch, args.iterations)))
+        print(json.dumps(side(args.model, args.batch, args.iterations, args.precision)))
         return
 
     tf_python = args.tf_python or find_tf_python()
@@ -206,7 +213,7 @@ def main() -> None:
         return
 
     print(
-        f"\n{args.model}, batch {args.batch}: {runs['tfn'][0]['version']} ({runs['tfn'][0]['threads']} threads) vs "
+        f"\n{args.model}, batch {args.batch}, {args.precision}: {runs['tfn'][0]['version']} ({runs['tfn'][0]['threads']} threads) vs "
         f"{runs['tf'][0]['version']} ({runs['tf'][0]['threads']} intra-op threads); ms, median of {args.rounds} rounds\n"
     )
     header = ("node", "tfn fwd", "tf fwd", "tfn bwd", "tf bwd", "tfn - tf", "TensorFlow kernels")
