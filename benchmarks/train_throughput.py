@@ -16,7 +16,8 @@ Every round runs every contestant of every model once, in an order rotated
 from round to round, so all see the same machine weather. A run's figure is
 the mean of its timed epochs; the table shows the median over rounds with the
 min and max, and each ratio is the ratio of those medians (in brackets: the
-range of the same ratio taken within each round). bf16 rows (--bf16 MODELS)
+range of the same ratio taken within each round), and each process's peak
+resident memory (median over rounds). bf16 rows (--bf16 MODELS)
 compare `train.precision: bf16` with Keras's mixed_bfloat16 policy.
 `--variant LABEL KEY=VALUE...` adds a tfn contestant with environment
 variables or `set:` spec overrides (A/B of a change in one run).
@@ -32,6 +33,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,12 +56,17 @@ class Contestant:
         for override in self.overrides:
             command += ["--set", override]
         load = os.getloadavg()[0]
-        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **self.env})
-        if done.returncode != 0:
-            raise SystemExit(f"{self.label} on {model} failed:\n{done.stderr[-3000:]}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            process = subprocess.Popen(command, stdout=out, stderr=err, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **self.env})
+            _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS
+            process.returncode = os.waitstatus_to_exitcode(status)
+            out.seek(0), err.seek(0)
+            if process.returncode != 0:
+                raise SystemExit(f"{self.label} on {model} failed:\n{err.read()[-3000:]}")
+            result = json.loads(out.read().strip().splitlines()[-1])
         result["load"] = max(load, os.getloadavg()[0])
         result["rate"] = statistics.fmean(result["rates"])
+        result["peak_rss_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
         return result
 
 
@@ -178,12 +185,13 @@ def main() -> None:
         flops = training_flops(model)
         shape = "x".join(map(str, MODELS[model][1]))
         print(f"{model} ({shape}, {flops / 1e6:.1f} training MFLOP/sample)")
-        print(f"  {'samples/s':<24} {'median':>8} {'min':>8} {'max':>8} {'of peak':>8}")
+        print(f"  {'samples/s':<24} {'median':>8} {'min':>8} {'max':>8} {'of peak':>8} {'peak RSS':>9}")
         for label in [c.label for c in fp32 + bf16]:
             if (model, label) in results:
                 rates = [r["rate"] for r in results[(model, label)]]
                 m = statistics.median(rates)
-                print(f"  {label:<24} {m:8.0f} {min(rates):8.0f} {max(rates):8.0f} {m * flops / peak:8.1%}")
+                rss = statistics.median(r["peak_rss_mb"] for r in results[(model, label)])
+                print(f"  {label:<24} {m:8.0f} {min(rates):8.0f} {max(rates):8.0f} {m * flops / peak:8.1%} {rss:6.0f} MB")
         lines = [("tfn / tutorial loop", LABELS["tfn"], LABELS["tutorial"]), ("tfn / keras fit", LABELS["tfn"], LABELS["keras_fit"])]
         lines += [("tfn / tf.function step", LABELS["tfn"], LABELS["tf_step"])]
         lines += [(f"{c.label} / tfn train", c.label, LABELS["tfn"]) for c in fp32 if c.kind == "tfn" and c.label != LABELS["tfn"]]
@@ -192,6 +200,9 @@ def main() -> None:
             text = ratio(model, a, b)
             if text:
                 print(f"  ratio {name:<28} {text}")
+        if (model, LABELS["tutorial"]) in results:
+            rss = {k: statistics.median(r["peak_rss_mb"] for r in results[(model, LABELS[k])]) for k in ("tfn", "tutorial")}
+            print(f"  peak RSS tfn / tutorial loop       {rss['tfn'] / rss['tutorial']:.2f}")
         print()
     if args.json:
         args.json.write_text(json.dumps({f"{m}|{label}": runs for (m, label), runs in results.items()}, indent=1))
