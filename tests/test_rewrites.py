@@ -256,3 +256,28 @@ def test_training_with_rewrites_follows_the_same_loss_curve_as_without(monkeypat
     validation = [[r["loss"] for r in run if r["split"] == "validation"] for run in (rewritten, plain)]
     assert len(validation[0]) == 2
     np.testing.assert_allclose(validation[0], validation[1], rtol=1e-5)
+
+
+@pytest.mark.gpu
+def test_rewrites_on_cuda_give_what_the_nodes_give(write_spec):
+    """benchmarks/gpu_check.sh runs this: the pairs on CUDA tensors (training bit for bit, inference within rounding)."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    graph = load(write_spec(GUARDS)).graph
+    rewritten = GraphModule(graph, torch.Generator().manual_seed(0)).place("cuda")
+    plain = GraphModule(graph, torch.Generator().manual_seed(0)).place("cuda")
+    plain._pairs.clear()
+    assert len(rewritten.rewritten) == 2
+    image = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(1)).cuda()
+    for training in (True, False):
+        rewritten.train(training), plain.train(training)
+        outs = []
+        for module in (rewritten, plain):
+            module.zero_grad(set_to_none=True)
+            out = module({"image": image}, ["logits"])["logits"]
+            out.square().sum().backward()
+            outs.append((out.detach(), {k: p.grad for k, p in module.named_parameters()}))
+        (a, grads_a), (b, grads_b) = outs
+        check = torch.equal if training else lambda x, y: torch.allclose(x, y, rtol=1e-5, atol=1e-5)
+        assert check(a, b), training
+        assert all(check(grads_a[k], grads_b[k]) for k in grads_a), training
