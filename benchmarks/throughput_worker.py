@@ -58,7 +58,15 @@ def tfn_overrides(samples: int, epochs: int, precision: str) -> list[str]:
     ]
 
 
-def run_tfn(model: str, samples: int, epochs: int, precision: str, extra: list[str]) -> dict:
+def set_torch_threads(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def run_tfn(model: str, samples: int, epochs: int, precision: str, extra: list[str], threads: int | None = None) -> dict:
+    set_torch_threads(threads)
     from tfn import specs
     from tfn.runners.train import train
 
@@ -74,7 +82,8 @@ def run_tfn(model: str, samples: int, epochs: int, precision: str, extra: list[s
     return {"rates": rates, "threads": torch.get_num_threads(), "version": f"torch {torch.__version__}"}
 
 
-def run_tutorial(model: str, samples: int, epochs: int, precision: str, extra: list[str]) -> dict:
+def run_tutorial(model: str, samples: int, epochs: int, precision: str, extra: list[str], threads: int | None = None) -> dict:
+    set_torch_threads(threads)
     import torch
     from baseline_tutorial_loop import train_epochs
     from tutorial_models import MODELS as BUILDERS
@@ -87,11 +96,15 @@ def run_tutorial(model: str, samples: int, epochs: int, precision: str, extra: l
     return {"rates": rates, "threads": torch.get_num_threads(), "version": f"torch {torch.__version__}"}
 
 
-def _keras_setup(model: str, precision: str):
+def _keras_setup(model: str, precision: str, threads: int | None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
     import tensorflow as tf
     from tensorflow import keras
+
+    if threads:  # both pools: TensorFlow's inter-op pool runs independent kernels side by side
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
 
     from keras_models import MODELS as BUILDERS
 
@@ -115,8 +128,8 @@ def _tf_info(tf) -> dict:
     return {"threads": threads.get_intra_op_parallelism_threads() or os.cpu_count(), "version": f"tensorflow {tf.__version__}"}
 
 
-def run_keras_fit(model: str, samples: int, epochs: int, precision: str, extra: list[str]) -> dict:
-    np, tf, keras, net = _keras_setup(model, precision)
+def run_keras_fit(model: str, samples: int, epochs: int, precision: str, extra: list[str], threads: int | None = None) -> dict:
+    np, tf, keras, net = _keras_setup(model, precision, threads)
     net.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = _data(np, model, samples)
     rates: list[float] = []
@@ -132,8 +145,8 @@ def run_keras_fit(model: str, samples: int, epochs: int, precision: str, extra: 
     return {"rates": rates[1:], **_tf_info(tf)}
 
 
-def run_tf_step(model: str, samples: int, epochs: int, precision: str, extra: list[str]) -> dict:
-    np, tf, keras, net = _keras_setup(model, precision)
+def run_tf_step(model: str, samples: int, epochs: int, precision: str, extra: list[str], threads: int | None = None) -> dict:
+    np, tf, keras, net = _keras_setup(model, precision, threads)
     from keras_models import training_step
 
     step = training_step(net)
@@ -161,8 +174,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="the first is warm-up")
     parser.add_argument("--samples", type=int, default=6400, help="training samples per epoch")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="extra spec override for tfn")
+    parser.add_argument("--threads", type=int, help="threads per framework (default: each framework's own, the core count)")
     args = parser.parse_args()
-    result = CONTESTANTS[args.contestant](args.model, args.samples, args.epochs, args.precision, args.extra)
+    result = CONTESTANTS[args.contestant](args.model, args.samples, args.epochs, args.precision, args.extra, args.threads)
     print(json.dumps(result))
 
 

@@ -51,8 +51,9 @@ class Contestant:
         self.label, self.kind, self.python, self.precision = label, kind, python, precision
         self.env, self.overrides = env or {}, overrides or []
 
-    def run(self, model: str, epochs: int, samples: int) -> dict:
+    def run(self, model: str, epochs: int, samples: int, threads: int | None = None) -> dict:
         command = [self.python, WORKER, self.kind, "--model", model, "--epochs", str(epochs), "--samples", str(samples), "--precision", self.precision]
+        command += ["--threads", str(threads)] if threads else []
         for override in self.overrides:
             command += ["--set", override]
         load = os.getloadavg()[0]
@@ -131,6 +132,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=6400, help="training samples per epoch")
     parser.add_argument("--tf-python", help="an interpreter with TensorFlow for the Keras columns")
     parser.add_argument("--no-tf", action="store_true", help="skip the TensorFlow columns")
+    parser.add_argument("--threads", type=int, help="threads for every framework (default: their own, the core count)")
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar="LABEL KEY=VALUE", help="an extra tfn contestant")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     args = parser.parse_args()
@@ -156,7 +158,7 @@ def main() -> None:
     for round_ in range(args.rounds):
         shift = round_ % len(schedule)
         for model, contestant in schedule[shift:] + schedule[:shift]:
-            results.setdefault((model, contestant.label), []).append(contestant.run(model, args.epochs, args.samples))
+            results.setdefault((model, contestant.label), []).append(contestant.run(model, args.epochs, args.samples, args.threads))
         loads = [r["load"] for runs in results.values() for r in runs[-1:]]
         print(f"round {round_ + 1}/{args.rounds} done; load average {min(loads):.2f} to {max(loads):.2f}", file=sys.stderr)
     load_end = os.getloadavg()
