@@ -182,14 +182,16 @@ class GraphModule(nn.Module):
 
     # --- running ---------------------------------------------------------------
 
-    def forward(self, feeds: Mapping[str, torch.Tensor], fetches: Sequence[str]) -> dict[str, torch.Tensor]:
-        channels_last = self._channels_last
+    def forward(self, feeds: Mapping[str, torch.Tensor], fetches: Sequence[str], as_written: bool = False) -> dict[str, torch.Tensor]:
+        """The fetched tensors. `as_written` runs every node by its own kernel with no memory-format
+        copies: the arithmetic the graph states, for export to trace."""
+        channels_last = self._channels_last and not as_written
         if channels_last:
             feeds = {k: to_channels_last(t) for k, t in feeds.items()}
         values: dict[Ref, torch.Tensor] = {split_ref(ref): tensor for ref, tensor in feeds.items()}
         state = {**self._parameters, **self._buffers}
         training = self.training
-        for step in self.plan(fetches, feeds):
+        for step in self.plan(fetches, feeds, rewrite=not as_written):
             xs = [values[ref] for ref in step.inputs]
             v = {role: state[var] for role, var in step.variables}
             if step.device is None and step.requested_device:  # placed by the graph, not yet by place()

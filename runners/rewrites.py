@@ -16,6 +16,10 @@ names.
                       inference, the normalization's scale and shift folded into the
                       kernel and bias (one pass instead of two); in training, as written
 
+ONNX export runs the graph as written (runners/export.py): its variables stay
+initializers under their graph names, which `tfn import` reads back, and
+onnxruntime folds batch norm into a convolution itself when it loads a model.
+
 TFN_REWRITES chooses them: unset, all; `none`, none; or a comma-separated list
 of names (benchmarks compare with and without).
 """
