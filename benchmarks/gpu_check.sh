@@ -3,11 +3,12 @@
 #
 #   benchmarks/gpu_check.sh            (PYTHON=/path/to/python to choose the interpreter)
 #
-# 1. the GPU tests (pytest -m gpu);
+# 1. the GPU tests (pytest -m gpu; they include the graph rewrites of runners/rewrites.py on CUDA);
 # 2. every shipped example trained briefly with --device cuda, fp32 then bf16;
 # 3. steady-state training throughput of the reference CNN (benchmarks/specs/reference_cnn.yaml)
 #    on the GPU: fp32, bf16, fp16 (and train.compile where the spec schema has it), samples/s
-#    and fraction of the GPU's measured matmul peak in the same precision;
+#    and fraction of the GPU's measured matmul peak in the same precision; fp32 and bf16 again
+#    with TFN_REWRITES=none (the graph rewrites off), so the rewrites' effect on CUDA shows;
 # 4. with two or more GPUs: `tfn train --nproc 2` (NCCL) on the reference CNN.
 #
 # Without a CUDA device it says so and exits with status 77 (the "skipped" convention of
@@ -53,7 +54,7 @@ done
 
 step "3. reference CNN throughput on the GPU"
 "$PYTHON" - <<'EOF' || failures=$((failures + 1))
-import json, statistics, tempfile, time
+import json, os, statistics, tempfile, time
 from pathlib import Path
 
 import torch
@@ -80,7 +81,11 @@ def peak(dtype, n=8192, repeats=20):
     return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
-def rates(overrides):
+def rates(overrides, rewrites=None):
+    if rewrites is None:
+        os.environ.pop("TFN_REWRITES", None)
+    else:
+        os.environ["TFN_REWRITES"] = rewrites  # read when the model is built
     loaded = specs.load(SPEC, overrides)
     data = loaded.spec.data
     per_epoch = -(-data.samples.train // data.batch_size)
@@ -93,18 +98,19 @@ def rates(overrides):
 
 flops = 3 * summarize(specs.load(SPEC).graph).flops_per_sample
 peaks = {"fp32": peak(torch.float32), "bf16": peak(torch.bfloat16), "fp16": peak(torch.float16)}
-variants = [("fp32", []), ("bf16", ["train.precision=bf16"]), ("fp16", ["train.precision=fp16"])]
+variants = [("fp32", [], None), ("bf16", ["train.precision=bf16"], None), ("fp16", ["train.precision=fp16"], None)]
+variants += [("fp32 no rewrites", [], "none"), ("bf16 no rewrites", ["train.precision=bf16"], "none")]
 if "compile" in Train.model_fields:
-    variants += [("fp32 compile", ["train.compile=true"]), ("bf16 compile", ["train.precision=bf16", "train.compile=true"])]
+    variants += [("fp32 compile", ["train.compile=true"], None), ("bf16 compile", ["train.precision=bf16", "train.compile=true"], None)]
 else:
     print("(train.compile is not in this version's spec schema: no compile rows)")
 print(f"matmul peak: fp32 {peaks['fp32'] / 1e12:.1f}, bf16 {peaks['bf16'] / 1e12:.1f}, fp16 {peaks['fp16'] / 1e12:.1f} TFLOP/s; "
       f"training FLOPs/sample {flops / 1e6:.2f} M")
-print(f"{'':<14} {'median':>10} {'min':>10} {'max':>10} {'of peak':>8}   samples/s")
-for name, overrides in variants:
-    measured = rates(overrides)
+print(f"{'':<18} {'median':>10} {'min':>10} {'max':>10} {'of peak':>8}   samples/s")
+for name, overrides, rewrites in variants:
+    measured = rates(overrides, rewrites)
     median = statistics.median(measured)
-    print(f"{name:<14} {median:10.0f} {min(measured):10.0f} {max(measured):10.0f} {median * flops / peaks[name.split()[0]]:8.2%}")
+    print(f"{name:<18} {median:10.0f} {min(measured):10.0f} {max(measured):10.0f} {median * flops / peaks[name.split()[0]]:8.2%}")
 EOF
 
 step "4. two processes (NCCL)"

@@ -19,9 +19,15 @@ from tfn.cli.table import significant, table
     default=None,
     help="Layout of 4-D tensors, as train.memory_format (default: the spec's, or auto).",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "fp16"]),
+    default=None,
+    help="Autocast of the forward passes, as train.precision (default: the spec's, or fp32).",
+)
 @click.option("--sort", "order", type=click.Choice(["time", "graph"]), default="time", show_default=True, help="Slowest first, or graph order.")
 @as_json
-def command(target, overrides, iterations, warmup, batch_size, device, memory_format, order, as_json) -> None:
+def command(target, overrides, iterations, warmup, batch_size, device, memory_format, precision, order, as_json) -> None:
     """Time every node of SPEC forward and backward, as caffe time: the median
     over N iterations after warm-up, its share of the total, its parameters and
     forward FLOPs for the whole batch; the totals line times whole training steps for samples/s. Inputs are
@@ -40,10 +46,11 @@ def command(target, overrides, iterations, warmup, batch_size, device, memory_fo
     if Path(target).is_dir() or Path(target).suffix == ".json":
         if overrides:
             raise click.UsageError("--set applies to a spec, not to a graph.json or run directory")
-        graph, default_batch, default_format = load_graph(target), 32, "auto"
+        graph, default_batch, default_format, default_precision = load_graph(target), 32, "auto", "fp32"
     else:
         loaded = load(target, overrides)
-        graph, default_batch, default_format = loaded.graph, loaded.spec.data.batch_size, loaded.spec.train.memory_format
+        train = loaded.spec.train
+        graph, default_batch, default_format, default_precision = loaded.graph, loaded.spec.data.batch_size, train.memory_format, train.precision
         if default_batch == "full" and batch_size is None:
             raise click.UsageError("data.batch_size is `full` (the whole training split, unknown without the data): give --batch-size")
     timing = time_graph(
@@ -53,6 +60,7 @@ def command(target, overrides, iterations, warmup, batch_size, device, memory_fo
         warmup=warmup,
         device=device,
         memory_format=memory_format or default_format,
+        precision=precision or default_precision,
     )
     if as_json:
         click.echo(json.dumps(timing.to_dict(), indent=2))
@@ -65,7 +73,7 @@ def command(target, overrides, iterations, warmup, batch_size, device, memory_fo
     for line in table(rows, left=3):
         click.echo(line)
     click.echo(
-        f"\n{timing.graph} on {timing.device}, batch {timing.batch_size}, median of {timing.iterations} after {timing.warmup} warm-up: "
+        f"\n{timing.graph} on {timing.device} ({timing.precision}), batch {timing.batch_size}, median of {timing.iterations} after {timing.warmup} warm-up: "
         f"nodes forward {timing.forward_ms:.3f} ms + backward {timing.backward_ms:.3f} ms; "
         f"whole step {timing.step_ms:.3f} ms = {significant(timing.samples_per_second)} samples/s"
     )

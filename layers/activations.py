@@ -147,6 +147,7 @@ class Relu(Elementwise):
     name = "relu"
     imports = (im.keras("ReLU", keras_relu, "max_value 6: relu6; negative_slope: leaky_relu"), im.keras_activation("relu"), im.tf("Relu"), im.onnx("Relu"))
     torch_function = "torch.relu"
+    commutes_with_max = True
 
 
 @register
@@ -163,6 +164,7 @@ class Relu6(Elementwise):
     imports = (im.keras_activation("relu6"), im.tf("Relu6"), im.onnx("Clip", onnx_clip, "min 0, max 6"))
     cost = 2
     torch_function = "torch.nn.functional.relu6"
+    commutes_with_max = True
 
 
 @register

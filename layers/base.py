@@ -182,6 +182,13 @@ class Op:
     #: TensorBoard's Graphs tab shows, for an op that `imports` from no TF op; None: the first TF op
     #: of `imports`, else tfn's name (TF builds the node from several ops)
     tf_op: ClassVar[str | None] = None
+    #: graph rewrites (runners/rewrites.py) read this and the methods
+    #: takes_window_maximum, folds_channel_affine, inference_affine; each is a
+    #: promise about the op's kernel that tests/test_rewrites.py checks.
+    #: An element-wise op f, nondecreasing and exact in floating point, whose
+    #: gradient is 0 wherever f is flat: max(f(x)) == f(max(x)) bit for bit,
+    #: with the same gradient, so f may run after a max pooling instead of before.
+    commutes_with_max: ClassVar[bool] = False
     #: input shapes, batch first, that the docstring example runs on: the
     #: contract battery (tests/test_op_contract.py) drives every op with them
     example_inputs: ClassVar[tuple[tuple[int, ...], ...]]
@@ -203,6 +210,22 @@ class Op:
 
     def build(self, p: Params, inputs: Sequence[TensorType]) -> Kernel:
         raise NotImplementedError(f"op {self.name} has no PyTorch builder")
+
+    def takes_window_maximum(self, p: Params) -> bool:
+        """Whether each output is the maximum of a window of the (single) input and nothing else
+        (max pooling): an op that `commutes_with_max` may then run after it."""
+        return False
+
+    def folds_channel_affine(self, p: Params, inputs: Sequence[TensorType]) -> bool:
+        """Whether output channel o (axis 1) is the input through `kernel[o]` (axis 0 of the
+        kernel variable) plus `bias[o]`, linearly, and the kernel reads `bias` when given
+        one: a per-channel affine map after the op then folds into its kernel and bias."""
+        return False
+
+    def inference_affine(self, p: Params, inputs: Sequence[TensorType], variables: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """For an op that is a per-channel affine map in inference: (scale, shift) over axis 1,
+        computed from its variables, so y = x * scale + shift; None for other ops."""
+        return None
 
     def integer_input_range(self, p: Params, inputs: Sequence[TensorType], index: int) -> tuple[int, int] | None:
         """The values an integer input must hold, [low, high), where the op indexes with it

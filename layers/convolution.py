@@ -206,6 +206,9 @@ class Conv(Window):
 
     Params = ConvParams
 
+    def folds_channel_affine(self, p, inputs):
+        return True
+
     def infer(self, p, inputs):
         (x,) = inputs
         *_, axes = self.window(p, x)

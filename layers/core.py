@@ -126,6 +126,9 @@ class Dense(Op):
         positions = inputs[0].sample_size // inputs[0].shape[1]
         return positions * (2 * inputs[0].shape[1] * p.units + (p.units if p.use_bias else 0))
 
+    def folds_channel_affine(self, p, inputs):
+        return inputs[0].rank == 2  # on [N, ..., in] the units are the last axis, not axis 1
+
     def build(self, p, inputs):
         import torch.nn.functional as F
 

@@ -222,8 +222,9 @@ class LabelError(UserError, ValueError):
 def check_labels(labels, classes: int) -> None:
     import torch
 
-    if labels.device.type != "cpu":
-        # no host synchronisation on accelerators: a device-side assert instead
+    if labels.device.type != "cpu" or torch.compiler.is_compiling():
+        # no host synchronisation on accelerators, and no data-dependent branch for torch.compile
+        # (it would split the compiled step at every node): an assert inside the computation instead
         torch._assert_async(((labels >= 0) & (labels < classes)).all(), f"label outside [0, {classes})")
         return
     bad = (labels < 0) | (labels >= classes)

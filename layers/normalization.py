@@ -151,6 +151,18 @@ class BatchNormalization(Op):
         fused = inputs[0].rank == 4
         return fused, 1.0 - p.momentum, max(p.epsilon, 1.001e-5) if fused else p.epsilon
 
+    def inference_affine(self, p, inputs, variables):
+        import torch
+
+        _, _, eps = self._constants(p, inputs)
+        scale = torch.rsqrt(variables["moving_variance"] + eps)
+        if "gamma" in variables:
+            scale = scale * variables["gamma"]
+        shift = -variables["moving_mean"] * scale
+        if "beta" in variables:
+            shift = shift + variables["beta"]
+        return scale, shift
+
     def build(self, p, inputs):
         import torch
         import torch.nn.functional as F

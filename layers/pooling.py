@@ -147,6 +147,9 @@ class WindowPool(Op):
         kernel, *_ = self.window(p, inputs[0])
         return outputs[0].sample_size * math.prod(kernel)
 
+    def takes_window_maximum(self, p):
+        return self.mode == "MAX"
+
     def build(self, p, inputs):
         kernel, strides, dilation, axes = self.window(p, inputs[0])
         reduce = window_reducer(self.mode, self.spatial, kernel, strides, dilation, [(b, a) for _, b, a in axes])
@@ -279,6 +282,9 @@ class Pool(WindowPool):
             raise OpError(f"strides {strides} must not exceed window_shape {kernel} (as in tf.nn.pool)", "strides")
         return kernel, strides, dilation, window_geometry(x.shape[2:], kernel, strides, dilation, p.padding, "window_shape")
 
+    def takes_window_maximum(self, p):
+        return p.pooling_type == "MAX"
+
     def build(self, p, inputs):
         kernel, strides, dilation, axes = self.window(p, inputs[0])
         reduce = window_reducer(p.pooling_type, inputs[0].rank - 2, kernel, strides, dilation, [(b, a) for _, b, a in axes])
@@ -317,6 +323,9 @@ class MaxPoolWithArgmax(WindowPool):
     def infer(self, p, inputs):
         (values,) = super().infer(p, inputs)
         return [values, TensorType(values.shape, "int64")]
+
+    def takes_window_maximum(self, p):
+        return False  # its indices name the maximum of the input it is given
 
     def build(self, p, inputs):
         import torch

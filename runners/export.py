@@ -103,7 +103,9 @@ def _torch_export(module, inputs: list[str], outputs: list[str], types: dict[str
             self.graph_module = module
 
         def forward(self, *xs):
-            values = self.graph_module(dict(zip(inputs, xs)), outputs)
+            # as written: the variables stay initializers under their graph names for `tfn import`
+            # (onnxruntime folds batch norm into its conv itself), and no layout copies are traced
+            values = self.graph_module(dict(zip(inputs, xs)), outputs, as_written=True)
             return tuple(values[name] for name in outputs)
 
     examples, dynamic = [], []

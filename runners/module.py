@@ -11,6 +11,10 @@ keys, one to one; shared variables exist once.
 Placement: a node with a `device` runs there, the others on the module's
 default device (:meth:`GraphModule.place`); tensors move where placement
 changes, and each variable lives with the first node that uses it.
+
+Rewrites: pairs of nodes that runners/rewrites.py proves safe run as one step
+(e.g. a relu after the max pooling it precedes), unless a run fetches or feeds
+inside the pair; the graph itself is never changed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from torch import nn
 
 from tfn import layers
 from tfn.layers.initializers import initialize
+from tfn.runners import rewrites
+from tfn.runners.memory import keep_freed_memory
 from tfn.runners.preprocessing import Preprocessing
 from tfn.specs.errors import UserError
 from tfn.specs.graph import Graph, split_ref
@@ -40,6 +46,12 @@ class _Step:
     variables: tuple[tuple[str, str], ...]  # (role, variable name)
     requested_device: str | None  # as the graph places it
     device: torch.device | None = None  # where it runs; None: wherever its inputs are
+    members: tuple[str, ...] = ()  # the nodes a rewritten step runs (the last is `name`); () for one node
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The graph nodes this step computes."""
+        return self.members or (self.name,)
 
 
 class FetchError(UserError):
@@ -74,6 +86,7 @@ class GraphModule(nn.Module):
 
     def __init__(self, graph: Graph, generator: torch.Generator | None = None):
         super().__init__()
+        keep_freed_memory()  # every step reuses the host memory of the last one (runners/memory.py)
         self.graph = graph
         for v in graph.variables:
             value = torch.empty(v.shape, dtype=DTYPES[v.dtype])
@@ -87,21 +100,39 @@ class GraphModule(nn.Module):
             op = layers.get(node.op)
             kernel = op.build(node.params, [graph.type_of(r) for r in node.inputs])
             self._steps[node.name] = _Step(node.name, kernel, tuple(split_ref(r) for r in node.inputs), tuple(node.variables.items()), node.device)
+        self._pairs: dict[str, rewrites.Pair] = {}  # by each member's name
+        self._pair_steps: dict[rewrites.Pair, _Step] = {}
+        for pair in rewrites.find_pairs(graph, rewrites.enabled()):
+            self._add_pair(pair)
         self._plans: dict[tuple, list[_Step]] = {}
         self._channels_last = False
         #: how files become the inputs (a model directory's record; tfn.runners.session.load_model sets it)
         self.preprocessing = Preprocessing()
 
+    def _add_pair(self, pair: rewrites.Pair) -> None:
+        first, second = self._steps[pair.first], self._steps[pair.second]
+        kernel = rewrites.pair_kernel(self.graph, pair, first.kernel, second.kernel)
+        variables = tuple((f"{i}:{role}", var) for i, step in enumerate((first, second)) for role, var in step.variables)
+        self._pair_steps[pair] = _Step(second.name, kernel, first.inputs, variables, second.requested_device, second.device, pair.members)
+        self._pairs[pair.first] = self._pairs[pair.second] = pair
+
+    @property
+    def rewritten(self) -> list[rewrites.Pair]:
+        """The pairs of nodes this module may run as one step (runners/rewrites.py)."""
+        return list(self._pair_steps)
+
     # --- pruning ---------------------------------------------------------------
 
-    def plan(self, fetches: Sequence[str], fed: Iterable[str] = ()) -> list[_Step]:
+    def plan(self, fetches: Sequence[str], fed: Iterable[str] = (), rewrite: bool = True) -> list[_Step]:
         """The steps that `fetches` need, in topological order; fed tensors are not recomputed.
 
         A node runs when one of its outputs is needed and not fed; running it
-        runs its data and control inputs first.
+        runs its data and control inputs first. With `rewrite`, a rewritten
+        pair runs as one step (at its second node's place) when both its nodes
+        run and no fetch names its first node and no feed names either.
         """
         fed_refs = frozenset(split_ref(f) for f in fed)
-        key = (tuple(fetches), fed_refs)
+        key = (tuple(fetches), fed_refs, rewrite)
         if key not in self._plans:
             needed: set[str] = set()
             stack = [split_ref(f) for f in fetches]
@@ -113,7 +144,18 @@ class GraphModule(nn.Module):
                 needed.add(name)
                 node = self.graph.by_name[name]
                 stack.extend(split_ref(r) for r in node.inputs + node.control_inputs)
-            self._plans[key] = [self._steps[n.name] for n in self.graph.nodes if n.name in needed]
+            fed_names = {name for name, _ in fed_refs}
+            hidden = needed - fed_names - {split_ref(f)[0] for f in fetches}  # computed, but neither fed nor fetched
+            steps = []
+            for node in self.graph.nodes:
+                if node.name not in needed:
+                    continue
+                pair = self._pairs.get(node.name) if rewrite else None
+                if pair is None or pair.first not in hidden or pair.second not in needed or pair.second in fed_names:
+                    steps.append(self._steps[node.name])
+                elif node.name == pair.second:
+                    steps.append(self._pair_steps[pair])
+            self._plans[key] = steps
         return self._plans[key]
 
     def check_fetches(self, fetches: Sequence[str], feeds: Iterable[str]) -> None:
@@ -140,14 +182,16 @@ class GraphModule(nn.Module):
 
     # --- running ---------------------------------------------------------------
 
-    def forward(self, feeds: Mapping[str, torch.Tensor], fetches: Sequence[str]) -> dict[str, torch.Tensor]:
-        channels_last = self._channels_last
+    def forward(self, feeds: Mapping[str, torch.Tensor], fetches: Sequence[str], as_written: bool = False) -> dict[str, torch.Tensor]:
+        """The fetched tensors. `as_written` runs every node by its own kernel with no memory-format
+        copies: the arithmetic the graph states, for export to trace."""
+        channels_last = self._channels_last and not as_written
         if channels_last:
             feeds = {k: to_channels_last(t) for k, t in feeds.items()}
         values: dict[Ref, torch.Tensor] = {split_ref(ref): tensor for ref, tensor in feeds.items()}
         state = {**self._parameters, **self._buffers}
         training = self.training
-        for step in self.plan(fetches, feeds):
+        for step in self.plan(fetches, feeds, rewrite=not as_written):
             xs = [values[ref] for ref in step.inputs]
             v = {role: state[var] for role, var in step.variables}
             if step.device is None and step.requested_device:  # placed by the graph, not yet by place()
@@ -164,8 +208,15 @@ class GraphModule(nn.Module):
         return {f: values[split_ref(f)] for f in fetches}
 
     def replace_kernel(self, node: str, kernel: Callable) -> None:
-        """Run `node` through another kernel of the same contract (e.g. a synchronised batch norm)."""
+        """Run `node` through another kernel of the same contract (e.g. a synchronised batch norm).
+
+        A rewritten pair that holds the node runs as its two nodes from then on.
+        """
         self._steps[node].kernel = kernel
+        pair = self._pairs.get(node)
+        if pair is not None:
+            del self._pair_steps[pair], self._pairs[pair.first], self._pairs[pair.second]
+            self._plans.clear()
 
     def use_channels_last(self) -> GraphModule:
         """Keep 4-D variables and 4-D float feeds in channels_last memory format.
@@ -206,6 +257,8 @@ class GraphModule(nn.Module):
             holder = self._parameters if var in self._parameters else self._buffers
             if holder[var].device != device:
                 holder[var].data = holder[var].data.to(device)
+        for pair, step in self._pair_steps.items():
+            step.device = self._steps[pair.second].device
         return self
 
 

@@ -8,7 +8,9 @@ untimed, and ``torch.autograd.backward`` with a gradient of the output's
 shape is timed. On CUDA each timing is bracketed by synchronisations. The
 totals line times whole, uninstrumented steps (forward, loss, backward) for
 samples/s. Warm-up iterations are excluded. runners/module.py is untouched:
-the instrumented pass walks ``GraphModule.plan``.
+the instrumented pass walks ``GraphModule.plan`` node by node, without the
+rewrites of runners/rewrites.py; the whole steps run the module as training
+does, rewrites included.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 
 from tfn.runners.memory import require_memory
 from tfn.runners.module import GraphModule, loss_fetches, reduced_loss, to_channels_last, wants_channels_last
+from tfn.runners.precision import Precision
 from tfn.specs.graph import Graph, split_ref
 from tfn.specs.summary import summarize
 
@@ -50,6 +53,7 @@ class Timing:
     warmup: int
     nodes: list[NodeTime]  # graph order
     step_ms: float  # median whole training step, uninstrumented
+    precision: str = "fp32"
 
     @property
     def forward_ms(self) -> float:
@@ -107,20 +111,23 @@ def time_graph(
     device: str | torch.device = "cpu",
     seed: int = 0,
     memory_format: str = "auto",
+    precision: str = "fp32",
 ) -> Timing:
     """Time every node of `graph` forward and backward in training mode, and the whole step.
 
-    4-D tensors take the layout training gives them (`memory_format`, as train.memory_format).
+    4-D tensors take the layout training gives them (`memory_format`, as train.memory_format);
+    forward passes run under training's autocast (`precision`, as train.precision).
     """
     dev = torch.device(device)
     require_memory(graph, batch_size, dev)
+    autocast = Precision(precision, dev).autocast
     model = GraphModule(graph, torch.Generator().manual_seed(seed)).place(dev).train()
     feeds = synthetic_feeds(graph, batch_size, dev, torch.Generator().manual_seed(seed))
     if wants_channels_last(graph, memory_format):
         model.use_channels_last()
         feeds = {name: to_channels_last(tensor) for name, tensor in feeds.items()}
     fetches = list(dict.fromkeys(list(graph.outputs) + loss_fetches(graph)))
-    steps = model.plan(fetches, feeds)
+    steps = model.plan(fetches, feeds, rewrite=False)  # node by node; the whole-step line runs the rewritten module
     sync = _synchroniser(dev)
     needs_grad = _gradient_flow(model)
     forward: dict[str, list[float]] = {s.name: [] for s in steps}
@@ -134,7 +141,7 @@ def time_graph(
             v = {role: state[var] for role, var in step.variables}
             if step.device is not None:
                 xs = [x.to(step.device) for x in xs]
-            with torch.enable_grad():  # as in training: the forward records what backward needs
+            with torch.enable_grad(), autocast():  # as in training: the forward records what backward needs
                 sync()
                 start = time.perf_counter()
                 out = step.kernel(xs, v, True)
@@ -147,8 +154,8 @@ def time_graph(
                 forward[step.name].append(elapsed * 1000)
                 if step.name in backward:
                     requires = [ref[0] in needs_grad for ref in step.inputs]
-                    backward[step.name].append(_backward_ms(step.kernel, xs, v, requires, sync))
-    step_ms = _whole_step_ms(model, feeds, fetches, warmup, iterations, sync)
+                    backward[step.name].append(_backward_ms(step.kernel, xs, v, requires, sync, autocast))
+    step_ms = _whole_step_ms(model, feeds, fetches, warmup, iterations, sync, autocast)
     summary = {row.name: row for row in summarize(graph).nodes}
     nodes = [
         NodeTime(
@@ -162,7 +169,7 @@ def time_graph(
         )
         for s in steps
     ]
-    return Timing(graph.name, str(dev), batch_size, iterations, warmup, nodes, step_ms)
+    return Timing(graph.name, str(dev), batch_size, iterations, warmup, nodes, step_ms, precision)
 
 
 def _gradient_flow(model: GraphModule) -> set[str]:
@@ -175,10 +182,11 @@ def _gradient_flow(model: GraphModule) -> set[str]:
     return flowing
 
 
-def _backward_ms(kernel, xs, variables, requires, sync: Callable[[], None]) -> float:
+def _backward_ms(kernel, xs, variables, requires, sync: Callable[[], None], autocast) -> float:
     inputs = [x.detach().requires_grad_(r and x.is_floating_point()) for x, r in zip(xs, requires)]
     with torch.enable_grad():
-        out = kernel(inputs, variables, True)
+        with autocast():
+            out = kernel(inputs, variables, True)
         outs = [t for t in (out if isinstance(out, tuple) else (out,)) if t.requires_grad]
         if not outs:
             return 0.0
@@ -192,13 +200,14 @@ def _backward_ms(kernel, xs, variables, requires, sync: Callable[[], None]) -> f
     return (time.perf_counter() - start) * 1000
 
 
-def _whole_step_ms(model, feeds, fetches, warmup, iterations, sync) -> float:
+def _whole_step_ms(model, feeds, fetches, warmup, iterations, sync, autocast) -> float:
     losses = [loss.node for loss in model.graph.losses]
     times = []
     for iteration in range(warmup + iterations):
         sync()
         start = time.perf_counter()
-        out = model(feeds, fetches)
+        with autocast():
+            out = model(feeds, fetches)
         total = sum(reduced_loss(model.graph, name, out) for name in losses) if losses else sum(out[f].float().mean() for f in fetches)
         total.backward()
         sync()

@@ -957,6 +957,8 @@ def evaluate_checkpoint(
             checkpoint = ckpt.resolve(path)  # the run's model: its final weights (restore_best), else the latest
     dev = pick_device(device or loaded.spec.train.device)
     model = GraphModule(loaded.graph).place(dev)
+    if wants_channels_last(loaded.graph, loaded.spec.train.memory_format):
+        model.use_channels_last()  # the layout training (and its validation) ran in
     info = ckpt.restore(model, checkpoint)
     preprocessing = for_model(path) if is_run else None  # a run's own record; a spec's data section otherwise
     data = DataPipeline(loaded.spec.data, loaded.graph, seed=loaded.spec.train.seed, device=dev, doc=loaded.doc, preprocessing=preprocessing)

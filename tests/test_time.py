@@ -57,7 +57,7 @@ def test_table_sorted_by_time_with_a_totals_line(write_spec, tfn_cli):
     assert sorted(line.split()[0] for line in body) == sorted(NODES)
     totals = [float(line.split("%")[0].split()[-1]) for line in body]
     assert totals == sorted(totals, reverse=True)  # slowest first: share falls down the table
-    assert lines[-1].startswith("timed on cpu, batch 16, median of 2 after 0 warm-up: nodes forward ")
+    assert lines[-1].startswith("timed on cpu (fp32), batch 16, median of 2 after 0 warm-up: nodes forward ")
     assert lines[-1].endswith("samples/s")
 
 
@@ -107,3 +107,28 @@ def test_samples_per_second_keep_their_significant_digits(monkeypatch, write_spe
     code, out, err = tfn_cli("time", str(write_spec(SPEC)), "--batch-size", "1")
     assert code == 0, err
     assert out.strip().splitlines()[-1].endswith(f"= {rate} samples/s")
+
+
+def test_time_takes_the_training_precision(write_spec, tfn_cli, monkeypatch):
+    import torch
+
+    from tfn.runners import timing
+
+    seen = []
+    original = timing.time_graph
+    monkeypatch.setattr(timing, "time_graph", lambda *a, **k: seen.append(k["precision"]) or original(*a, **k))
+    spec = write_spec(SPEC.replace("train: {epochs: 1}", "train: {epochs: 1, precision: bf16}"))
+    code, out, err = tfn_cli("time", str(spec), "-n", "1", "--warmup", "0", "--batch-size", "4", "--json")
+    assert code == 0, err
+    assert json.loads(out)["precision"] == "bf16" and seen == ["bf16"]
+    # the nodes really run under autocast: a conv's output is bfloat16 there
+    dtypes = []
+    conv = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda *a, **k: dtypes.append(conv(*a, **k).dtype) or conv(*a, **k))
+    code, out, err = tfn_cli("time", str(spec), "-n", "1", "--warmup", "0", "--batch-size", "4", "--precision", "fp32", "--json")
+    assert code == 0 and json.loads(out)["precision"] == "fp32" and set(dtypes) == {torch.float32}
+    dtypes.clear()
+    code, out, err = tfn_cli("time", str(spec), "-n", "1", "--warmup", "0", "--batch-size", "4", "--json")
+    assert code == 0 and set(dtypes) == {torch.bfloat16}
+    code, _, err = tfn_cli("time", str(spec), "--precision", "fp16")
+    assert code == 2 and "fp16 needs a CUDA device" in err and "Traceback" not in err
