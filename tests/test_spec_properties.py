@@ -73,11 +73,16 @@ def misspell_attribute(data, draw):
     return "unknown attribute"
 
 
+def output_key(data) -> str:
+    """The loss's key naming the model's output: `logits`, or `predictions` for a regression loss."""
+    return "logits" if "logits" in data["loss"] else "predictions"
+
+
 def break_reference(data, draw):
-    where = draw(st.sampled_from(["inputs", "after", "logits"]))
+    where = draw(st.sampled_from(["inputs", "after", "output"]))
     missing = draw(st.sampled_from(["nowhere", "nosuchscope/conv", "/nowhere"]))
-    if where == "logits":
-        data["loss"]["logits"] = missing
+    if where == "output":
+        data["loss"][output_key(data)] = missing
     else:
         _, _, node, _ = draw(st.sampled_from(list(leaves(data["model"]["layers"]))))
         node[where] = [missing]
@@ -198,7 +203,7 @@ def rename_node(data, draw):
                 node[key] = [fix(r) for r in node[key]]
         if "share" in node:
             node["share"] = fix(node["share"])
-    data["loss"]["logits"] = fix(data["loss"]["logits"])
+    data["loss"][output_key(data)] = fix(data["loss"][output_key(data)])
 
 
 def widen(data, draw):
@@ -210,13 +215,13 @@ def widen(data, draw):
     sized = [node for _, _, node, _ in leaves(data["model"]["layers"]) if "filters" in node or "units" in node]
     for node in sized[:-1]:
         key = "filters" if "filters" in node else "units"
-        if node.get("name") != data["loss"]["logits"]:
+        if node.get("name") != data["loss"][output_key(data)]:
             node[key] *= factor
 
 
 def change_classes(data, draw):
     for _, _, node, _ in leaves(data["model"]["layers"]):
-        if node.get("name") == data["loss"]["logits"] and "units" in node:  # a dense classifier (not a reconstruction)
+        if node.get("name") == data["loss"].get("logits") and "units" in node:  # a dense classifier (not a reconstruction, not a regression)
             node["units"] = draw(st.integers(2, 20))
 
 
