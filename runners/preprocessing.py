@@ -7,12 +7,13 @@
                           {"kind": "normalize", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}]}}
 
 A field's steps turn raw data into what the model input takes. A decoding
-step (kind `image`: an image file; `csv`: the cells of CSV rows) makes
+step (kind `image`: an image file; `csv`: the cells of CSV rows; `text` and
+`text_length`: a text's token ids and its number of tokens) makes
 samples; the steps after it act on a NumPy batch [N, C, ...]. The training
 run writes the record: what its data section implies (``record_for``), plus
 what the training split alone teaches (``fit_csv``, ``fit_arrays``: CSV
-vocabularies, `standard` and `minmax` statistics; never validation or test
-data). The data pipeline makes fields through it, and `tfn eval`, `tfn run`,
+vocabularies, `standard` and `minmax` statistics; ``fit_text``: a text
+source's vocabulary; never validation or test data). The data pipeline makes fields through it, and `tfn eval`, `tfn run`,
 `tfn predict`, the Python API and the ONNX export's metadata take it from the
 model directory.
 
@@ -874,7 +875,7 @@ TEXT_FIELDS = ("tokens", "length", "label")
 def fit_text(spec: schema.TextData, file: CsvTable, train: CsvTable, given: Preprocessing | None = None) -> Preprocessing:
     """The record of a text source: `tokens` (ids over the vocabulary of the training split), `length` and `label`
     (class names from the whole training file, as the csv source). The fields `given` (a model directory's record) has keep its steps."""
-    if given is not None and all(name in given.fields for name in TEXT_FIELDS):
+    if given is not None and all(name in given.fields for name in TEXT_FIELDS):  # nothing to learn: eval, resume
         return Preprocessing({name: given.fields[name] for name in TEXT_FIELDS}, given.origin)
     tokenizer = {"column": spec.text, "standardize": spec.standardize, "tokenize": spec.tokenize, "separator": spec.separator, "max_length": spec.max_length}
     length = TextLength(**tokenizer)
