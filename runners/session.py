@@ -492,7 +492,8 @@ def predict(
     if texts is not None:
         if inputs is not None:
             raise FeedError("predict: error: give inputs or texts, not both")
-        feeds, sources = read_texts(model, texts), list(texts)
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        feeds, sources = read_texts(model, texts), texts
     elif isinstance(inputs, (str, Path)) or (isinstance(inputs, (list, tuple)) and inputs and all(isinstance(i, (str, Path)) for i in inputs)):
         examples = read_examples(model, [inputs] if isinstance(inputs, (str, Path)) else inputs)
         feeds, sources, rows = {_single_input(model, logits_ref): examples.batch}, examples.sources, examples.rows

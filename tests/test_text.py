@@ -250,6 +250,7 @@ def test_predict_text_gives_the_evaluation_pipeline_s_logits(text_run, tfn_cli):
     logits = run(model, {"tokens": test["tokens"][:4], "length": test["length"][:4]}, ["logits"]).values["logits"].astype(np.float64)
     expected = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     np.testing.assert_allclose(predict(model, texts=texts, top_k=2).probabilities, expected, rtol=1e-6)
+    np.testing.assert_allclose(predict(model, texts=texts[0]).probabilities, expected[:1], rtol=1e-6)  # one text, not its characters
 
     code, out, err = tfn_cli("predict", str(text_run), *(a for t in texts for a in ("--text", t)), "--json")
     assert code == 0, err
