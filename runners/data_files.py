@@ -55,7 +55,7 @@ def resolve(path: str | Path) -> Path:
 
 def shipped_files() -> list[str]:
     """The names a spec may give as `shipped:NAME`."""
-    return sorted(p.name for p in DATASETS.iterdir() if p.is_file() and p.suffix != ".md")
+    return sorted(p.name for p in DATASETS.iterdir() if p.is_file() and p.suffix not in (".md", ".py"))  # not the documentation or a generator
 
 
 def require_file(path: str | Path, what: str = "file") -> Path:

@@ -609,7 +609,7 @@ TEXT_SUFFIXES = {".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 def _text_files(spec: schema.TextData) -> dict[str, tuple[str, Path]]:
     """(the spec key, the file) of each split the spec names a file for."""
-    files = {"train": ("dataset", DATASETS / f"{spec.dataset}.csv") if spec.dataset else ("path", Path(spec.path))}
+    files = {"train": ("path", Path(spec.path))}
     for split, key in (("validation", "validation_path"), ("test", "test_path")):
         if getattr(spec, key) is not None:
             files[split] = (key, Path(getattr(spec, key)))

@@ -724,15 +724,13 @@ class TextData(SplitByFraction):
     them). The vocabulary comes from the training split alone and is recorded
     in the run's preprocessing.json.
 
-        data: {source: text, dataset: reviews, max_length: 16}
+        data: {source: text, path: shipped:reviews.csv, max_length: 16}
         data: {source: text, path: reviews.jsonl, text: body, label: sentiment, max_tokens: 20000, max_length: 200}
     """
 
     source: Literal["text"]
-    path: FilePath | None = Field(default=None, description="the file: .csv, .tsv, or .jsonl (one JSON object per line)")
-    dataset: Literal["reviews"] | None = Field(
-        default=None,
-        description="a data set shipped with tfn instead of `path`: reviews (3,000 generated two-clause reviews, positive or negative; word order decides)",
+    path: FilePath = Field(
+        description="the file: .csv, .tsv, or .jsonl (one JSON object per line); shipped:reviews.csv is 3,000 generated reviews whose word order decides their label"
     )
     format: Literal["csv", "tsv", "jsonl"] | None = Field(default=None, description="default from the suffix: .tsv is tsv, .jsonl and .ndjson jsonl, others csv")
     text: str = Field(default="text", min_length=1, description="the column (JSON key) of the texts")
@@ -753,8 +751,6 @@ class TextData(SplitByFraction):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if (self.path is None) == (self.dataset is None):
-            raise ValueError("give `path` (a file of texts) or `dataset` (one shipped with tfn: reviews), not both" if self.path else "give `path` (a file of texts) or `dataset: reviews`")
         if self.text == self.label:
             raise ValueError(f"the text and the label are both column {self.text!r}")
         if self.tokenize == "regex" and self.separator is None:

@@ -174,7 +174,7 @@ def test_a_missing_or_corrupt_file_says_which_and_why(tmp_path, content, message
         path.write_bytes(content)
     elif content is not None:
         path.write_text(content)
-    spec = write_spec(SPEC.replace("dataset: reviews", f"path: {path}"))
+    spec = write_spec(SPEC.replace("path: shipped:reviews.csv", f"path: {path}"))
     code, _, err = tfn_cli("train", str(spec), "--out", str(tmp_path / "run"))
     assert code == 2 and message in err and "Traceback" not in err
 
@@ -194,7 +194,7 @@ loss: {op: sparse_softmax_cross_entropy_with_logits, logits: logits, labels: lab
 optimizer: {type: adam, learning_rate: 0.01}
 data:
   source: text
-  dataset: reviews
+  path: shipped:reviews.csv
   max_tokens: 64
   max_length: 8
   batch_size: 64
@@ -210,10 +210,10 @@ def test_spec_mistakes_are_positioned(write_spec, tfn_cli, tmp_path):
     assert "17:3: error: data.max_lenght: unknown attribute 'max_lenght' (did you mean 'max_length'?)" in lines
     assert "19:14: error: data.separator: separator '(' is not a regular expression: missing ), unterminated subpattern at position 0" in lines
     assert any(line.startswith("20:16: error: data.standardize:") and "lower_and_strip_punctuation" in line for line in lines)
-    code, _, err = tfn_cli("check", str(write_spec(SPEC.replace("dataset: reviews", "dataset: reviews\n  path: r.csv"))))
-    assert code == 2 and "error: data: give `path` (a file of texts) or `dataset` (one shipped with tfn: reviews), not both" in err
+    code, _, err = tfn_cli("check", str(write_spec(SPEC.replace("shipped:reviews.csv", "shipped:review.csv"))))
+    assert code == 2 and "spec.yaml:15:9: error: data.path: shipped:review.csv: tfn ships no data file 'review.csv' (did you mean 'shipped:reviews.csv'?)" in err
     rows = write_table(tmp_path / "r.csv", TRAIN)
-    code, _, err = tfn_cli("check", str(write_spec(SPEC.replace("dataset: reviews", f"path: {rows}\n  text: txt"))))
+    code, _, err = tfn_cli("check", str(write_spec(SPEC.replace("path: shipped:reviews.csv", f"path: {rows}\n  text: txt"))))
     assert code == 2 and f"spec.yaml:16:9: error: data.text: {rows}:1: field 'text': no column 'txt' (did you mean 'text'?)" in err
     code, out, err = tfn_cli("check", str(write_spec(SPEC)))
     assert code == 0, err

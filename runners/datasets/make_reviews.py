@@ -1,4 +1,4 @@
-"""Generate reviews.csv, the text data set shipped with tfn (the `text` source's `dataset: reviews`).
+"""Generate reviews.csv, the text data set shipped with tfn (`path: shipped:reviews.csv` of the `text` source).
 
     python runners/datasets/make_reviews.py        # rewrites runners/datasets/reviews.csv
 
