@@ -12,6 +12,7 @@
     tfn.run(model, {"image": "cat.png"}, ["logits"])       # image files go through the run's preprocessing record
     tfn.predict(model, ["cat.png", "dog.png"]).kind        # "softmax", "sigmoid" or "values": as the loss reads it
     tfn.predict(tfn.load_model("runs/tabular/1"), "rows.csv").to_csv()   # a prediction per CSV row, through the record
+    tfn.predict(tfn.load_model("runs/text_lstm/1"), texts=["the food was not good"])  # texts: the record's tokens and lengths
     weights = tfn.read_checkpoint("runs/digits_cnn/1")     # {"conv1/kernel": np.ndarray, ...}, no torch
     tfn.list_variables("runs/digits_cnn/1").variables      # names, dtypes, shapes from the header alone
     tfn.diff_checkpoints(a, b).changed; tfn.check_checkpoint(ckpt, tfn.load_graph("digits_cnn")).fits

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import json
 import math
 import os
 import sys
@@ -54,7 +55,7 @@ def resolve(path: str | Path) -> Path:
 
 def shipped_files() -> list[str]:
     """The names a spec may give as `shipped:NAME`."""
-    return sorted(p.name for p in DATASETS.iterdir() if p.is_file() and p.suffix != ".md")
+    return sorted(p.name for p in DATASETS.iterdir() if p.is_file() and p.suffix not in (".md", ".py"))  # not the documentation or a generator
 
 
 def require_file(path: str | Path, what: str = "file") -> Path:
@@ -255,6 +256,62 @@ def read_csv_table(path: str | Path, fields: dict[str, str | list[str]], delimit
     if not lines:
         raise DataError(f"{path}: error: no data rows after the header")
     return CsvTable(path, tuple(header), columns, lines)
+
+
+def read_jsonl_table(path: str | Path, fields: dict[str, str]) -> CsvTable:
+    """The keys that `fields` (field name -> its key) name, from a JSON-lines file (one object per line) as a table:
+    a string as it is, any other value as its JSON text. A line that is not an object, or lacks a key, names its line."""
+    path = require_file(path, "JSON-lines file")
+    columns: dict[str, list[str]] = {key: [] for key in fields.values()}
+    lines: list[int] = []
+    with _text_lines(path) as numbered:
+        for number, line in numbered:
+            if line.strip():
+                row = _jsonl_row(path, number, line, fields)
+                for key in columns:
+                    value = row[key]
+                    columns[key].append(value.strip() if isinstance(value, str) else json.dumps(value))
+                lines.append(number)
+    if not lines:
+        raise DataError(f"{path}: error: no data rows: the file holds no JSON objects")
+    return CsvTable(path, tuple(columns), columns, lines)
+
+
+def jsonl_keys(path: str | Path, fields: dict[str, str]) -> list[str]:
+    """The keys of the first object of a JSON-lines file; every key a field names must be there."""
+    path = require_file(path, "JSON-lines file")
+    with _text_lines(path) as numbered:
+        for number, line in numbered:
+            if line.strip():
+                return list(_jsonl_row(path, number, line, fields))
+    raise DataError(f"{path}: error: no data rows: the file holds no JSON objects")
+
+
+def _jsonl_row(path: Path, number: int, line: str, fields: dict[str, str]) -> dict:
+    try:
+        row = json.loads(line)
+    except ValueError as exc:
+        raise DataError(f"{path}:{number}: error: not a JSON value: {exc}") from None
+    if not isinstance(row, dict):
+        raise DataError(f'{path}:{number}: error: a JSON-lines file holds one object per line, e.g. {{"text": "...", "label": "..."}}')
+    for field, key in fields.items():
+        if key not in row:
+            hint = suggest(key, row)
+            raise DataError(
+                f"{path}:{number}: error: field {field!r}: no key {key!r}" + (f" (did you mean {hint!r}?)" if hint else "") + f"; the keys are {', '.join(row)}",
+                ("data", "fields", field),
+            )
+    return row
+
+
+@contextmanager
+def _text_lines(path: Path):
+    """(line number from 1, line) of a UTF-8 file; bytes that are not UTF-8 are a DataError naming it."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            yield enumerate(f, start=1)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: error: not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8") from None
 
 
 def csv_header(path: str | Path, fields: dict[str, str | list[str]], delimiter: str) -> list[str]:

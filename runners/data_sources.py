@@ -21,22 +21,25 @@ import numpy as np
 from tfn.runners.data_files import (
     DATASETS,
     ArrayHeader,
+    CsvTable,
     DataError,
     absent_files,
     csv_header,
     fetch_verified,
     idx_header,
+    jsonl_keys,
     npy_header,
     npz_headers,
     read_csv_table,
     read_idx,
+    read_jsonl_table,
     read_npy,
     read_npz,
     require_directory,
     require_file,
     resolve,
 )
-from tfn.runners.preprocessing import Preprocessing, csv_field_type, first_bad_row, fit_arrays, fit_csv, record_for
+from tfn.runners.preprocessing import Preprocessing, csv_field_type, first_bad_row, fit_arrays, fit_csv, fit_text, record_for
 from tfn.runners.preprocessing import class_names as csv_class_names
 from tfn.specs import schema
 
@@ -599,6 +602,63 @@ def _csv(spec: schema.CsvData, preprocessing: Preprocessing | None = None) -> Ar
         splits[split] = dict(zip(spec.fields, first_bad_row([lambda name=name: record.read_table(name, table) for name in spec.fields])))
     rows = {split: Rows(dict.fromkeys(spec.fields, (str(table.path), None)), lines=table.lines) for split, table in tables.items()}
     return ArraySource(splits, csv_class_names(record), rows, record)
+
+
+TEXT_SUFFIXES = {".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def _text_files(spec: schema.TextData) -> dict[str, tuple[str, Path]]:
+    """(the spec key, the file) of each split the spec names a file for."""
+    files = {"train": ("path", Path(spec.path))}
+    for split, key in (("validation", "validation_path"), ("test", "test_path")):
+        if getattr(spec, key) is not None:
+            files[split] = (key, Path(getattr(spec, key)))
+    return files
+
+
+@contextmanager
+def _text_columns(key: str):
+    """A missing column is the fault of the spec's `text:` or `label:` (the readers blame data.fields.FIELD); anything else of `key`."""
+    try:
+        yield
+    except DataError as exc:
+        exc.spec_path = ("data", exc.spec_path[2]) if exc.spec_path[:2] == ("data", "fields") else exc.spec_path or ("data", key)
+        raise
+
+
+def _text_table(spec: schema.TextData, key: str, path: Path, header_only: bool = False) -> CsvTable | list[str]:
+    """The texts and labels of a file (its header only, for `tfn check`), by the spec's format or the file's suffix."""
+    form = spec.format or TEXT_SUFFIXES.get(path.suffix.lower(), "csv")
+    columns = {"text": spec.text, "label": spec.label}
+    with _text_columns(key):
+        if form == "jsonl":
+            return jsonl_keys(path, columns) if header_only else read_jsonl_table(path, columns)
+        delimiter = "\t" if form == "tsv" else ","
+        return csv_header(path, columns, delimiter) if header_only else read_csv_table(path, columns, delimiter)
+
+
+@describe_source.register
+def _describe_text(spec: schema.TextData) -> SourceFields:
+    for key, path in _text_files(spec).values():
+        _text_table(spec, key, path, header_only=True)
+    fields = {"tokens": FieldType((spec.max_length,), "int64"), "length": FieldType((), "int64"), "label": FieldType((), "int64")}
+    unchecked = ["the texts, the labels and the vocabulary (from the training split): read when training starts"]
+    return SourceFields(fields, classes=len(spec.classes) if spec.classes else None, unchecked=unchecked)
+
+
+@load_source.register
+def _text(spec: schema.TextData, preprocessing: Preprocessing | None = None) -> ArraySource:
+    tables = {split: _text_table(spec, key, path) for split, (key, path) in _text_files(spec).items()}
+    file = tables["train"]
+    carve = {s for s in ("validation", "test") if s not in tables}
+    if carve:
+        index = carve_splits(len(file), spec.split, carve, "text")
+        tables.update({split: file.take(rows) for split, rows in index.items()})
+    # the vocabulary from the training split alone: validation and test texts never reach it
+    record = fit_text(spec, file, tables["train"], preprocessing)
+    splits = {split: {name: record.read_table(name, table) for name in record.fields} for split, table in tables.items()}
+    rows = {split: Rows(dict.fromkeys(record.fields, (str(table.path), None)), lines=table.lines) for split, table in tables.items()}
+    return ArraySource(splits, csv_class_names(record, "label"), rows, record)
 
 
 def _class_folders(root: Path) -> list[str]:

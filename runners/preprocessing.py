@@ -7,12 +7,13 @@
                           {"kind": "normalize", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}]}}
 
 A field's steps turn raw data into what the model input takes. A decoding
-step (kind `image`: an image file; `csv`: the cells of CSV rows) makes
+step (kind `image`: an image file; `csv`: the cells of CSV rows; `text` and
+`text_length`: a text's token ids and its number of tokens) makes
 samples; the steps after it act on a NumPy batch [N, C, ...]. The training
 run writes the record: what its data section implies (``record_for``), plus
 what the training split alone teaches (``fit_csv``, ``fit_arrays``: CSV
-vocabularies, `standard` and `minmax` statistics; never validation or test
-data). The data pipeline makes fields through it, and `tfn eval`, `tfn run`,
+vocabularies, `standard` and `minmax` statistics; ``fit_text``: a text
+source's vocabulary; never validation or test data). The data pipeline makes fields through it, and `tfn eval`, `tfn run`,
 `tfn predict`, the Python API and the ONNX export's metadata take it from the
 model directory.
 
@@ -30,10 +31,13 @@ in a record is code: reading one never runs anything.
 from __future__ import annotations
 
 import json
+import re
+import string
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import singledispatch
 from pathlib import Path
-from typing import Callable, ClassVar, Literal, Mapping
+from typing import Callable, ClassVar, Literal, Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError, model_validator
@@ -358,8 +362,20 @@ def _parses(convert: Callable[[str], object], text: str) -> bool:
         return False
 
 
+class TableDecoder(Decoder):
+    """A decoding step that makes a field from the cells of a table's rows (a CSV or TSV file, JSON lines)."""
+
+    @property
+    def column_names(self) -> list[str]:
+        raise NotImplementedError(f"preprocessing step {self.kind} has no column_names")
+
+    def decode(self, table: CsvTable) -> np.ndarray:
+        """The field of every row of `table`: [N, *sample_shape]; PreprocessingError naming the line of a bad cell."""
+        raise NotImplementedError(f"preprocessing step {self.kind} has no decode()")
+
+
 @step_kind
-class CsvColumns(Decoder):
+class CsvColumns(TableDecoder):
     """Make a field from columns of CSV rows, in order: numbers, class indices, categorical indices or one-hot blocks.
 
     A field that lists its columns is a vector: float32 [width] (number and
@@ -402,7 +418,6 @@ class CsvColumns(Decoder):
         return np.concatenate([np.full(c.width, c.encoding == "number") for c in self.columns])
 
     def decode(self, table: CsvTable) -> np.ndarray:
-        """The field of every row of `table`: [N, *sample_shape], float32 or int64; PreprocessingError naming the line of a bad cell."""
         blocks = first_bad_row([lambda column=column: column.encode(table) for column in self.columns])
         if self.single and self.integer:
             return blocks[0]
@@ -416,6 +431,124 @@ class CsvColumns(Decoder):
     def to_json(self) -> dict:
         # a number column is just its name: {"column": "age"}
         return {**super().to_json(), "columns": [c.model_dump(mode="json", exclude_defaults=True) for c in self.columns]}
+
+
+#: Keras's DEFAULT_STRIP_REGEX: the ASCII punctuation (Python's string.punctuation)
+STRIP_PUNCTUATION = re.compile(r"""[!"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~']""")
+#: tf.strings.split's separator: runs of ASCII whitespace (a no-break space is part of a token)
+ASCII_WHITESPACE = re.compile(r"[ \t\n\v\f\r]+")
+#: tf.strings.lower's default: ASCII letters only ("Über" stays)
+ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+PADDING_ID, OOV_ID = 0, 1
+OOV_TOKEN = "[UNK]"
+
+
+class Tokenizer(TableDecoder):
+    """Tokenisation of a text column as Keras's TextVectorization does it: standardize, then split.
+
+    Texts are cut to their first `max_length` tokens.
+    """
+
+    column: str = Field(min_length=1)
+    standardize: schema.Standardize = "lower_and_strip_punctuation"
+    tokenize: schema.Tokenize = "whitespace"
+    separator: str | None = None
+    max_length: PositiveInt
+
+    @model_validator(mode="after")
+    def _separator(self):
+        schema.check_separator(self.tokenize, self.separator)
+        return self
+
+    @property
+    def column_names(self) -> list[str]:
+        return [self.column]
+
+    def tokens(self, text: str) -> list[str]:
+        """All the tokens of one text, in order (before `max_length` cuts them)."""
+        if self.standardize in ("lower", "lower_and_strip_punctuation"):
+            text = text.translate(ASCII_LOWER)
+        if self.standardize in ("strip_punctuation", "lower_and_strip_punctuation"):
+            text = STRIP_PUNCTUATION.sub("", text)
+        if self.tokenize == "character":
+            return list(text)
+        pieces = ASCII_WHITESPACE.split(text) if self.tokenize == "whitespace" else re.split(self.separator, text)
+        return [piece for piece in pieces if piece]
+
+    def decode(self, table: CsvTable) -> np.ndarray:
+        return self.encode(table.columns[self.column])
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """The field for each of `texts`."""
+        raise NotImplementedError(f"preprocessing step {self.kind} has no encode()")
+
+    def _how(self) -> str:
+        split = {"whitespace": "split on whitespace", "character": "split into characters", "regex": f"split on /{self.separator}/"}[self.tokenize]
+        return f"text column {self.column!r}, {self.standardize.replace('_', ' ')}, {split}"
+
+
+@step_kind
+class TextIds(Tokenizer):
+    """Token ids [max_length] int64 of a text: 0 pads, 1 is a token out of the vocabulary, token k of `vocabulary` is k + 2."""
+
+    kind = "text"
+
+    vocabulary: list[str] = Field(description="the tokens of ids 2, 3, ...: by count in the training split, ties by UTF-8 bytes in reverse")
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        seen = set()
+        for token in self.vocabulary:
+            if token in seen or token in ("", OOV_TOKEN):
+                raise ValueError(f"the vocabulary holds {token!r} " + ("twice" if token in seen else "(a reserved token: padding and OOV have ids 0 and 1)"))
+            seen.add(token)
+        return self
+
+    @property
+    def sample_shape(self) -> tuple[int]:
+        return (self.max_length,)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        ids = {token: i for i, token in enumerate(self.vocabulary, start=OOV_ID + 1)}
+        out = np.full((len(texts), self.max_length), PADDING_ID, dtype=np.int64)
+        for row, text in enumerate(texts):
+            found = [ids.get(token, OOV_ID) for token in self.tokens(text)[: self.max_length]]
+            out[row, : len(found)] = found
+        return out
+
+    def describe(self) -> str:
+        first = ", ".join(self.vocabulary[:8]) + (", ..." if len(self.vocabulary) > 8 else "")
+        return (
+            f"{self._how()}, ids over {len(self.vocabulary) + 2} tokens (0 padding, 1 out of vocabulary, then {first}), "
+            f"padded or cut to {self.max_length}"
+        )
+
+
+@step_kind
+class TextLength(Tokenizer):
+    """The number of tokens of a text, up to `max_length` [] int64: a recurrent op's sequence_length."""
+
+    kind = "text_length"
+
+    @property
+    def sample_shape(self) -> tuple[()]:
+        return ()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return np.fromiter((min(len(self.tokens(text)), self.max_length) for text in texts), dtype=np.int64, count=len(texts))
+
+    def describe(self) -> str:
+        return f"{self._how()}, the number of tokens up to {self.max_length}"
+
+
+def text_vocabulary(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int | None = None, min_count: int = 1) -> list[str]:
+    """The vocabulary of `texts` as Keras's TextVectorization adapts it: tokens by count, ties broken by their UTF-8 bytes
+    in reverse (Keras's lexsort of (token, count), reversed), at most max_tokens - 2 of them (padding and OOV count);
+    tokens seen fewer than `min_count` times are left out (Keras has no min_count)."""
+    counts = Counter(token for text in texts for token in tokenizer.tokens(text))
+    counts.pop(OOV_TOKEN, None)  # Keras never learns its own OOV token
+    kept = sorted((token for token, count in counts.items() if count >= min_count), key=lambda t: (counts[t], t.encode("utf-8")), reverse=True)
+    return kept if max_tokens is None else kept[: max_tokens - 2]
 
 
 @dataclass(frozen=True)
@@ -460,8 +593,8 @@ class Preprocessing:
         return np.ascontiguousarray(batch[0], dtype=np.float32)
 
     def read_table(self, name: str, table: CsvTable) -> np.ndarray:
-        """Field `name` of every row of a CSV table, through the field's steps (a `csv` step first)."""
-        decoder, *rest = self._csv_steps(name, table.path)
+        """Field `name` of every row of a table (CSV, TSV, JSON lines), through the field's steps (a `csv` or text step first)."""
+        decoder, *rest = self._table_steps(name, table.path, TableDecoder)
         batch = decoder.decode(table)
         for step in rest:
             batch = step.apply(batch)
@@ -473,7 +606,7 @@ class Preprocessing:
         Only the columns the field's record names are read: others (the
         label, say) may be absent. A bad cell is an error naming its line.
         """
-        decoder = self._csv_steps(name, path)[0]
+        decoder = self._table_steps(name, path, CsvColumns)[0]
         table = read_csv_table(path, {name: decoder.column_names}, decoder.delimiter)
         batch = self.read_table(name, table)
         if expected is not None and tuple(batch.shape[1:]) != tuple(expected.sample_shape):
@@ -483,12 +616,28 @@ class Preprocessing:
             )
         return batch, table
 
-    def _csv_steps(self, name: str, path: str | Path) -> tuple[Step, ...]:
+    def _table_steps(self, name: str, path: str | Path, decoder: type[TableDecoder]) -> tuple[Step, ...]:
         steps = self.fields.get(name, ())
-        if not steps or not isinstance(steps[0], CsvColumns):
-            how = f"its preprocessing starts with {steps[0].kind!r}" if steps else f"the preprocessing record (from {self.origin}) has no CSV columns for it"
-            raise PreprocessingError(f"{path}: error: field {name!r} is not made from CSV columns: {how}")
+        if not steps or not isinstance(steps[0], decoder):
+            how = f"its preprocessing starts with {steps[0].kind!r}" if steps else f"the preprocessing record (from {self.origin}) has no columns for it"
+            made = "CSV columns" if decoder is CsvColumns else "the columns of a table"
+            raise PreprocessingError(f"{path}: error: field {name!r} is not made from {made}: {how}")
         return steps
+
+    def text_fields(self) -> list[str]:
+        """The fields made from a text (token ids, lengths), in the record's order."""
+        return [name for name, steps in self.fields.items() if isinstance(steps[0], Tokenizer)]
+
+    def read_texts(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Each text field (token ids, lengths) for each of `texts`, through its steps: the batches a model takes."""
+        fields = {}
+        for name in self.text_fields():
+            decoder, *rest = self.fields[name]
+            batch = decoder.encode(list(texts))
+            for step in rest:
+                batch = step.apply(batch)
+            fields[name] = batch
+        return fields
 
     def steps_text(self, name: str) -> str | None:
         """Field `name`'s steps in words, or None when the record has none for it."""
@@ -617,6 +766,7 @@ def _image_folder(spec: schema.ImageFolderData) -> Preprocessing:
 @record_for.register(schema.NpzData)
 @record_for.register(schema.NpyData)
 @record_for.register(schema.CsvData)
+@record_for.register(schema.TextData)
 def _as_given(spec) -> Preprocessing:
     return Preprocessing({}, "the data section")
 
@@ -629,7 +779,7 @@ FITTED = "the data section (statistics and vocabularies of its training split)"
 def fitted_from_data(spec) -> bool:
     """Whether a data section's record holds anything learnt from its training data (CSV columns, normalisation):
     such a record is made when the data is read (`tfn train`), never by `tfn check`."""
-    return isinstance(spec, schema.CsvData) or any(method != "none" for method in (getattr(spec, "normalize", None) or {}).values())
+    return isinstance(spec, (schema.CsvData, schema.TextData)) or any(method != "none" for method in (getattr(spec, "normalize", None) or {}).values())
 
 
 #: the two statistics of each normalisation: standard's mean and population std (ddof 0, as Keras adapts them), minmax's extremes
@@ -709,9 +859,34 @@ def _csv_column(spec: schema.CsvData, column: str, single: bool, file: CsvTable,
         return CsvColumn(column=column, encoding=encoding, vocabulary=sorted(set(train.columns[column])), oov=spec.unseen == "oov")
     if encoding == "number":
         return CsvColumn(column=column)
-    cells = file.columns[column]
-    names = spec.classes or (sorted(set(cells)) if not any(_parses(float, c) for c in cells) else None)
+    return class_column(column, file.columns[column], spec.classes)
+
+
+def class_column(column: str, cells: list[str], classes: list[str] | None) -> CsvColumn:
+    """A label column: class names in the order `classes` gives, else the sorted distinct names of `cells`;
+    cells that are numbers are class indices as they are."""
+    names = classes or (sorted(set(cells)) if not any(_parses(float, c) for c in cells) else None)
     return CsvColumn(column=column, encoding="class", vocabulary=names)
+
+
+TEXT_FIELDS = ("tokens", "length", "label")
+
+
+def fit_text(spec: schema.TextData, file: CsvTable, train: CsvTable, given: Preprocessing | None = None) -> Preprocessing:
+    """The record of a text source: `tokens` (ids over the vocabulary of the training split), `length` and `label`
+    (class names from the whole training file, as the csv source). The fields `given` (a model directory's record) has keep its steps."""
+    if given is not None and all(name in given.fields for name in TEXT_FIELDS):  # nothing to learn: eval, resume
+        return Preprocessing({name: given.fields[name] for name in TEXT_FIELDS}, given.origin)
+    tokenizer = {"column": spec.text, "standardize": spec.standardize, "tokenize": spec.tokenize, "separator": spec.separator, "max_length": spec.max_length}
+    length = TextLength(**tokenizer)
+    fields = {
+        "tokens": (TextIds(**tokenizer, vocabulary=text_vocabulary(length, train.columns[spec.text], spec.max_tokens, spec.min_count)),),
+        "length": (length,),
+        "label": (CsvColumns(columns=[class_column(spec.label, file.columns[spec.label], spec.classes)], single=True),),
+    }
+    if given is not None:
+        fields.update({name: steps for name, steps in given.fields.items() if name in fields})
+    return Preprocessing(fields, given.origin if given is not None else FITTED)
 
 
 def csv_field_type(spec: schema.CsvData, name: str) -> tuple[tuple[int | None, ...], str]:

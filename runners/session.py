@@ -117,7 +117,8 @@ def parse_feed(text: str) -> tuple[str, str]:
 
 def read_feed(name: str, value: str, expected: TensorType, preprocessing: Preprocessing | None = None) -> np.ndarray:
     """The array a --feed VALUE stands for: a .npy/.npz file or an inline literal as it is, or an image file or
-    the rows of a CSV file made into the input through the field's `preprocessing` (the model directory's record)."""
+    the rows of a CSV file made into the input through the field's `preprocessing` (the model directory's record);
+    for a field the record makes from texts (token ids, lengths), any other value is a text."""
     path = Path(value)
     if path.suffix.lower() == ".npy":
         return _load_npy(path)
@@ -129,7 +130,20 @@ def read_feed(name: str, value: str, expected: TensorType, preprocessing: Prepro
     if path.suffix.lower() == ".csv":
         _must_exist(path)
         return (preprocessing or Preprocessing()).read_csv(name, path, expected)[0]
+    if is_text_feed(name, value, preprocessing):  # its ids or length, as training made them
+        return preprocessing.read_texts([value])[name]
     return _literal(name, value)
+
+
+def is_text_feed(name: str, value: str, preprocessing: Preprocessing | None) -> bool:
+    """Whether a --feed value is a text: fed to a field the record makes from texts, and neither a file nor numbers."""
+    if preprocessing is None or name not in preprocessing.text_fields() or Path(value).suffix.lower() in (".npy", ".npz", ".csv", *IMAGE_SUFFIXES):
+        return False
+    try:
+        _literal(name, value)
+    except FeedError:
+        return True
+    return False
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -254,7 +268,7 @@ def feed_notes(model: GraphModule, texts: Sequence[str]) -> list[str]:
         suffix = Path(value).suffix.lower()
         if suffix in IMAGE_SUFFIXES:
             notes.append(f"{name} <- {value}: {record.describe(name, feed_type(model.graph, name))}")
-        elif suffix == ".csv" or (_array_steps(model, name) and record.steps_text(name)):
+        elif suffix == ".csv" or (_array_steps(model, name) and record.steps_text(name)) or is_text_feed(name, value, record):
             notes.append(f"{name} <- {value}: {record.steps_text(name)} (from {record.origin})")
     return notes
 
@@ -456,8 +470,9 @@ def prediction_target(graph: Graph) -> tuple[str, str]:
 
 def predict(
     model: GraphModule,
-    inputs,
+    inputs=None,
     *,
+    texts: Sequence[str] | None = None,
     top_k: int = 3,
     threshold: float | None = None,
     class_names: Sequence[str] | None = None,
@@ -467,25 +482,52 @@ def predict(
     arrays, images and CSV files (one prediction per row, with its row and line), which go through the model's
     preprocessing record; so does an array for a field the record normalises. The logits of the first loss are read
     as the loss reads them (see Prediction); `threshold` applies to sigmoid outputs (default 0.5). `class_names`
-    default to those the record keeps for a CSV label column."""
+    default to those the record keeps for a CSV label column.
+
+    `texts` (instead of `inputs`), for a model trained on a text source: each
+    text made into every input the logits need (token ids, lengths) by the
+    record's text fields, as training made them."""
     logits_ref, kind = prediction_target(model.graph)
     if kind not in READERS:
         raise ValueError(f"no reader for prediction kind {kind!r}")
     if threshold is not None and kind != "sigmoid":
         raise FeedError(f"--threshold: error: applies to sigmoid outputs; this model's loss reads its output as {kind}")
     rows = None
-    if isinstance(inputs, (str, Path)) or (isinstance(inputs, (list, tuple)) and inputs and all(isinstance(i, (str, Path)) for i in inputs)):
+    if texts is not None:
+        if inputs is not None:
+            raise FeedError("predict: error: give inputs or texts, not both")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        feeds, sources = read_texts(model, texts), texts
+    elif isinstance(inputs, (str, Path)) or (isinstance(inputs, (list, tuple)) and inputs and all(isinstance(i, (str, Path)) for i in inputs)):
         examples = read_examples(model, [inputs] if isinstance(inputs, (str, Path)) else inputs)
-        batch, sources, rows = examples.batch, examples.sources, examples.rows
+        feeds, sources, rows = {_single_input(model, logits_ref): examples.batch}, examples.sources, examples.rows
     else:
-        batch = inputs
-    feed = _single_input(model, logits_ref)
-    logits = run(model, {feed: batch}, [logits_ref]).values[logits_ref].astype(np.float64)
+        feeds = {_single_input(model, logits_ref): inputs}
+    logits = run(model, feeds, [logits_ref]).values[logits_ref].astype(np.float64)
     if class_names is None:  # a CSV label column's class names, as the record keeps them
         class_names = record_class_names(model.preprocessing, model.graph.node(model.graph.losses[0].node).inputs[1])
     labels = list(sources) if sources is not None else [str(i) for i in range(len(logits))]
     result = READERS[kind](logits, labels, top_k=top_k, threshold=threshold, class_names=class_names)
     return replace(result, rows=rows) if rows is not None and any(rows) else result
+
+
+def read_texts(model: GraphModule, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """Texts -> a batch for each input the predicted logits need, made by the record's text fields (token ids, lengths)."""
+    logits_ref = prediction_target(model.graph)[0]
+    needed = [i.name for i in model.graph.inputs if i.name in inputs_needed(model, [logits_ref])]
+    record = model.preprocessing
+    if not record.text_fields():
+        raise FeedError(f"--text: error: the preprocessing record (from {record.origin}) makes no field from a text; texts feed a model trained on a text source")
+    if not texts:
+        raise FeedError("--text: error: give at least one text")
+    made = record.read_texts(texts)
+    missing = [name for name in needed if name not in made]
+    if missing:
+        raise FeedError(
+            f"--text: error: the logits need the input(s) {', '.join(missing)}, which no text field of the record makes "
+            f"(it makes {', '.join(made)}); use tfn run with --feed"
+        )
+    return {name: made[name] for name in needed}
 
 
 def _single_input(model: GraphModule, logits_ref: str) -> str:

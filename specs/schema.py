@@ -8,6 +8,7 @@ lists op names.
 
 from __future__ import annotations
 
+import re
 import typing
 from pathlib import Path
 
@@ -690,6 +691,80 @@ class CsvData(Normalized):
     test_path: FilePath | None = None
 
 
+Standardize = Literal["lower_and_strip_punctuation", "lower", "strip_punctuation", "none"]
+Tokenize = Literal["whitespace", "character", "regex"]
+
+
+def check_separator(tokenize: str, separator: str | None) -> None:
+    """A `regex` tokenisation has a separator that compiles; the others have none. ValueError otherwise."""
+    if tokenize != "regex":
+        if separator is not None:
+            raise ValueError(f"separator is the regular expression of `tokenize: regex`; tokenize is {tokenize}")
+        return
+    if separator is None:
+        raise ValueError("tokenize: regex needs a `separator`, the regular expression between tokens (e.g. '[\\s,;]+')")
+    try:
+        re.compile(separator)
+    except re.error as exc:
+        raise ValueError(f"separator {separator!r} is not a regular expression: {exc}") from None
+
+
+class TextData(SplitByFraction):
+    """Texts and their labels: a CSV, TSV or JSON-lines file with a text column and a label column.
+
+    Fields: `tokens` [max_length] int64, the token ids of each text (0 is
+    padding, 1 a token out of the vocabulary; texts longer than max_length
+    are cut to their first tokens); `length` [] int64, its number of tokens
+    up to max_length (an lstm's or gru's sequence_length); `label` [] int64,
+    class indices as the csv source makes them. Tokenisation and vocabulary
+    are Keras's TextVectorization's: `standardize` (ASCII lower-casing, ASCII
+    punctuation stripped), a split on ASCII whitespace (or each character,
+    or a regular expression), tokens ordered by their count in the training
+    split, ties broken by the token's UTF-8 bytes in reverse (as Keras sorts
+    them). The vocabulary comes from the training split alone and is recorded
+    in the run's preprocessing.json.
+
+        data: {source: text, path: shipped:reviews.csv, max_length: 16}
+        data: {source: text, path: reviews.jsonl, text: body, label: sentiment, max_tokens: 20000, max_length: 200}
+    """
+
+    source: Literal["text"]
+    path: FilePath = Field(
+        description="the file: .csv, .tsv, or .jsonl (one JSON object per line); shipped:reviews.csv is 3,000 generated reviews whose word order decides their label"
+    )
+    format: Literal["csv", "tsv", "jsonl"] | None = Field(default=None, description="default from the suffix: .tsv is tsv, .jsonl and .ndjson jsonl, others csv")
+    text: str = Field(default="text", min_length=1, description="the column (JSON key) of the texts")
+    label: str = Field(default="label", min_length=1, description="the column (JSON key) of the labels")
+    classes: list[str] | None = Field(default=None, description="class names in index order, for labels that are names (default: the sorted distinct names)")
+    standardize: Standardize = Field(
+        default="lower_and_strip_punctuation", description="Keras's standardize: ASCII letters lower-cased, ASCII punctuation removed, both, or none"
+    )
+    tokenize: Tokenize = Field(default="whitespace", description="split on ASCII whitespace, into characters (Unicode code points), or on `separator`")
+    separator: str | None = Field(default=None, description="tokenize: regex: the regular expression between tokens (empty tokens dropped)")
+    max_tokens: int | None = Field(
+        default=None, ge=3, le=layers.MAX_SIZE, description="the vocabulary's size counting padding and OOV, as Keras's; default: every token kept"
+    )
+    min_count: PositiveInt = Field(default=1, description="tokens seen fewer times in the training split are out of the vocabulary")
+    max_length: PositiveInt = Field(description="tokens per text: shorter texts are padded with 0, longer ones cut")
+    validation_path: FilePath | None = None
+    test_path: FilePath | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.text == self.label:
+            raise ValueError(f"the text and the label are both column {self.text!r}")
+        if self.tokenize == "regex" and self.separator is None:
+            check_separator(self.tokenize, self.separator)
+        return self
+
+    @field_validator("separator")
+    @classmethod
+    def _separator(cls, value, info):
+        # here, not in _consistent, so that the error points at `separator:`
+        check_separator(info.data.get("tokenize", "whitespace"), value)
+        return value
+
+
 class ImageFolderData(SplitByFraction):
     """PNG/JPEG images in one sub-folder per class (the folder name is the class name, sorted).
 
@@ -723,7 +798,7 @@ class ImageFolderData(SplitByFraction):
         return self
 
 
-_SOURCES = (DigitsData, SyntheticData, KeyValueData, MnistData, FashionMnistData, IdxData, NpzData, NpyData, CsvData, ImageFolderData)
+_SOURCES = (DigitsData, SyntheticData, KeyValueData, MnistData, FashionMnistData, IdxData, NpzData, NpyData, CsvData, TextData, ImageFolderData)
 Data = Annotated[
     Union[_SOURCES],
     Field(discriminator="source"),

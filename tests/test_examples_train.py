@@ -16,7 +16,7 @@ from tfn.runners.data_files import DATASETS
 from tfn.runners.data_sources import load_source
 from tfn.runners.session import load_model, run
 from tfn.runners.train import train
-from tfn.specs import load
+from tfn.specs import load, resolve_spec_path
 
 pytestmark = pytest.mark.slow
 
@@ -117,3 +117,19 @@ def test_tabular_regression_is_as_good_as_a_least_squares_fit(tmp_path, tfn_cli)
     predicted = json.loads(out)
     assert [p["prediction"] for p in predicted] == ["values"] * 4
     np.testing.assert_allclose([p["values"][0] for p in predicted], predictions[:4], rtol=1e-5)
+
+
+def test_text_lstm_beats_a_bag_of_embeddings_by_5_points(tmp_path):
+    """The same embedding, data, optimizer and schedule, the LSTM replaced by the mean over the positions: the
+    bag sees which words a review holds but not their order, which decides the label."""
+    import re
+
+    lstm = train(load("text_lstm"), out=tmp_path / "lstm", quiet=True).metrics["test"]["accuracy"]
+    text = resolve_spec_path("text_lstm").read_text()
+    bag_text = re.sub(r"    length: .*\n", "", text)
+    bag_text = re.sub(r"    - \{name: lstm, .*\n", "    - {name: bag, op: reduce_mean, axis: 2}\n", bag_text)
+    assert bag_text.count("\n") == text.count("\n") - 1 and "op: lstm" not in bag_text
+    (tmp_path / "bag.yaml").write_text(bag_text)
+    bag = train(load(tmp_path / "bag.yaml"), out=tmp_path / "bag", quiet=True).metrics["test"]["accuracy"]
+    assert lstm >= bag + 0.05, (lstm, bag)
+    assert lstm >= 0.9

@@ -258,5 +258,5 @@ def test_a_section_value_from_set_is_reported_at_the_option(tmp_path, monkeypatc
         "--set optimizer.type=adamm: error: optimizer.type: unknown optimizer 'adamm' (did you mean 'adam'?); "
         "choices: gradient_descent, momentum, nesterov, adagrad, adadelta, rmsprop, adam, adamw",
         "--set data.source=digitz: error: data.source: unknown data source 'digitz' (did you mean 'digits'?); "
-        "choices: digits, synthetic, key_value, mnist, fashion_mnist, idx, npz, npy, csv, image_folder",
+        "choices: digits, synthetic, key_value, mnist, fashion_mnist, idx, npz, npy, csv, text, image_folder",
     ]
