@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: train.precision bf16 against Keras's mixed_bfloat16")
     parser.add_argument("--iterations", type=int, default=20, help="profiled steps per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--tf-python", help="an interpreter with TensorFlow (default: $TFN_TF_PYTHON, /work/tfref/bin/python, this one)")
+    parser.add_argument("--tf-python", help="an interpreter with TensorFlow (default: $TFN_TF_PYTHON, this one or `python3` if they have it)")
     parser.add_argument("--side", choices=["tfn", "tf"], help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print the joined table as JSON")
     args = parser.parse_args()

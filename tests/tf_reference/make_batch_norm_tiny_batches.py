@@ -1,7 +1,7 @@
 """TF's tf.layers.batch_normalization in training mode on batches with one value per channel, and empty ones.
 
 Run with the TensorFlow reference environment (not a dependency of tfn):
-    TF_USE_LEGACY_KERAS=1 /work/tfref/bin/python tests/tf_reference/make_batch_norm_tiny_batches.py
+    TF_USE_LEGACY_KERAS=1 python tests/tf_reference/make_batch_norm_tiny_batches.py
 writes tests/tf_reference/batch_norm_tiny_batches.json. Inputs are channels-last
 for TF (NHWC, NTC); the JSON stores them in tfn's channels-first layout.
 """

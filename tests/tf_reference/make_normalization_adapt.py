@@ -1,7 +1,7 @@
 """Keras's Normalization layer after `adapt`: the statistics `normalize: {FIELD: standard}` must match.
 
 Run with the TensorFlow reference environment (not a dependency of tfn):
-    /work/tfref/bin/python tests/tf_reference/make_normalization_adapt.py
+    python tests/tf_reference/make_normalization_adapt.py
 writes tests/tf_reference/normalization_adapt.json. Keras normalises the last
 axis (its feature axis, channels-last); the JSON stores the data and the
 layer's output in tfn's channels-first layout, where the feature axis is 1.

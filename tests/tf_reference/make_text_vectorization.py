@@ -1,7 +1,7 @@
 """Keras's TextVectorization after `adapt`: what the `text` data source claims parity with.
 
 Run with the TensorFlow reference environment (not a dependency of tfn):
-    /work/tfref/bin/python tests/tf_reference/make_text_vectorization.py
+    python tests/tf_reference/make_text_vectorization.py
 writes tests/tf_reference/text_vectorization.json: for each case, the layer's
 settings, the texts it adapted to, its vocabulary (index 0 the padding '',
 index 1 the OOV '[UNK]') and the ids it gives the query texts.
