@@ -66,6 +66,18 @@ def keras_prelu(f: im.Foreign) -> im.Emitted:
     return im.Emitted({"shared_axes": shared}, {"alpha": alpha}, feature_order=None if f.rank > 2 else _prelu_order(f))
 
 
+def onnx_prelu(f: im.Foreign) -> im.Emitted:
+    """ONNX PRelu: a constant slope that broadcasts (NumPy's rule, from the right) to one sample; its size-1 axes are shared."""
+    import numpy as np
+
+    slope = np.asarray(f.weight(0), dtype=np.float32)
+    sample = f.inputs[0].sample_shape
+    f.require(len(f.inputs) == 1 and slope.ndim <= len(sample), f"a slope of shape {list(slope.shape)} for a sample {list(sample)}")
+    shape = (1,) * (len(sample) - slope.ndim) + slope.shape
+    f.require(all(s in (1, n) for s, n in zip(shape, sample)), f"a slope of shape {list(slope.shape)} for a sample {list(sample)}")
+    return im.Emitted({"shared_axes": [a for a, s in enumerate(shape, 1) if s == 1]}, {"alpha": slope.reshape(shape)})
+
+
 def _prelu_order(f: im.Foreign):
     f.require(f.order(0) is None, "a PReLU on features flattened from an NHWC tensor")
     return None
@@ -463,7 +475,11 @@ class Gelu(Elementwise):
     """
 
     name = "gelu"
-    imports = (im.keras_activation("gelu", exact_gelu), im.onnx("Gelu", exact_gelu))
+    imports = (
+        im.keras_activation("gelu", exact_gelu),
+        im.tf("Gelu", exact_gelu, "tf.nn.gelu's subgraph (erf or tanh), recognised whole"),
+        im.onnx("Gelu", exact_gelu, "or its erf / tanh subgraph"),
+    )
     cost = 8
     tf_notes = "tf.nn.gelu(features, approximate=False); Keras 3's activations.gelu defaults to approximate=True."
 
@@ -614,7 +630,7 @@ class Prelu(Op):
     """
 
     name = "prelu"
-    imports = (im.keras("PReLU", keras_prelu),)
+    imports = (im.keras("PReLU", keras_prelu), im.onnx("PRelu", onnx_prelu))
     family = "activation"
     tf_notes = (
         "tf.keras.layers.PReLU(alpha_initializer='zeros', shared_axes=None); tfn's default shares alpha over every axis "

@@ -26,8 +26,12 @@ def keras_dense(f: im.Foreign) -> im.Emitted:
 
 
 def tf_matmul(f: im.Foreign) -> im.Emitted:
-    """MatMul(x, kernel) with a constant kernel [in, units] ([units, in] with transpose_b), + a fused BiasAdd."""
-    f.require(len(f.inputs) == 1, "a MatMul of two computed tensors: tfn's dense needs a constant kernel")
+    """MatMul(x, kernel) with a constant kernel [in, units] ([units, in] with transpose_b), + a fused BiasAdd;
+    of two computed tensors (rank 2: across the batch), refused with math_ops.batch_matmul's reason."""
+    if len(f.inputs) == 2:
+        from tfn.layers.math_ops import batch_matmul
+
+        return batch_matmul(f)
     f.require(not f.attr("transpose_a", False), "transpose_a")
     kernel = f.weight(0).T if f.attr("transpose_b", False) else f.weight(0)
     return _dense(f, kernel, f.weights[1] if len(f.weights) > 1 else None)
@@ -43,7 +47,12 @@ def onnx_gemm(f: im.Foreign) -> im.Emitted:
 
 
 def onnx_matmul(f: im.Foreign) -> im.Emitted:
-    f.require(len(f.inputs) == 1 and f.weight(0).ndim == 2, "a MatMul of computed tensors: tfn's dense needs a constant 2-D B")
+    """MatMul(x, B) with a constant 2-D B as dense (+ a fused Add: the bias); of two computed tensors, matmul."""
+    if len(f.inputs) == 2:
+        from tfn.layers.math_ops import batch_matmul
+
+        return batch_matmul(f)
+    f.require(len(f.inputs) == 1 and f.weight(0).ndim == 2, "a MatMul with a constant B of rank > 2: tfn's dense needs a 2-D kernel")
     bias = f.weights[1] if len(f.weights) > 1 else None
     f.require(bias is None or bias.shape == (f.weight(0).shape[1],), "an added constant that is not one bias per unit")
     return _dense(f, f.weight(0), bias)
@@ -96,7 +105,7 @@ class Dense(Op):
     """
 
     name = "dense"
-    imports = (im.keras("Dense", keras_dense), im.tf("MatMul", tf_matmul, "+ BiasAdd", fuses=["BiasAdd"]), im.onnx("Gemm", onnx_gemm), im.onnx("MatMul", onnx_matmul, "+ Add", fuses=["Add"]))
+    imports = (im.keras("Dense", keras_dense), im.tf("MatMul", tf_matmul, "+ BiasAdd", fuses=["BiasAdd"]), im.onnx("Gemm", onnx_gemm), im.onnx("MatMul", onnx_matmul, "+ Add; of two computed tensors: matmul", fuses=["Add"]))
     example_inputs = ((2, 6),)
     family = "core"
     tf_notes = (

@@ -60,6 +60,17 @@ def keras_cropping(f: im.Foreign) -> im.Emitted:
     return im.Emitted({"cropping": f.attr("cropping")})
 
 
+def keras_center_crop(f: im.Foreign) -> im.Emitted:
+    """Keras CenterCrop of a larger image: the centred window (the odd cell off the end), as cropping2d."""
+    im.channels_last_only(f)
+    f.require(f.rank == 4, f"a rank-{f.rank} input: CenterCrop takes images")
+    _, height, width = f.inputs[0].sample_shape
+    h, w = int(f.attr("height")), int(f.attr("width"))
+    f.require(height >= h and width >= w, f"{h}x{w} from a {height}x{width} image: Keras resizes an image smaller than the crop")
+    top, left = (height - h) // 2, (width - w) // 2
+    return im.Emitted({"cropping": [[top, height - h - top], [left, width - w - left]]})
+
+
 def keras_reshape(f: im.Foreign) -> im.Emitted:
     return _target_shape(f, [int(d) for d in f.attr("target_shape")])
 
@@ -147,7 +158,7 @@ class Add(Combine):
     """
 
     name = "add"
-    imports = (im.keras("Add", elementwise_inputs), im.tf("Add", elementwise_inputs), im.tf("AddV2", elementwise_inputs), im.tf("AddN", elementwise_inputs), im.onnx("Add", elementwise_inputs))
+    imports = (im.keras("Add", elementwise_inputs), im.tf("Add", elementwise_inputs), im.tf("AddV2", elementwise_inputs), im.tf("AddN", elementwise_inputs), im.onnx("Add", elementwise_inputs), im.onnx("Sum", elementwise_inputs))
     example_inputs = ((2, 3, 4, 4), (2, 3, 4, 4))
 
     def build(self, p, inputs):
@@ -248,7 +259,7 @@ class Identity(Op):
     """
 
     name = "identity"
-    imports = (im.keras("Identity"),)
+    imports = (im.keras("Identity"), im.keras_activation("linear"))
     tf_op = "Identity"
     family = "structure"
     pure_data_movement = True
@@ -444,7 +455,7 @@ class Cropping2D(Edges2D):
     """
 
     name = "cropping2d"
-    imports = (im.keras("Cropping2D", keras_cropping),)
+    imports = (im.keras("Cropping2D", keras_cropping), im.keras("CenterCrop", keras_center_crop))
     tf_op = "StridedSlice"
     direction, field = -1, "cropping"
     tf_notes = "tf.keras.layers.Cropping2D(cropping) with data_format channels_first."

@@ -101,7 +101,7 @@ def test_padding_conversions():
         ("keras", "Conv2D", {"attrs": {"filters": 2, "kernel_size": 3, "data_format": "channels_first"}, "inputs": ((None, 3, 5, 5),)}, "data_format 'channels_first'"),
         ("keras", "ELU", {"attrs": {"alpha": 0.5}}, "alpha 0.5: tfn's elu has alpha 1"),
         ("keras", "Conv2DTranspose", {"attrs": {"filters": 2, "kernel_size": 3, "output_padding": [1, 1]}, "inputs": ((None, 3, 5, 5),)}, "output_padding"),
-        ("tf", "MatMul", {"inputs": ((None, 3), (None, 3))}, "a MatMul of two computed tensors"),
+        ("tf", "MatMul", {"inputs": ((None, 3), (None, 3))}, "a product of two computed rank-2 tensors multiplies across the batch axis"),
         ("tf", "FusedBatchNormV3", {"attrs": {"is_training": True}, "inputs": ((None, 3, 4, 4),)}, "is_training: a training-mode batch norm"),
         ("onnx", "Clip", {"inputs": ((None, 3),), "weights": (np.float32(0), np.float32(1)), "channels_last": False}, "Clip to [0.0, 1.0]: tfn has relu6"),
         ("tf", "Mean", {"inputs": ((None, 3, 4, 4),), "weights": (np.array([3]),)}, "a reduction of the feature axis that leaves a rank > 2 tensor"),

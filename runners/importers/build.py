@@ -39,6 +39,7 @@ class Layer:
     share: str | None = None  # a tfn node (full name) whose variables this one reuses
     where: str = ""  # where it sits in the source, for messages
     folded: list[str] = field(default_factory=list)  # source nodes folded into it (a fused BiasAdd)
+    sources: tuple[str, ...] = ()  # TF / ONNX: each source input "data", "constant" or "" (see layers/imports.py)
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ class Builder:
             tuple(layer.weights),
             self.channels_last,
             tuple(t.order for t in ins),
+            sources=tuple(layer.sources),
         )
         try:
             emitted = rule.convert(foreign)
@@ -206,6 +208,8 @@ class Builder:
         if unread:
             self.fail(layer, "its input was flattened from a features-last tensor, and tfn's op would see the features in another order")
             return None
+        if emitted.inputs is not None:
+            ins = [ins[i] for i in emitted.inputs]
         steps = [(layers.get(emitted.op or op_name), emitted)] + [(layers.get(e.op), e) for e in emitted.then]
         planned = []
         in_types = [t.type for t in ins]
@@ -215,6 +219,9 @@ class Builder:
                 return None
             planned.append(checked)
             in_types = [checked[2][0]]
+        if len(layer.outputs) > len(planned[-1][2]):
+            self.fail(layer, f"its output {len(planned[-1][2])} is read, and tfn's {steps[-1][0].name} makes {len(planned[-1][2])} output(s)")
+            return None
         refs, first = [t.ref for t in ins], None
         for k, ((op, step), (params, attrs, outputs)) in enumerate(zip(steps, planned)):
             full = self.unique(layer.scope, layer.node or layer.name) if k == 0 else self.unique(layer.scope, f"{first.name.rsplit('/', 1)[-1]}_{op.name}")

@@ -17,6 +17,7 @@ import numpy as np
 
 from tfn.layers import TensorType
 from tfn.layers import imports as im
+from tfn.runners.importers import patterns
 from tfn.runners.importers.build import Builder, ImportFailed, Layer, Unmapped, unmappable_error, valid_name
 from tfn.runners.importers.directory import Imported, default_losses
 
@@ -58,12 +59,27 @@ def _fold(op: str, attrs: dict, values: list[np.ndarray | None], shapes: list) -
     if op == "Gather":
         return np.take(values[0], values[1].astype(np.int64), attrs.get("axis", 0))
     if op == "Cast":
-        return values[0].astype({1: np.float32, 6: np.int32, 7: np.int64, 11: np.float64, 9: np.bool_}.get(attrs.get("to"), values[0].dtype))
+        from tfn.layers.indexing import dtype_name
+
+        return values[0].astype(np.bool_ if attrs.get("to") == 9 else dtype_name("onnx", attrs.get("to", 1)) or values[0].dtype)
     if op == "CastLike":
         return values[0].astype(values[1].dtype)
+    if op == "Slice":
+        starts, ends = ([int(v) for v in values[i].reshape(-1)] for i in (1, 2))
+        axes = [int(v) for v in values[3].reshape(-1)] if len(values) > 3 and values[3] is not None else list(range(len(starts)))
+        steps = [int(v) for v in values[4].reshape(-1)] if len(values) > 4 and values[4] is not None else [1] * len(starts)
+        index = [slice(None)] * values[0].ndim
+        for axis, start, end, step in zip(axes, starts, ends, steps):
+            index[axis] = slice(start, end, step)
+        return values[0][tuple(index)]
+    if op in _ARITHMETIC:
+        return _ARITHMETIC[op](*values)
     if op == "Expand":
         return np.broadcast_to(values[0], np.broadcast_shapes(values[0].shape, tuple(int(d) for d in values[1]))).copy()
     return None
+
+
+_ARITHMETIC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
 
 
 def read(path: Path, outputs: list[str] | None) -> Imported:
@@ -104,12 +120,22 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
     folded_pads: dict[str, list[int]] = {}  # a conv/pool's output -> pads taken from a Pad before it
     skip: set[str] = set()
     used_weights: dict[tuple, str] = {}  # the initializers a node reads -> its tfn node (sharing)
+    for node in graph.node:
+        if node.op_type == "Constant":
+            attribute = node.attribute[0]
+            constants[node.output[0]] = numpy_helper.to_array(attribute.t) if attribute.type == onnx.AttributeProto.TENSOR else np.asarray(_attrs(node)[attribute.name])
+    functions, inside = _functions(graph, constants, wanted)
     for index, node in enumerate(graph.node):
         attrs = _attrs(node)
-        if node.op_type == "Constant":
-            from onnx import numpy_helper as nh
-
-            constants[node.output[0]] = nh.to_array(node.attribute[0].t) if node.attribute[0].type == onnx.AttributeProto.TENSOR else np.asarray(attrs[node.attribute[0].name])
+        name = node.name or node.output[0]
+        where = f"node {index} of the graph"
+        if node.op_type == "Constant" or name in inside and node.output[0] not in functions:
+            continue
+        if node.output[0] in functions:
+            m = functions[node.output[0]]
+            scope, node_name = _place(name, False, builder)
+            builder.add(Layer(name, m.kind, "onnx", m.attrs, [m.input], [m.output], scope=scope, node=node_name, where=f"{where} ({len(m.covered)} ops)"))
+            shapes[m.output] = shapes.get(m.input)
             continue
         values = [constants.get(i) if i else None for i in node.input]
         in_shapes = [shapes.get(i) for i in node.input]
@@ -127,13 +153,15 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
             continue
         if node.output[0] in skip:
             continue
-        name = node.name or node.output[0]
-        where = f"node {index} of the graph"
         data = [i for i in node.input if i and i not in constants]
         weight_names = [i for i in node.input if i and i in constants]
         weights = [constants[i] for i in weight_names]
+        sources = ["" if not i else "constant" if i in constants else "data" for i in node.input]
         if node.op_type in ("Conv", "ConvTranspose", "Gemm") and len(weight_names) > 1 and weight_names[-1] not in initializers and not np.any(weights[-1]):
             weights, weight_names = weights[:-1], weight_names[:-1]  # a zero bias the exporter made up: no variable
+            sources[len(sources) - 1 - sources[::-1].index("constant")] = ""
+        if node.op_type == "Split":
+            attrs.setdefault("num_outputs", len(node.output))
         if node.op_type == "Pad" and _fold_pad(node, readers, constants, weights, attrs, folded_pads, skip):
             builder.alias(node.output[0], node.input[0])
             shapes[node.output[0]] = shapes.get(node.input[0])
@@ -142,7 +170,7 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
             attrs["pads"] = folded_pads[node.output[0]]
         rule = table.get(node.op_type, (None, None))[1]
         fused = []
-        if rule is not None and rule.fuses and len(readers.get(node.output[0], [])) == 1:
+        if rule is not None and rule.fuses and weights and len(readers.get(node.output[0], [])) == 1:
             follower = readers[node.output[0]][0]
             others = [i for i in follower.input if i != node.output[0]]
             if follower.op_type in rule.fuses and len(others) == 1 and others[0] in constants:
@@ -150,15 +178,21 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
                 weight_names.append(others[0])
                 skip.add(follower.output[0])
                 fused.append(follower.output[0])
-        key = tuple(n for n in weight_names if n in initializers)
+        # an op with variables is named after its initializers, and a second reader of them shares them;
+        # constants such as axes or scales are just arguments, which nodes may read in common
+        owner = table.get(node.op_type, (None, None))[0]
+        key = tuple(n for n in weight_names if n in initializers) if owner and im.carries_variables(owner) else ()
         share = used_weights.get(key) if key else None
         scope, node_name = _place(key[0] if key and share is None else name, bool(key) and share is None, builder)
-        layer = Layer(name, node.op_type, "onnx", attrs, data, list(node.output[:1]), weights, scope=scope, node=node_name, where=where, share=share, folded=fused)
+        read = [k for k, out in enumerate(node.output) if out and (out in readers or out in wanted)]
+        made_outputs = list(node.output[: max(read, default=0) + 1])
+        layer = Layer(name, node.op_type, "onnx", attrs, data, made_outputs, weights, scope=scope, node=node_name, where=where, share=share, folded=fused, sources=tuple(sources))
         made = builder.add(layer)
         if made is not None:
             if key and share is None:
                 used_weights[key] = made.name
-            shapes[node.output[0]] = [-1, *builder.tensors[node.output[0]].type.shape[1:]]
+            for out in made_outputs:
+                shapes[out] = [-1, *builder.tensors[out].type.shape[1:]]
             for tensor in fused:
                 builder.alias(tensor, node.output[0])
                 shapes[tensor] = shapes[node.output[0]]
@@ -169,6 +203,14 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
     versions = {"opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0), "producer": f"{model.producer_name} {model.producer_version}".strip()}
     name = meta.get("tfn.graph_name") or valid_name(path.stem)
     return Imported(name, path, "onnx", versions, builder, refs, wanted, default_losses(builder, refs), None)
+
+
+def _functions(graph, constants: dict, wanted: list[str]) -> tuple[dict, set]:
+    """Regions of element-wise nodes that compute one tfn op (gelu's Div, Erf, Add, Mul, Mul before opset 20):
+    ({the region's output: Match}, the names of the nodes they cover)."""
+    steps = [patterns.Step(n.name or n.output[0], n.op_type, tuple(i for i in n.input if i), n.output[0]) for n in graph.node if n.op_type != "Constant" and n.output]
+    matches = patterns.find(steps, constants.get, set(wanted))
+    return {m.output: m for m in matches}, {n for m in matches for n in m.covered}
 
 
 def _fold_pad(node, readers, constants, weights, attrs, folded_pads, skip) -> bool:

@@ -19,10 +19,45 @@ import numpy as np
 
 from tfn.layers import TensorType
 from tfn.layers import imports as im
+from tfn.runners.importers import patterns
 from tfn.runners.importers.build import Builder, ImportFailed, Layer, Unmapped, unmappable_error, valid_name
 from tfn.runners.importers.directory import Imported, default_losses
 
 PASS_THROUGH = ("Identity", "ReadVariableOp", "StopGradient", "Snapshot", "PreventGradient")
+
+
+def _elementwise(function):
+    return lambda attrs, *values: function(*values)
+
+
+def _cast(attrs: dict, x: np.ndarray) -> np.ndarray:
+    from tfn.layers.indexing import dtype_name
+
+    return x.astype(dtype_name("tf", attrs["DstT"]) or x.dtype)
+
+
+def _strided_slice(attrs: dict, x, begin, end, strides) -> np.ndarray:
+    from tfn.layers.indexing import strided_index
+
+    return np.asarray(x[strided_index(begin.reshape(-1), end.reshape(-1), strides.reshape(-1), attrs)])
+
+
+#: the ops on constants a graph computes its shapes and reshaped weights with: evaluated here
+FOLDS = {
+    "StridedSlice": _strided_slice,
+    "Slice": lambda attrs, x, begin, size: x[tuple(slice(int(b), None if s == -1 else int(b + s)) for b, s in zip(begin, size))],
+    "Pack": lambda attrs, *xs: np.stack(xs, int(attrs.get("axis", 0))),
+    "ConcatV2": lambda attrs, *xs: np.concatenate([np.atleast_1d(x) for x in xs[:-1]], int(xs[-1])),
+    "Reshape": lambda attrs, x, shape: x.reshape([int(d) for d in shape.reshape(-1)]),
+    "Squeeze": lambda attrs, x: np.squeeze(x, tuple(attrs.get("squeeze_dims") or ()) or None),
+    "ExpandDims": lambda attrs, x, axis: np.expand_dims(x, int(axis)),
+    "Transpose": lambda attrs, x, perm: np.transpose(x, [int(p) for p in perm]),
+    "Prod": lambda attrs, x, axes: np.prod(x, axis=tuple(int(a) for a in axes.reshape(-1)), keepdims=bool(attrs.get("keep_dims"))),
+    "Fill": lambda attrs, dims, value: np.full([int(d) for d in dims], value),
+    "GatherV2": lambda attrs, x, ids, axis: np.take(x, ids, int(axis)),
+    "Cast": _cast,
+    **{op: _elementwise(f) for op, f in (("Mul", np.multiply), ("Add", np.add), ("AddV2", np.add), ("Sub", np.subtract), ("RealDiv", np.divide), ("Neg", np.negative), ("Maximum", np.maximum), ("Minimum", np.minimum), ("FloorDiv", np.floor_divide))},
+}
 VARIABLES = ("VariableV2", "Variable", "VarHandleOp")
 #: ops that make no tensor a model reads: never graph ends
 _NOT_ENDS = ("NoOp", "Assign", "AssignVariableOp", "SaveV2", "RestoreV2", "MergeV2Checkpoints", "VarIsInitializedOp")
@@ -70,6 +105,8 @@ class GraphReader:
                 name, _, control = _split(ref)
                 if not control:
                     self.consumers.setdefault(name, []).append(n.name)
+        self.folded: dict[str, np.ndarray | None] = {}
+        self.builder: Builder | None = None  # while building: the types of computed tensors (Shape reads them)
 
     # --- constants -----------------------------------------------------------------
 
@@ -82,11 +119,15 @@ class GraphReader:
         return name
 
     def constant(self, ref: str) -> tuple[np.ndarray, str] | None:
-        """(value, name) when `ref` is a constant or a variable (through pass-through ops), else None."""
+        """(value, name) when `ref` is a constant, a variable or arithmetic on them (a Keras bias reshaped, a
+        flatten's shape: Shape, StridedSlice and Pack, the batch as -1), through pass-through ops; else None."""
         name = self.source(_split(ref)[0])
         node = self.nodes[name]
         if node.op == "Const":
             return np.asarray(_attr(node.attr["value"])), name
+        if node.op in FOLDS or node.op == "Shape":
+            value = self._fold(name)
+            return None if value is None else (value, name)
         if node.op in VARIABLES:
             if self.variables is None:
                 raise ImportFailed(f"{self.path}: error: the graph reads variable {name!r}: freeze it (convert_variables_to_constants) or import the checkpoint")
@@ -95,6 +136,33 @@ class GraphReader:
                 raise ImportFailed(f"{self.path}: error: the checkpoint holds no variable {key!r}")
             return self.variables[key], key
         return None
+
+    def _fold(self, name: str) -> np.ndarray | None:
+        """The value of a foldable node (memoised, None too), or None; a Shape of a tensor not built yet is asked again later."""
+        if name in self.folded:
+            return self.folded[name]
+        node = self.nodes[name]
+        refs = [r for r in node.input if not _split(r)[2]]
+        if node.op == "Shape":
+            tensor = self.builder.tensors.get(self._tensor(refs[0])) if self.builder is not None else None
+            if tensor is None:
+                return None
+            shape = list(tensor.type.shape)
+            if self.builder.channels_last and len(shape) >= 3:
+                shape = [shape[0], *shape[2:], shape[1]]
+            out_type = node.attr["out_type"].type if "out_type" in node.attr else 3
+            value = np.asarray([-1 if d is None else d for d in shape], dtype=np.int64 if out_type == 9 else np.int32)
+        else:
+            constants = [self.constant(r) for r in refs]
+            if any(c is None for c in constants):
+                pending = any(self.nodes[self.source(_split(r)[0])].op == "Shape" and self.source(_split(r)[0]) not in self.folded for r in refs)
+                if not pending:
+                    self.folded[name] = None
+                return None
+            attrs = {k: _attr(v) for k, v in node.attr.items() if k not in ("T", "_output_shapes")}
+            value = FOLDS[node.op](attrs, *(c[0] for c in constants))
+        self.folded[name] = np.asarray(value)
+        return self.folded[name]
 
     # --- outputs -------------------------------------------------------------------
 
@@ -105,7 +173,7 @@ class GraphReader:
         ends = [n for n in self.order if n not in self.consumers and self.nodes[n].op not in (*_NOT_ENDS, "Const", "Placeholder", *VARIABLES)]
         if len(ends) <= 1:
             return ends
-        plumbing = (*PASS_THROUGH, "Const", "Placeholder", *VARIABLES)
+        plumbing = (*PASS_THROUGH, "Const", "Placeholder", "Shape", *FOLDS, *VARIABLES)
         return [e for e in ends if all(self.nodes[n].op in table or self.nodes[n].op in plumbing for n in self.needed([e]))]
 
     def needed(self, outputs: list[str], control: bool = False) -> list[str]:
@@ -126,10 +194,24 @@ class GraphReader:
 
     def build(self, outputs: list[str]) -> tuple[Builder, list[str], list[str]]:
         builder = Builder("tf", channels_last=True, input_layout=self.input_layout)
+        self.builder = builder
         table = im.rules("tf")
         folded: dict[str, str] = {}  # a fused consumer -> the node it was folded into
-        for name in self.needed(outputs):
+        needed = self.needed(outputs)
+        outputs_read: dict[str, int] = {}  # a node -> how many of its outputs the model reads (the highest index + 1)
+        for ref in (r for n in needed for r in self.nodes[n].input if not _split(r)[2]):
+            name, index, _ = _split(ref)
+            outputs_read[name] = max(outputs_read.get(name, 0), index + 1)
+        functions = {m.end: m for m in self._functions(needed, outputs)}
+        inside = {n for m in functions.values() for n in m.covered}
+        for name in needed:
             node = self.nodes[name]
+            if name in functions:
+                m, (scope, node_name) = functions[name], builder.place(name)
+                builder.add(Layer(name, m.kind, "tf", m.attrs, [m.input], [m.output], scope=scope, node=node_name, where=f"node {name!r} ({len(m.covered)} ops)"))
+                continue
+            if name in inside:
+                continue
             if node.op == "Placeholder":
                 shape = _attr(node.attr["shape"]) if "shape" in node.attr else None
                 if not shape or any(d < 0 for d in shape[1:]):
@@ -140,26 +222,28 @@ class GraphReader:
                 dtype = {1: "float32", 2: "float64", 3: "int32", 9: "int64"}.get(node.attr["dtype"].type, "float32")
                 builder.add_input(f"{name}:0", name, TensorType((None, *channels_first(shape[1:])), dtype))
                 continue
-            if node.op in ("Const", *VARIABLES) or name in folded:
+            if node.op in ("Const", *VARIABLES) or name in folded or self.constant(name) is not None:
                 continue
             if node.op in PASS_THROUGH:
                 builder.alias(f"{name}:0", self._tensor(node.input[0]))
                 continue
-            inputs, weights, weight_names = [], [], []
+            inputs, weights, weight_names, sources = [], [], [], []
             for ref in node.input:
                 if _split(ref)[2]:
                     continue
                 constant = self.constant(ref)
                 if constant is None:
                     inputs.append(self._tensor(ref))
+                    sources.append("data")
                 else:
                     weights.append(constant[0])
                     weight_names.append(constant[1])
+                    sources.append("constant")
             rule = table.get(node.op, (None, None))[1]
             output = f"{name}:0"
             fused = []
             consumers = self.consumers.get(name, [])
-            if rule is not None and rule.fuses and len(consumers) == 1 and self.nodes[consumers[0]].op in rule.fuses:
+            if rule is not None and rule.fuses and weights and len(consumers) == 1 and self.nodes[consumers[0]].op in rule.fuses:
                 follower = self.nodes[consumers[0]]
                 others = [r for r in follower.input if _split(r)[0] != name and not _split(r)[2]]
                 constant = self.constant(others[0]) if len(others) == 1 else None
@@ -173,8 +257,26 @@ class GraphReader:
             scope, node_name = builder.place(weight_names[0].rsplit("/", 1)[0] if weight_names and "/" in weight_names[0] else name)
             where = f"node {name!r}" + (f" folding {', '.join(fused)}" if fused else "")
             attrs = {k: _attr(v) for k, v in node.attr.items() if k not in ("T", "_output_shapes")}
-            builder.add(Layer(name, node.op, "tf", attrs, inputs, [output], weights, scope=scope, node=node_name, where=where, folded=fused))
+            more = [f"{name}:{k}" for k in range(1, outputs_read.get(name, 1))]
+            layer = Layer(name, node.op, "tf", attrs, inputs, [output, *more], weights, scope=scope, node=node_name, where=where, folded=fused, sources=tuple(sources))
+            builder.add(layer)
+        self.builder = None
         return builder, [f"{self.source(o)}:0" for o in outputs], outputs
+
+    def _functions(self, needed: list[str], outputs: list[str]) -> list[patterns.Match]:
+        """Regions of element-wise ops that compute a function tfn has as one op (tf.nn.gelu's erf / tanh subgraph)."""
+        steps = []
+        for name in needed:
+            node = self.nodes[name]
+            if node.op in ("Const", "Placeholder", *VARIABLES, *PASS_THROUGH):
+                continue
+            steps.append(patterns.Step(name, node.op, tuple(self._tensor(r) for r in node.input if not _split(r)[2]), f"{name}:0"))
+
+        def value(tensor: str):
+            constant = self.constant(tensor)
+            return None if constant is None else constant[0]
+
+        return patterns.find(steps, value, {f"{self.source(o)}:0" for o in outputs})
 
     def _tensor(self, ref: str) -> str:
         name, index, _ = _split(ref)
