@@ -658,6 +658,15 @@ class Preprocessing:
             batch = step.apply(batch)
         return batch
 
+    def after_decoding(self, name: str, batch: np.ndarray) -> np.ndarray:
+        """Field `name`'s steps that act on decoded values, on a batch of them (raw pixels, the arrays a Keras
+        model with its own Rescaling took): the input tensor the model takes. `tfn import --verify` feeds
+        the original the batch and the import what this makes of it."""
+        for step in self.fields.get(name, ()):
+            if not step.decodes:
+                batch = step.apply(batch)
+        return batch
+
     def describe(self, name: str, expected: TensorType | None = None) -> str:
         """What happens to a file fed to field `name`, in words."""
         return "; ".join(step.describe() for step in self.steps_for_files(name, expected)) + f" (from {self.origin})"
