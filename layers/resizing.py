@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from tfn.layers import imports as im
+from tfn.layers.imports import NoMapping
 from tfn.layers.attrs import Choice, Size2
 from tfn.layers.base import Op, OpError, Params, TensorType, register
 
@@ -187,7 +188,7 @@ def onnx_resize(f: im.Foreign) -> im.Emitted:
                 return im.Emitted({"size": out, "method": method, "align_corners": align, "half_pixel_centers": half})
             worst = min(worst, difference)
     detail = "; TF 1.x's bicubic reads a 1024-step coefficient table" if method == "BICUBIC" else ""
-    raise im.NoMapping(
+    raise NoMapping(
         f"mode {mode}, coordinate_transformation_mode {transform}" + (f", nearest_mode {nearest_mode}" if mode == "nearest" else "")
         + f": no TF 1.x resize computes these taps for {dims[2:]} -> {out} (the nearest differs by {worst:.2g}{detail})"
     )

@@ -56,7 +56,8 @@ FOLDS = {
     "Fill": lambda attrs, dims, value: np.full([int(d) for d in dims], value),
     "GatherV2": lambda attrs, x, ids, axis: np.take(x, ids, int(axis)),
     "Cast": _cast,
-    **{op: _elementwise(f) for op, f in (("Mul", np.multiply), ("Add", np.add), ("AddV2", np.add), ("Sub", np.subtract), ("RealDiv", np.divide), ("Neg", np.negative), ("Maximum", np.maximum), ("Minimum", np.minimum), ("FloorDiv", np.floor_divide))},
+    **{op: _elementwise(f) for op, f in patterns.ELEMENTWISE.items() if op not in ("Cast", "CastLike", "Identity")},
+    **{op: _elementwise(f) for op, f in (("Maximum", np.maximum), ("Minimum", np.minimum), ("FloorDiv", np.floor_divide))},
 }
 VARIABLES = ("VariableV2", "Variable", "VarHandleOp")
 #: ops that make no tensor a model reads: never graph ends
@@ -78,10 +79,28 @@ def _attr(value):
     if kind == "shape":
         return None if value.shape.unknown_rank else [d.size for d in value.shape.dim]
     if kind == "tensor":
-        from tensorboard.util import tensor_util
-
-        return tensor_util.make_ndarray(value.tensor)
+        return _tensor_value(value.tensor)
     return getattr(value, kind) if kind else None
+
+
+def _tensor_value(tensor) -> np.ndarray:
+    """A TensorProto's value. TF writes a constant's repeated tail once (all zeros: no value at all), which
+    TensorBoard's make_ndarray reads only when one value stands for all: the rest repeats the last value."""
+    from tensorboard.compat.tensorflow_stub import dtypes
+    from tensorboard.util import tensor_util
+
+    shape = [d.size for d in tensor.tensor_shape.dim]
+    size = int(np.prod(shape, dtype=np.int64))
+    if tensor.tensor_content or tensor.dtype == dtypes.string.as_datatype_enum:
+        return tensor_util.make_ndarray(tensor)
+    dtype = dtypes.as_dtype(tensor.dtype).as_numpy_dtype
+    for values in (tensor.float_val, tensor.double_val, tensor.int_val, tensor.int64_val, tensor.bool_val, tensor.half_val):
+        if len(values):
+            if len(values) in (1, size):
+                return tensor_util.make_ndarray(tensor)
+            padded = list(values) + [values[-1]] * (size - len(values))
+            return np.asarray(padded, dtype=dtype).reshape(shape)
+    return np.zeros(shape, dtype=dtype)
 
 
 def _split(ref: str) -> tuple[str, int, bool]:
@@ -106,6 +125,7 @@ class GraphReader:
                 if not control:
                     self.consumers.setdefault(name, []).append(n.name)
         self.folded: dict[str, np.ndarray | None] = {}
+        self.waiting: set[str] = set()  # folds that read the Shape of a tensor not built yet: asked again later
         self.builder: Builder | None = None  # while building: the types of computed tensors (Shape reads them)
 
     # --- constants -----------------------------------------------------------------
@@ -138,7 +158,7 @@ class GraphReader:
         return None
 
     def _fold(self, name: str) -> np.ndarray | None:
-        """The value of a foldable node (memoised, None too), or None; a Shape of a tensor not built yet is asked again later."""
+        """The value of a foldable node (memoised, None too), or None."""
         if name in self.folded:
             return self.folded[name]
         node = self.nodes[name]
@@ -146,6 +166,7 @@ class GraphReader:
         if node.op == "Shape":
             tensor = self.builder.tensors.get(self._tensor(refs[0])) if self.builder is not None else None
             if tensor is None:
+                self.waiting.add(name)
                 return None
             shape = list(tensor.type.shape)
             if self.builder.channels_last and len(shape) >= 3:
@@ -155,12 +176,14 @@ class GraphReader:
         else:
             constants = [self.constant(r) for r in refs]
             if any(c is None for c in constants):
-                pending = any(self.nodes[self.source(_split(r)[0])].op == "Shape" and self.source(_split(r)[0]) not in self.folded for r in refs)
-                if not pending:
+                if any(self.source(_split(r)[0]) in self.waiting for r in refs):
+                    self.waiting.add(name)
+                else:
                     self.folded[name] = None
                 return None
             attrs = {k: _attr(v) for k, v in node.attr.items() if k not in ("T", "_output_shapes")}
             value = FOLDS[node.op](attrs, *(c[0] for c in constants))
+        self.waiting.discard(name)
         self.folded[name] = np.asarray(value)
         return self.folded[name]
 
@@ -227,6 +250,9 @@ class GraphReader:
             if node.op in PASS_THROUGH:
                 builder.alias(f"{name}:0", self._tensor(node.input[0]))
                 continue
+            if node.op == "Shape":  # of a tensor an earlier op could not make (reported there)
+                builder.rows.append({"source": name, "kind": "Shape", "where": f"node {name!r}", "op": None, "node": None, "reason": "not converted: an input could not be"})
+                continue
             inputs, weights, weight_names, sources = [], [], [], []
             for ref in node.input:
                 if _split(ref)[2]:
@@ -254,7 +280,7 @@ class GraphReader:
                     fused.append(follower.name)
                     builder.alias(output, f"{follower.name}:0")
                     output = f"{follower.name}:0"
-            scope, node_name = builder.place(weight_names[0].rsplit("/", 1)[0] if weight_names and "/" in weight_names[0] else name)
+            scope, node_name = builder.place(_layer_path(weight_names[0]) if weight_names and "/" in weight_names[0] else name)
             where = f"node {name!r}" + (f" folding {', '.join(fused)}" if fused else "")
             attrs = {k: _attr(v) for k, v in node.attr.items() if k not in ("T", "_output_shapes")}
             more = [f"{name}:{k}" for k in range(1, outputs_read.get(name, 1))]
@@ -281,6 +307,14 @@ class GraphReader:
     def _tensor(self, ref: str) -> str:
         name, index, _ = _split(ref)
         return f"{self.source(name)}:{index}"
+
+
+def _layer_path(weight: str) -> str:
+    """The layer a weight belongs to: `conv1/kernel` -> conv1; a TF 2 frozen resource
+    `model/conv/convolution/ReadVariableOp/resource` (no variable name left) -> model/conv/convolution."""
+    if weight.endswith("/resource"):
+        return weight.removesuffix("/resource").removesuffix("/ReadVariableOp")
+    return weight.rsplit("/", 1)[0]
 
 
 def _is_training(name: str, op: str) -> bool:
