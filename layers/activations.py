@@ -40,6 +40,11 @@ def exact_gelu(f: im.Foreign) -> im.Emitted:
     return im.Emitted({"approximate": approximate in (True, "tanh")}, feature_order=im.same_order(f))
 
 
+def onnx_swish(f: im.Foreign) -> im.Emitted:
+    """ONNX Swish (opset 24): x * sigmoid(alpha * x), tfn's beta."""
+    return im.Emitted({"beta": float(f.attr("alpha", 1.0))}, feature_order=im.same_order(f))
+
+
 def selu_constants(f: im.Foreign) -> im.Emitted:
     alpha, gamma = float(f.attr("alpha", SELU_ALPHA)), float(f.attr("gamma", SELU_SCALE))
     f.require(abs(alpha - SELU_ALPHA) < 1e-6 and abs(gamma - SELU_SCALE) < 1e-6, f"alpha {alpha}, gamma {gamma}: tfn's selu has the standard constants")
@@ -543,7 +548,7 @@ class Swish(Elementwise):
     """
 
     name = "swish"
-    imports = (im.keras_activation("swish"),)
+    imports = (im.keras_activation("swish"), im.onnx("Swish", onnx_swish, "alpha: beta"))
     cost = 5
     tf_notes = "tf.nn.swish(features, beta=1.0) (also tf.nn.silu); PyTorch's F.silu has no beta."
 

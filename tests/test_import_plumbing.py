@@ -182,6 +182,16 @@ def test_an_onnx_matmul_of_two_computed_tensors_and_a_gather_within_each_sample(
     np.testing.assert_array_equal(got, _to_tfn(expected, True))
 
 
+def test_attribute_renames():
+    """ONNX Swish's alpha is tfn's beta; TF MaxPoolWithArgmax keeps TF's index formula (include_batch_in_index)."""
+    op, rule = im.rules("onnx")["Swish"]
+    assert (op, rule.convert(_foreign("onnx", "Swish", [X2], attrs={"alpha": 1.5})).attrs) == ("swish", {"beta": 1.5})
+    op, rule = im.rules("tf")["MaxPoolWithArgmax"]
+    attrs = {"ksize": [1, 2, 2, 1], "strides": [1, 2, 2, 1], "padding": "SAME", "include_batch_in_index": True, "Targmax": 9}
+    expected = {"pool_size": [2, 2], "strides": [2, 2], "padding": "SAME", "include_batch_in_index": True}
+    assert (op, rule.convert(_foreign("tf", "MaxPoolWithArgmax", [X4], attrs=attrs)).attrs) == ("max_pool_with_argmax", expected)
+
+
 def test_casts_name_their_dtype():
     for framework, kind, attrs in (("tf", "Cast", {"DstT": 9}), ("onnx", "Cast", {"to": 11})):
         op, rule = im.rules(framework)[kind]

@@ -470,7 +470,7 @@ def tf1_ops(versions: dict) -> None:
 def tf1_more(versions: dict) -> None:
     """A frozen TF 1.x graph of plumbing and resampling ops: Split/SplitV, StridedSlice (with shrink and new axes),
     Slice, GatherV2 (constant indices, and batch_dims=1 with computed ones), Squeeze, ExpandDims, Tile, Pack, Cast,
-    BatchMatMulV2, the Resize* corner rules, reductions, tf.nn.gelu (exact and tanh), a bias reshaped by
+    BatchMatMulV2, MaxPoolWithArgmax, the Resize* corner rules, reductions, tf.nn.gelu (exact and tanh), a bias reshaped by
     constant arithmetic and a flatten whose shape comes from tf.shape (Shape, StridedSlice, Pack)."""
     import tensorflow as tf
 
@@ -506,6 +506,7 @@ def tf1_more(versions: dict) -> None:
             tf.matmul(sequence, sequence, transpose_b=True),  # BatchMatMulV2, [N, 5, 5]
             tf.gather(tf.reduce_mean(h, axis=[1, 2]), ids, axis=1, batch_dims=1),
             tf.cast(ids, tf.float32),
+            *(tf.cast(out, tf.float32) for out in tf.nn.max_pool_with_argmax(mixed, 2, 2, "VALID", include_batch_in_index=True)),
         ]
         flat = [tf.reshape(b, [tf.shape(b)[0], -1]) for b in branches]
         features = tf.concat(flat, axis=1)
