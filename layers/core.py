@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pydantic import Field, PositiveInt, model_validator
 
 from tfn.layers import imports as im
@@ -13,11 +15,18 @@ from tfn.layers.attrs import Initializer, Regularizer
 
 
 def _dense(f: im.Foreign, kernel, bias) -> im.Emitted:
-    """A dense layer from a kernel [in, units]: its rows in tfn's feature order, then [units, in]."""
-    # tfn's dense maps axis 1: Keras's features (last, channels-first here); a channels-first source's matmul maps the last axis
-    f.require(f.rank == 2 or f.channels_last, f"a rank-{f.rank} input: tfn's dense maps the feature axis 1, this {f.kind} the last axis")
+    """A dense layer from a kernel [in, units]: its rows in tfn's feature order, then [units, in].
+
+    tfn's dense maps axis 1: Keras's features (last; at 1 in tfn's layout). A channels-first source's
+    product on the last axis of a rank > 2 tensor is that axis moved to 1, the dense, and back.
+    """
     attrs = {"units": int(kernel.shape[1]), "use_bias": bias is not None}
-    return im.Emitted(attrs, {"kernel": im.dense_kernel(kernel, f.order(0)), **({"bias": bias} if bias is not None else {})})
+    dense = im.Emitted(attrs, {"kernel": im.dense_kernel(kernel, f.order(0)), **({"bias": bias} if bias is not None else {})})
+    if f.rank == 2 or f.channels_last:
+        return dense
+    to_front = im.to_channels_first(f.rank)
+    back = [to_front.index(i) for i in range(f.rank)]
+    return im.chain([im.Emitted({"perm": to_front}, op="transpose"), replace(dense, op="dense"), im.Emitted({"perm": back}, op="transpose")])
 
 
 def keras_dense(f: im.Foreign) -> im.Emitted:

@@ -26,7 +26,6 @@ def _trained_like(name: str):
 NOT_IMPORTED_YET = {
     "alexnet_small": "resize and local_response_normalization export as Gather/Pow/Div/Squeeze arithmetic, not ONNX Resize/LRN",
     "conv_autoencoder": "conv2d_transpose's TF cropping exports as Slice, upsampling2d as Gather",
-    "attention_toy": "dense on [N, F, T] exports as Transpose(kernel) + MatMul + Add; the importer stops on the Transpose of a constant",
     "text_lstm": "embedding exports as Gather and the lstm's sequence_length as a Range/Less mask with Slice and Cast: the importer maps none of them",
 }
 

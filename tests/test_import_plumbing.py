@@ -74,6 +74,9 @@ def _run(emitted: im.Emitted, op: str, arrays: list[np.ndarray]) -> list[np.ndar
             left = np.swapaxes(left, -1, -2) if a.get("transpose_a") else left
             right = np.swapaxes(right, -1, -2) if a.get("transpose_b") else right
             values = [left @ right]
+        elif name == "dense":
+            kernel, bias = step.variables["kernel"], step.variables.get("bias", 0)
+            values = [np.moveaxis(np.moveaxis(x, 1, -1) @ kernel.T + bias, -1, 1)]
         elif name == "gather":
             params, ids = values
             values = [np.stack([np.take(params[n], ids[n], axis=a["axis"] - 1) for n in range(len(params))])]
@@ -167,6 +170,16 @@ def test_a_features_last_batched_matmul_swaps_its_inputs(adj_x, adj_y):
     assert emitted.op == "matmul" and emitted.inputs == (1, 0)
     (got,) = _run(emitted, op, [_to_tfn(a, True), _to_tfn(b, True)])
     np.testing.assert_allclose(got, _to_tfn(expected, True), rtol=1e-12)
+
+
+def test_an_onnx_matmul_by_a_constant_on_the_last_axis_of_a_rank_3_tensor():
+    """The last axis moves to 1 for tfn's dense and back: MatMul(x [N, T, F], W [F, U]) + b is [N, T, U]."""
+    x, kernel, bias = rng.standard_normal((2, 5, 4)), rng.standard_normal((4, 3)), rng.standard_normal(3)
+    op, rule = im.rules("onnx")["MatMul"]
+    emitted = rule.convert(_foreign("onnx", "MatMul", [x], {1: kernel, 2: bias}))
+    assert [emitted.op, *(e.op for e in emitted.then)] == ["transpose", "dense", "transpose"]
+    (got,) = _run(emitted, op, [x])
+    np.testing.assert_allclose(got, x @ kernel + bias, rtol=1e-12)
 
 
 def test_an_onnx_matmul_of_two_computed_tensors_and_a_gather_within_each_sample():

@@ -96,7 +96,7 @@ def test_padding_conversions():
     ("framework", "kind", "kwargs", "message"),
     [
         ("keras", "Reshape", {"attrs": {"target_shape": [2, 9]}, "inputs": ((None, 18),), "orders": (im.flattened_order((2, 3, 3)),)}, "a reshape of features flattened from an NHWC tensor"),
-        ("onnx", "MatMul", {"inputs": ((None, 4, 7),), "weights": (np.zeros((7, 2)),), "channels_last": False}, "a rank-3 input: tfn's dense maps the feature axis 1, this MatMul the last axis"),
+        ("onnx", "MatMul", {"inputs": ((None, 4, 7),), "weights": (np.zeros((7, 2, 2)),), "channels_last": False}, "a MatMul with a constant B of rank > 2"),
         ("keras", "BatchNormalization", {"attrs": {"axis": 1}, "inputs": ((None, 3, 5, 5),), "weights": (np.ones(5),) * 4}, "axis 1: tfn normalises the feature axis"),
         ("keras", "Conv2D", {"attrs": {"filters": 2, "kernel_size": 3, "data_format": "channels_first"}, "inputs": ((None, 3, 5, 5),)}, "data_format 'channels_first'"),
         ("keras", "ELU", {"attrs": {"alpha": 0.5}}, "alpha 0.5: tfn's elu has alpha 1"),

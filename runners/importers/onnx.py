@@ -72,6 +72,8 @@ def _fold(op: str, attrs: dict, values: list[np.ndarray | None], shapes: list) -
         for axis, start, end, step in zip(axes, starts, ends, steps):
             index[axis] = slice(start, end, step)
         return values[0][tuple(index)]
+    if op == "Transpose":
+        return np.transpose(values[0], attrs.get("perm"))
     if op in _ARITHMETIC:
         return _ARITHMETIC[op](*values)
     if op == "Expand":
