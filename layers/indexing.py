@@ -117,7 +117,7 @@ def tf_slice(f: im.Foreign) -> im.Emitted:
 def onnx_slice(f: im.Foreign) -> im.Emitted:
     """ONNX Slice: starts, ends, axes and steps as constant inputs (opset 10 on) or attributes (opset 1)."""
     f.require(len(f.inputs) == 1, "computed starts / ends")
-    given = [f.constant(i) for i in range(1, 5)] if f.sources else [f.attrs.get(k) for k in ("starts", "ends", "axes", "steps")]
+    given = [f.constant(i) for i in range(1, 5)] if len(f.sources) > 1 else [f.attrs.get(k) for k in ("starts", "ends", "axes", "steps")]
     starts, ends, axes, steps = ([int(v) for v in (value.reshape(-1) if hasattr(value, "reshape") else value)] if value is not None else None for value in given)
     f.require(starts is not None and ends is not None, "no starts or ends")
     axes = axes if axes is not None else list(range(len(starts)))

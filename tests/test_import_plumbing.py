@@ -26,17 +26,10 @@ def _foreign(framework, kind, arrays, constants=None, attrs=None, channels_last=
     """A Foreign for source arrays (data inputs, the source's layout) and constants {input position: value}."""
     channels_last = framework != "onnx" if channels_last is None else channels_last
     constants = constants or {}
-    sources, data = [], iter(arrays)
-    for position in range(len(arrays) + len(constants)):
-        sources.append("constant" if position in constants else "data")
-    types = []
-    for a in arrays:
-        tfn = _to_tfn(a, channels_last)
-        dtype = "float32" if a.dtype.kind == "f" else str(a.dtype)
-        types.append(TensorType((None, *tfn.shape[1:]), dtype))
-    del data
+    sources = tuple("constant" if position in constants else "data" for position in range(len(arrays) + len(constants)))
+    types = [TensorType((None, *_to_tfn(a, channels_last).shape[1:]), "float32" if a.dtype.kind == "f" else str(a.dtype)) for a in arrays]
     weights = tuple(np.asarray(constants[p]) for p in sorted(constants))
-    return im.Foreign(framework, kind, "layer", dict(attrs or {}), tuple(types), weights, channels_last, sources=tuple(sources))
+    return im.Foreign(framework, kind, "layer", dict(attrs or {}), tuple(types), weights, channels_last, sources=sources)
 
 
 def _run(emitted: im.Emitted, op: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
@@ -112,6 +105,7 @@ CASES = {
     "tf Pack at 1": ("tf", "Pack", [X3, 2 * X3], {}, {"axis": 1}, None),
     "tf Pack at the end": ("tf", "Pack", [X3, 2 * X3], {}, {"axis": -1}, None),
     "onnx Slice": ("onnx", "Slice", [X4], {1: [1, -2], 2: [2**63 - 1, 5], 3: [3, 1]}, {}, lambda s: s[:, -2:5, :, 1:]),
+    "onnx Slice of opset 1 (attributes)": ("onnx", "Slice", [X4], {}, {"starts": [2], "ends": [-1], "axes": [2]}, lambda s: s[:, :, 2:-1]),
     "onnx Gather one": ("onnx", "Gather", [X4], {1: np.int64(-1)}, {"axis": 2}, lambda s: s[:, :, -1]),
     "onnx Unsqueeze": ("onnx", "Unsqueeze", [X3], {1: [1, -1]}, {}, lambda s: s[:, None, :, :, None]),
     "onnx Squeeze": ("onnx", "Squeeze", [X4[:, :, :1]], {1: [2]}, {}, lambda s: s[:, :, 0]),
@@ -327,3 +321,38 @@ def test_tf_constants_written_short_are_read_whole():
     np.testing.assert_array_equal(_tensor_value(proto(types_pb2.DT_INT64, [2], int64_val=[7, 8])), [7, 8])
     assert _layer_path("model/conv/convolution/ReadVariableOp/resource") == "model/conv/convolution"
     assert _layer_path("block/conv/kernel") == "block/conv"
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "weights", "keras"),
+    [
+        ("Rescaling", {"scale": 1 / 255}, [], lambda x: x * (1 / 255)),
+        ("Rescaling", {"scale": {"class_name": "__numpy__", "config": {"value": [0.5, 2.0, 1.0]}}, "offset": -1.0}, [], lambda x: x * np.array([0.5, 2.0, 1.0]) - 1.0),
+        ("Normalization", {"axis": [-1]}, [np.array([1.0, -2.0, 0.5]), np.array([4.0, 0.09, 0.25]), np.int64(9)], lambda x: (x - [1.0, -2.0, 0.5]) / np.sqrt([4.0, 0.09, 0.25])),
+        ("Normalization", {"axis": None, "mean": 3.0, "variance": 2.25}, [], lambda x: (x - 3.0) / 1.5),
+    ],
+)
+def test_keras_preprocessing_steps_compute_the_layer(kind, config, weights, keras):
+    """The steps on a channels-first batch equal Keras's layer on the features-last one."""
+    from tfn.runners.importers.keras import PREPROCESSING
+
+    x = rng.uniform(-3, 3, (2, 4, 5, 3))  # NHWC
+    steps = PREPROCESSING[kind](config, weights, TensorType((None, 3, 4, 5)))
+    batch = np.moveaxis(x, -1, 1).astype(np.float32)
+    for step in steps:
+        batch = step.apply(batch)
+    np.testing.assert_allclose(batch, np.moveaxis(keras(x), -1, 1), rtol=1e-5, atol=1e-4)
+
+
+def test_keras_preprocessing_epsilon_and_refusals():
+    from tfn.runners.importers.keras import PREPROCESSING
+
+    image = TensorType((None, 3, 4, 5))
+    (constant_channel,) = PREPROCESSING["Normalization"]({"axis": -1}, [np.zeros(3), np.array([1.0, 0.0, 4.0])], image)
+    assert constant_channel.std == [1.0, 1e-7, 2.0]  # Keras's max(sqrt(variance), epsilon)
+    with pytest.raises(im.NoMapping, match=re.escape("axis [1, 2]: tfn's preprocessing normalises per feature (Keras's last axis) or with one mean")):
+        PREPROCESSING["Normalization"]({"axis": [1, 2]}, [np.zeros((4, 5)), np.ones((4, 5))], image)
+    with pytest.raises(im.NoMapping, match=re.escape("scale [-1.0]: tfn's preprocessing divides by positive numbers")):
+        PREPROCESSING["Rescaling"]({"scale": -1.0}, [], image)
+    with pytest.raises(im.NoMapping, match="the layer was never adapted"):
+        PREPROCESSING["Normalization"]({"axis": -1}, [], image)
