@@ -86,7 +86,7 @@ def test_import_equals_the_original(name, tmp_path):
     inputs, expected = reference(name)
     layout_in, layout_out = (channels_first, channels_last) if m["format"] != "onnx" else (np.asarray, np.asarray)
     names = dict(zip(imported.builder.source_inputs.values(), imported.builder.source_inputs))
-    feeds = {names[k]: preprocessing.after_decoding(names[k], layout_in(v)) for k, v in inputs.items()}
+    feeds = {names[k]: preprocessing.feed_of_decoded(names[k], layout_in(v)) for k, v in inputs.items()}
     fetches = [record["outputs"][o] for o in m["outputs"]]
     got = run(model, feeds, fetches).values
     for output, fetch in zip(m["outputs"], fetches):
@@ -228,6 +228,6 @@ def test_an_image_file_through_the_record_gives_the_keras_output(tmp_path):
     for k, pixels in enumerate(inputs["image"]):
         Image.fromarray(pixels.astype(np.uint8), "RGB").save(tmp_path / f"{k}.png")
         images.append(record.read_file("image", tmp_path / f"{k}.png", model.graph.type_of("image")))
-    feeds = {"image": np.stack(images)} | {name: record.after_decoding(name, channels_first(inputs[name])) for name in ("features", "volume")}
+    feeds = {"image": np.stack(images)} | {name: record.feed_of_decoded(name, channels_first(inputs[name])) for name in ("features", "volume")}
     got = run(model, feeds, ["probs"]).values["probs"]
     np.testing.assert_allclose(got, expected["probs"], rtol=0, atol=1e-5)

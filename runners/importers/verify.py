@@ -103,7 +103,7 @@ def verify(imported: Imported, model_dir: Path, *, samples: int = 2, seed: int =
     expected = run_original(imported, feeds)
     model = load_model(model_dir)
     record = for_model(Path(model_dir))  # the original's own preprocessing layers became these steps
-    got = run(model, {name: record.after_decoding(name, value) for name, value in feeds.items()}, imported.outputs).values
+    got = run(model, {name: record.feed_of_decoded(name, value) for name, value in feeds.items()}, imported.outputs).values
     out = []
     for name, node, want in zip(imported.output_names, imported.outputs, expected):
         mine = _source_layout(got[node], imported.builder.channels_last)
