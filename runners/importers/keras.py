@@ -340,6 +340,8 @@ def rescaling_steps(config: dict, weights: list, declared: TensorType) -> list:
 
 def normalization_steps(config: dict, weights: list, declared: TensorType) -> list:
     """Normalization (adapted, or given mean and variance) over the feature axis: (x - mean) / max(sqrt(variance), 1e-7)."""
+    # the `normalize` kind, not `standard` (the same arithmetic): a standard step records how many training samples
+    # its statistics come from, and Keras 3 does not keep that (its `count` weight stays 0)
     from tfn.runners.preprocessing import Normalize
 
     if config.get("invert"):
