@@ -17,7 +17,11 @@ from tfn.layers.base import Op, OpError, Params, TensorType, register
 
 def elementwise_inputs(f: im.Foreign) -> im.Emitted:
     """Add / Multiply of computed tensors of one shape (a constant operand or broadcasting has no mapping)."""
-    f.require(not f.weights, "a constant operand")
+    f.require(
+        not f.weights,
+        f"a constant operand of shape {list(f.weights[0].shape) if f.weights else []}: tfn's add and multiply take computed tensors "
+        "(a constant added right after a layer with weights is folded into it as its bias)",
+    )
     f.require(len({x.shape[1:] for x in f.inputs}) == 1, "inputs of different shapes (broadcasting)")
     return im.Emitted(feature_order=im.same_order(f))
 
