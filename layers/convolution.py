@@ -518,7 +518,7 @@ class Conv2DTranspose(Window):
     """
 
     name = "conv2d_transpose"
-    imports = (im.keras("Conv2DTranspose", keras_conv_transpose), im.tf("Conv2DBackpropInput", tf_conv_transpose, "+ BiasAdd", fuses=["BiasAdd"]), im.onnx("ConvTranspose", onnx_conv_transpose))
+    imports = (im.keras("Conv2DTranspose", keras_conv_transpose), im.tf("Conv2DBackpropInput", tf_conv_transpose, "+ BiasAdd", fuses=["BiasAdd"]), im.onnx("ConvTranspose", onnx_conv_transpose, "+ Add, also after Slices that crop to SAME", fuses=["Add"]))
     spatial = 2
     tf_notes = "output_shape is the spatial [H, W] only (TF: [N, H, W, C]); kernel [C, filters, kh, kw] (TF: [kh, kw, filters, C])."
     example_inputs = ((2, 3, 3, 4),)

@@ -10,7 +10,7 @@ first, as TF's arguments do, and fix its entry.
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Sequence
 
 from pydantic import Field, PositiveInt, field_validator
 
@@ -144,7 +144,8 @@ def keras_cropping_nd(f: im.Foreign) -> im.Emitted:
 
 
 def gather_indices(f: im.Foreign) -> im.Emitted:
-    """TF GatherV2 / ONNX Gather. Constant indices (one index, or a run of consecutive ones) are a slice; TF's
+    """TF GatherV2 / ONNX Gather. Constant indices (one index, or a run of consecutive ones) are a slice, each index
+    of the axis repeated alike (nearest-neighbour upsampling) reshape + tile + reshape; TF's
     batch_dims=1 of two computed tensors is tfn's gather; reading a constant table (an embedding) has no mapping."""
     import numpy as np
 
@@ -168,7 +169,13 @@ def gather_indices(f: im.Foreign) -> im.Emitted:
         index[axis] = int(ids)
     else:
         flat = [int(i) % dims[axis] for i in ids.reshape(-1)]
-        f.require(ids.ndim == 1 and flat == list(range(flat[0], flat[0] + len(flat))), f"indices {ids.tolist()}: tfn's slice takes one run of consecutive indices")
+        times = len(flat) // dims[axis]
+        if ids.ndim == 1 and times > 1 and flat == [i for i in range(dims[axis]) for _ in range(times)] and (f.rank > 2 or f.order(0) is None):
+            return repeat_cells(f.inputs[0].sample_shape, [times if k + 1 == f.axis(axis) else 1 for k in range(f.rank - 1)])
+        f.require(
+            ids.ndim == 1 and flat == list(range(flat[0], flat[0] + len(flat))),
+            f"indices {ids.tolist()}: tfn's slice takes one run of consecutive indices (or each index of the axis repeated alike: an upsampling)",
+        )
         index[axis] = slice(flat[0], flat[-1] + 1)
     return indexed(f, tuple(index))
 
@@ -241,12 +248,16 @@ def keras_upsampling_nd(f: im.Foreign) -> im.Emitted:
     """Keras UpSampling1D / UpSampling3D (each cell repeated `size` times along each spatial axis): a size-1 axis
     after each spatial axis, tiled, then merged back (reshape, tile, reshape)."""
     im.channels_last_only(f)
-    spatial = f.rank - 2
-    sizes = f.spatial_sizes(f.attr("size", 2), spatial, "size")
-    channels, *cells = f.inputs[0].sample_shape
-    spread = [channels, *(d for n in cells for d in (n, 1))]
-    multiples = [1, 1, *(m for s in sizes for m in (1, s))]
-    merged = [channels, *(n * s for n, s in zip(cells, sizes))]
+    sizes = f.spatial_sizes(f.attr("size", 2), f.rank - 2, "size")
+    return repeat_cells(f.inputs[0].sample_shape, [1, *sizes])
+
+
+def repeat_cells(sample: Sequence[int], sizes: Sequence[int]) -> im.Emitted:
+    """Each cell repeated sizes[i] times along sample axis i (nearest-neighbour upsampling): a size-1 axis after
+    each repeated axis, tiled, then merged back (reshape, tile, reshape)."""
+    spread = [d for n, s in zip(sample, sizes) for d in ((n, 1) if s > 1 else (n,))]
+    multiples = [1, *(m for s in sizes for m in ((1, s) if s > 1 else (1,)))]
+    merged = [n * s for n, s in zip(sample, sizes)]
     return im.chain([im.Emitted({"shape": spread}, op="reshape"), im.Emitted({"multiples": multiples}, op="tile"), im.Emitted({"shape": merged}, op="reshape")])
 
 
@@ -500,8 +511,8 @@ class Gather(Op):
 
     name = "gather"
     imports = (
-        im.tf("GatherV2", gather_indices, "batch_dims 1; constant indices: slice"),
-        im.onnx("Gather", gather_indices, "constant indices: slice"),
+        im.tf("GatherV2", gather_indices, "batch_dims 1; constant indices: slice, or tile for each index repeated"),
+        im.onnx("Gather", gather_indices, "constant indices: slice, or tile for each index repeated"),
     )
     family = "structure"
     arity = (2, 2)

@@ -27,8 +27,6 @@ def _trained_like(name: str):
 NOT_IMPORTED = {
     # resize exports as Gathers of tap pairs and arithmetic, local_response_normalization as Pow / Div
     "alexnet_small": ["Gather 'node_index_select' (node ", "tfn's slice takes one run of consecutive indices", "Pow '", "Div '", "tfn has no op it maps to"],
-    # conv2d_transpose's SAME cropping exports as Slices, its bias as an Add after them (upsampling2d as Gathers)
-    "conv_autoencoder": ["Add 'node_add_50' (node 50 of the graph): a constant operand of shape [16, 1, 1]"],
     # embedding exports as a Gather of a constant table, lstm as ONNX LSTM with its sequence_length mask (Range, Less, ...)
     "text_lstm": ["Gather 'node_embedding' (node 3 of the graph): a lookup in a constant table (an embedding)", "LSTM '", "Range '"],
 }
@@ -152,3 +150,43 @@ def test_a_node_of_constants_only_that_the_reader_does_not_evaluate_is_refused_b
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     with pytest.raises(ImportFailed, match=r"Sigmoid 'gate' \(node 0 of the graph\): every input is a constant: arithmetic on constants that the importer does not evaluate"):
         read(path)
+
+
+@pytest.mark.parametrize("crop_channels", [False, True])
+def test_a_bias_added_after_the_crop_of_a_conv_transpose_is_its_bias(crop_channels, tmp_path):
+    """ConvTranspose, Slices cropping H and W, Add of a [C, 1, 1] bias (as tfn's export writes conv2d_transpose with
+    SAME padding): the bias is the conv2d_transpose's; a Slice of the channels between them stops that."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tfn.runners.importers import ImportFailed, read, write
+    from tfn.runners.session import load_model, run
+
+    rng = np.random.default_rng(4)
+    kernel, bias = rng.standard_normal((3, 4, 3, 3)).astype(np.float32), rng.standard_normal((4, 1, 1)).astype(np.float32)
+    ints = {n: numpy_helper.from_array(np.asarray(v, np.int64), n) for n, v in (("zero", [0]), ("four", [4]), ("h", [2]), ("w", [3]), ("c", [1]), ("three", [3]))}
+    second = ["t1", "zero", "three", "c"] if crop_channels else ["t1", "zero", "four", "w"]
+    nodes = [
+        helper.make_node("ConvTranspose", ["x", "deconv/kernel"], ["t"], strides=[2, 2], kernel_shape=[3, 3], name="deconv"),
+        helper.make_node("Slice", ["t", "zero", "four", "h"], ["t1"], name="crop_h"),
+        helper.make_node("Slice", second, ["t2"], name="crop_w"),
+        helper.make_node("Add", ["t2", "deconv/bias"], ["y"], name="bias"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 2, 2])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(kernel, "deconv/kernel"), numpy_helper.from_array(bias, "deconv/bias"), *ints.values()],
+    )
+    path = tmp_path / "deconv.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    if crop_channels:
+        with pytest.raises(ImportFailed, match=r"Add 'bias' \(node 3 of the graph\): a constant operand of shape \[4, 1, 1\]"):
+            read(path)
+        return
+    write(read(path), tmp_path / "m")
+    model = load_model(tmp_path / "m")
+    assert {v.name: v.shape for v in model.graph.variables} == {"deconv/kernel": (3, 4, 3, 3), "deconv/bias": (4,)}
+    x = rng.standard_normal((2, 3, 2, 2)).astype(np.float32)
+    (want,) = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    (node,) = model.graph.outputs
+    np.testing.assert_allclose(run(model, {"x": x}, [node]).values[node], want, rtol=0, atol=1e-5)

@@ -122,10 +122,16 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
     folded_pads: dict[str, list[int]] = {}  # a conv/pool's output -> pads taken from a Pad before it
     skip: set[str] = set()
     used_weights: dict[tuple, str] = {}  # the initializers a node reads -> its tfn node (sharing)
+    fused_after: dict[str, str] = {}  # a bias Add folded into the layer before -> the tensor it adds to
     for node in graph.node:
         if node.op_type == "Constant":
             attribute = node.attribute[0]
             constants[node.output[0]] = numpy_helper.to_array(attribute.t) if attribute.type == onnx.AttributeProto.TENSOR else np.asarray(_attrs(node)[attribute.name])
+    for node in graph.node:  # arithmetic on constants ahead of the nodes that read it (a bias reshaped after its conv)
+        if node.op_type not in ("Constant", "CastLike") and node.input and all(i in constants for i in node.input if i):
+            folded = _fold(node.op_type, _attrs(node), [constants.get(i) if i else None for i in node.input], [None] * len(node.input))
+            if folded is not None:
+                constants[node.output[0]] = folded
     functions, inside = _functions(graph, constants, wanted)
     for index, node in enumerate(graph.node):
         attrs = _attrs(node)
@@ -153,6 +159,10 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
             builder.alias(node.output[0], node.input[0])
             shapes[node.output[0]] = shapes.get(node.input[0])
             continue
+        if node.output[0] in fused_after:  # a bias folded into the layer before: its output is what it adds to
+            builder.alias(node.output[0], fused_after[node.output[0]])
+            shapes[node.output[0]] = shapes.get(fused_after[node.output[0]])
+            continue
         if node.output[0] in skip:
             continue
         data = [i for i in node.input if i and i not in constants]
@@ -172,14 +182,14 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
             attrs["pads"] = folded_pads[node.output[0]]
         rule = table.get(node.op_type, (None, None))[1]
         fused = []
-        if rule is not None and rule.fuses and weights and len(readers.get(node.output[0], [])) == 1:
-            follower = readers[node.output[0]][0]
-            others = [i for i in follower.input if i != node.output[0]]
-            if follower.op_type in rule.fuses and len(others) == 1 and others[0] in constants:
-                weights.append(constants[others[0]])
-                weight_names.append(others[0])
-                skip.add(follower.output[0])
-                fused.append(follower.output[0])
+        follower = _fused_follower(node, rule, readers, constants, len(shapes.get(data[0]) or ())) if len(weights) == 1 and data else None
+        if follower is not None:
+            add, through, bias = follower
+            weights.append(bias)
+            weight_names.append(next(i for i in add.input if i != through))
+            skip.add(add.output[0])
+            fused.append(add.output[0])
+            fused_after[add.output[0]] = through
         # an op with variables is named after its initializers, and a second reader of them shares them;
         # constants such as axes or scales are just arguments, which nodes may read in common
         owner = table.get(node.op_type, (None, None))[0]
@@ -195,9 +205,6 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
                 used_weights[key] = made.name
             for out in made_outputs:
                 shapes[out] = [-1, *builder.tensors[out].type.shape[1:]]
-            for tensor in fused:
-                builder.alias(tensor, node.output[0])
-                shapes[tensor] = shapes[node.output[0]]
     if builder.problems:
         raise unmappable_error(str(path), builder)
     refs = [builder.tensors[o].ref for o in wanted]
@@ -205,6 +212,53 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
     versions = {"opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0), "producer": f"{model.producer_name} {model.producer_version}".strip()}
     name = meta.get("tfn.graph_name") or valid_name(path.stem)
     return Imported(name, path, "onnx", versions, builder, refs, wanted, default_losses(builder, refs), None)
+
+
+def _fused_follower(node, rule, readers: dict, constants: dict, rank: int):
+    """The Add after `node` that `rule` folds into it as its bias: (the Add, the tensor it adds to, the bias);
+    None when there is none. It follows directly, or, with one value per channel (axis 1), after Slices that
+    crop other axes only (a bias commutes with them: tfn's export of conv2d_transpose crops to SAME, then adds)."""
+    if rule is None or not rule.fuses:
+        return None
+    tensor, follower = node.output[0], _only_reader(readers, node.output[0])
+    through_slices = False
+    while follower is not None and follower.op_type == "Slice" and _crops_other_axes_than_channels(follower, constants, rank):
+        tensor, follower, through_slices = follower.output[0], _only_reader(readers, follower.output[0]), True
+    if follower is None or follower.op_type not in rule.fuses:
+        return None
+    others = [i for i in follower.input if i != tensor]
+    if len(others) != 1 or others[0] not in constants:
+        return None
+    channels = _per_channel(constants[others[0]], rank)
+    if channels is None and through_slices:
+        return None
+    return follower, tensor, constants[others[0]] if channels is None else channels
+
+
+def _only_reader(readers: dict, tensor: str):
+    found = readers.get(tensor, [])
+    return found[0] if len(found) == 1 else None
+
+
+def _crops_other_axes_than_channels(node, constants: dict, rank: int) -> bool:
+    """A Slice with constant arguments that leaves axes 0 and 1 whole."""
+    values = [constants.get(i) if i else None for i in node.input[1:5]]
+    if len(node.input) < 4 or any(v is None for v in values[:3]) or not rank:
+        return False
+    starts, ends, axes = (np.asarray(v, dtype=np.int64).reshape(-1) for v in values[:3])
+    steps = np.asarray(values[3], dtype=np.int64).reshape(-1) if len(values) > 3 and values[3] is not None else np.ones_like(starts)
+    for axis, start, end, step in zip(axes % rank, starts, ends, steps):
+        if axis in (0, 1) and not (start == 0 and end >= np.iinfo(np.int32).max and step == 1):
+            return False
+    return True
+
+
+def _per_channel(value: np.ndarray, rank: int) -> np.ndarray | None:
+    """A constant that broadcasts one value per channel over a rank-`rank` tensor ([C, 1, 1], [1, C, 1, 1]) as [C]."""
+    shape = (1,) * (rank - value.ndim) + value.shape
+    if rank > 2 and value.ndim <= rank and all(d == 1 for k, d in enumerate(shape) if k != 1):
+        return value.reshape(-1)
+    return None
 
 
 def _functions(graph, constants: dict, wanted: list[str]) -> tuple[dict, set]:
