@@ -485,6 +485,9 @@ class Gelu(Elementwise):
         im.tf("Gelu", exact_gelu, "tf.nn.gelu's subgraph (erf or tanh), recognised whole"),
         im.onnx("Gelu", exact_gelu, "or its erf / tanh subgraph"),
     )
+    # TF has no Gelu op (tf.nn.gelu is Mul, Erfc, ...; "Gelu" above names the subgraph the TF importer recognises),
+    # so a GraphDef shows tfn's name
+    tf_op = "gelu"
     cost = 8
     tf_notes = "tf.nn.gelu(features, approximate=False); Keras 3's activations.gelu defaults to approximate=True."
 
