@@ -10,8 +10,10 @@ from tfn.cli.options import as_json, overrides, spec_target
 @overrides
 @as_json
 def command(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Validate SPEC (a .yaml/.toml file or a shipped example name), compile it
-    to the graph and print every node with its output shape, parameters and FLOPs.
+    """Validate SPEC (a .yaml/.toml file, a shipped example name, or a model
+    directory: a run or a `tfn import` output, whose spec.yaml is checked),
+    compile it to the graph and print every node with its output shape,
+    parameters and FLOPs.
 
     FLOPs are forward floating-point operations for one sample (a
     multiply-add counts 2).
@@ -35,6 +37,7 @@ def command(target: str, overrides: tuple[str, ...], as_json: bool) -> None:
     Examples:
       tfn check lenet5
       tfn check spec.yaml --set model.layers.3.filters=64 --json
+      tfn check imported/
     """
     from tfn.runners.data_check import check_data
     from tfn.specs import SpecError, load

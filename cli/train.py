@@ -1,5 +1,6 @@
 import signal
 import sys
+from pathlib import Path
 
 import click
 
@@ -30,6 +31,8 @@ from tfn.cli.options import overrides
 def command(target, overrides, out, runs_root, device, epochs, steps, seed, resume_dir, init_from, strict, quiet, nproc) -> None:
     """Train SPEC and write a run directory: resolved spec.yaml, graph.json,
     checkpoints/, TensorBoard events (train/, validation/), metrics.jsonl, run.json.
+    SPEC may be a model directory (a run, or a `tfn import` output): its
+    spec.yaml, from initial weights unless --init-from names the weights.
 
     Ctrl-C or SIGTERM writes a checkpoint and stops (exit status 128 + the
     signal's number); `--resume RUN_DIR` continues from it. A loss that
@@ -68,6 +71,8 @@ def command(target, overrides, out, runs_root, device, epochs, steps, seed, resu
         from tfn.specs import load
 
         settings = list(overrides) + ([f"train.seed={seed}"] if seed is not None else [])
+        if not init_from and Path(target).is_dir() and (Path(target) / "checkpoints").is_dir():
+            click.echo(f"note: training the spec of {target} from initial weights; --init-from {target} starts from its weights", err=True)
         result = train(
             load(target, settings),
             runs_root=runs_root,

@@ -40,6 +40,11 @@ def exact_gelu(f: im.Foreign) -> im.Emitted:
     return im.Emitted({"approximate": approximate in (True, "tanh")}, feature_order=im.same_order(f))
 
 
+def onnx_swish(f: im.Foreign) -> im.Emitted:
+    """ONNX Swish (opset 24): x * sigmoid(alpha * x), tfn's beta."""
+    return im.Emitted({"beta": float(f.attr("alpha", 1.0))}, feature_order=im.same_order(f))
+
+
 def selu_constants(f: im.Foreign) -> im.Emitted:
     alpha, gamma = float(f.attr("alpha", SELU_ALPHA)), float(f.attr("gamma", SELU_SCALE))
     f.require(abs(alpha - SELU_ALPHA) < 1e-6 and abs(gamma - SELU_SCALE) < 1e-6, f"alpha {alpha}, gamma {gamma}: tfn's selu has the standard constants")
@@ -64,6 +69,18 @@ def keras_prelu(f: im.Foreign) -> im.Emitted:
     if f.channels_last and alpha.ndim >= 2:
         alpha = np.moveaxis(alpha, -1, 0)
     return im.Emitted({"shared_axes": shared}, {"alpha": alpha}, feature_order=None if f.rank > 2 else _prelu_order(f))
+
+
+def onnx_prelu(f: im.Foreign) -> im.Emitted:
+    """ONNX PRelu: a constant slope that broadcasts (NumPy's rule, from the right) to one sample; its size-1 axes are shared."""
+    import numpy as np
+
+    slope = np.asarray(f.weight(0), dtype=np.float32)
+    sample = f.inputs[0].sample_shape
+    f.require(len(f.inputs) == 1 and slope.ndim <= len(sample), f"a slope of shape {list(slope.shape)} for a sample {list(sample)}")
+    shape = (1,) * (len(sample) - slope.ndim) + slope.shape
+    f.require(all(s in (1, n) for s, n in zip(shape, sample)), f"a slope of shape {list(slope.shape)} for a sample {list(sample)}")
+    return im.Emitted({"shared_axes": [a for a, s in enumerate(shape, 1) if s == 1]}, {"alpha": slope.reshape(shape)})
 
 
 def _prelu_order(f: im.Foreign):
@@ -463,7 +480,14 @@ class Gelu(Elementwise):
     """
 
     name = "gelu"
-    imports = (im.keras_activation("gelu", exact_gelu), im.onnx("Gelu", exact_gelu))
+    imports = (
+        im.keras_activation("gelu", exact_gelu),
+        im.tf("Gelu", exact_gelu, "tf.nn.gelu's subgraph (erf or tanh), recognised whole"),
+        im.onnx("Gelu", exact_gelu, "or its erf / tanh subgraph"),
+    )
+    # TF has no Gelu op (tf.nn.gelu is Mul, Erfc, ...; "Gelu" above names the subgraph the TF importer recognises),
+    # so a GraphDef shows tfn's name
+    tf_op = "gelu"
     cost = 8
     tf_notes = "tf.nn.gelu(features, approximate=False); Keras 3's activations.gelu defaults to approximate=True."
 
@@ -527,7 +551,7 @@ class Swish(Elementwise):
     """
 
     name = "swish"
-    imports = (im.keras_activation("swish"),)
+    imports = (im.keras_activation("swish"), im.onnx("Swish", onnx_swish, "alpha: beta"))
     cost = 5
     tf_notes = "tf.nn.swish(features, beta=1.0) (also tf.nn.silu); PyTorch's F.silu has no beta."
 
@@ -614,7 +638,7 @@ class Prelu(Op):
     """
 
     name = "prelu"
-    imports = (im.keras("PReLU", keras_prelu),)
+    imports = (im.keras("PReLU", keras_prelu), im.onnx("PRelu", onnx_prelu))
     family = "activation"
     tf_notes = (
         "tf.keras.layers.PReLU(alpha_initializer='zeros', shared_axes=None); tfn's default shares alpha over every axis "

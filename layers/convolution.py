@@ -68,15 +68,18 @@ def keras_conv_transpose(f: im.Foreign) -> im.Emitted:
 
 def _tf_window(f: im.Foreign) -> dict:
     """A TF NHWC op's strides, dilations and padding, per spatial axis."""
-    f.require(f.attr("data_format", "NHWC") == "NHWC", f"data_format {f.attrs.get('data_format')}: tfn imports NHWC graphs")
-    strides, dilations = f.attr("strides", [1, 1, 1, 1]), f.attr("dilations", [1, 1, 1, 1])
+    f.require(f.attr("data_format", "NHWC") in ("NHWC", "NDHWC"), f"data_format {f.attrs.get('data_format')}: tfn imports NHWC graphs")
+    strides = f.attr("strides", [1] * f.rank)
+    dilations = f.attr("dilations", None) or [1] * len(strides)
     f.require(strides[0] == strides[-1] == 1 and dilations[0] == dilations[-1] == 1, "strides or dilations on the batch or channel axis")
     return {"strides": list(strides[1:-1]), "dilation_rate": list(dilations[1:-1]), "padding": im.padding_mode(f)}
 
 
 def tf_conv(f: im.Foreign) -> im.Emitted:
+    """Conv2D / Conv3D: the kernel [*spatial, in, out] is the op's constant second input."""
     kernel = f.weight(0)
-    attrs = {"filters": kernel.shape[-1], "kernel_size": list(kernel.shape[:2]), **_tf_window(f), "use_bias": len(f.weights) > 1}
+    f.require(len(f.inputs) == 1, "a computed kernel")
+    attrs = {"filters": kernel.shape[-1], "kernel_size": list(kernel.shape[:-2]), **_tf_window(f), "use_bias": len(f.weights) > 1}
     return im.Emitted(attrs, {"kernel": im.channels_first_kernel(kernel), **_bias(f, 1, len(f.weights) > 1)})
 
 
@@ -315,8 +318,7 @@ class Conv3D(Conv):
     """
 
     name = "conv3d"
-    imports = (im.keras("Conv3D", keras_conv),)
-    tf_op = "Conv3D"
+    imports = (im.keras("Conv3D", keras_conv), im.tf("Conv3D", tf_conv, "+ BiasAdd", fuses=["BiasAdd"]))
     spatial = 3
     tf_notes = "kernel [filters, C, kd, kh, kw] (TF: [kd, kh, kw, C, filters])."
     example_inputs = ((2, 2, 3, 4, 5),)
@@ -516,7 +518,7 @@ class Conv2DTranspose(Window):
     """
 
     name = "conv2d_transpose"
-    imports = (im.keras("Conv2DTranspose", keras_conv_transpose), im.tf("Conv2DBackpropInput", tf_conv_transpose, "+ BiasAdd", fuses=["BiasAdd"]), im.onnx("ConvTranspose", onnx_conv_transpose))
+    imports = (im.keras("Conv2DTranspose", keras_conv_transpose), im.tf("Conv2DBackpropInput", tf_conv_transpose, "+ BiasAdd", fuses=["BiasAdd"]), im.onnx("ConvTranspose", onnx_conv_transpose, "+ Add, also after Slices that crop to SAME", fuses=["Add"]))
     spatial = 2
     tf_notes = "output_shape is the spatial [H, W] only (TF: [N, H, W, C]); kernel [C, filters, kh, kw] (TF: [kh, kw, filters, C])."
     example_inputs = ((2, 3, 3, 4),)

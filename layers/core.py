@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pydantic import Field, PositiveInt, model_validator
 
 from tfn.layers import imports as im
@@ -13,11 +15,18 @@ from tfn.layers.attrs import Initializer, Regularizer
 
 
 def _dense(f: im.Foreign, kernel, bias) -> im.Emitted:
-    """A dense layer from a kernel [in, units]: its rows in tfn's feature order, then [units, in]."""
-    # tfn's dense maps axis 1: Keras's features (last, channels-first here); a channels-first source's matmul maps the last axis
-    f.require(f.rank == 2 or f.channels_last, f"a rank-{f.rank} input: tfn's dense maps the feature axis 1, this {f.kind} the last axis")
+    """A dense layer from a kernel [in, units]: its rows in tfn's feature order, then [units, in].
+
+    tfn's dense maps axis 1: Keras's features (last; at 1 in tfn's layout). A channels-first source's
+    product on the last axis of a rank > 2 tensor is that axis moved to 1, the dense, and back.
+    """
     attrs = {"units": int(kernel.shape[1]), "use_bias": bias is not None}
-    return im.Emitted(attrs, {"kernel": im.dense_kernel(kernel, f.order(0)), **({"bias": bias} if bias is not None else {})})
+    dense = im.Emitted(attrs, {"kernel": im.dense_kernel(kernel, f.order(0)), **({"bias": bias} if bias is not None else {})})
+    if f.rank == 2 or f.channels_last:
+        return dense
+    to_front = im.to_channels_first(f.rank)
+    back = [to_front.index(i) for i in range(f.rank)]
+    return im.chain([im.Emitted({"perm": to_front}, op="transpose"), replace(dense, op="dense"), im.Emitted({"perm": back}, op="transpose")])
 
 
 def keras_dense(f: im.Foreign) -> im.Emitted:
@@ -26,8 +35,12 @@ def keras_dense(f: im.Foreign) -> im.Emitted:
 
 
 def tf_matmul(f: im.Foreign) -> im.Emitted:
-    """MatMul(x, kernel) with a constant kernel [in, units] ([units, in] with transpose_b), + a fused BiasAdd."""
-    f.require(len(f.inputs) == 1, "a MatMul of two computed tensors: tfn's dense needs a constant kernel")
+    """MatMul(x, kernel) with a constant kernel [in, units] ([units, in] with transpose_b), + a fused BiasAdd;
+    of two computed tensors (rank 2: across the batch), refused with math_ops.batch_matmul's reason."""
+    if len(f.inputs) == 2:
+        from tfn.layers.math_ops import batch_matmul
+
+        return batch_matmul(f)
     f.require(not f.attr("transpose_a", False), "transpose_a")
     kernel = f.weight(0).T if f.attr("transpose_b", False) else f.weight(0)
     return _dense(f, kernel, f.weights[1] if len(f.weights) > 1 else None)
@@ -43,7 +56,12 @@ def onnx_gemm(f: im.Foreign) -> im.Emitted:
 
 
 def onnx_matmul(f: im.Foreign) -> im.Emitted:
-    f.require(len(f.inputs) == 1 and f.weight(0).ndim == 2, "a MatMul of computed tensors: tfn's dense needs a constant 2-D B")
+    """MatMul(x, B) with a constant 2-D B as dense (+ a fused Add: the bias); of two computed tensors, matmul."""
+    if len(f.inputs) == 2:
+        from tfn.layers.math_ops import batch_matmul
+
+        return batch_matmul(f)
+    f.require(len(f.inputs) == 1 and f.weight(0).ndim == 2, "a MatMul with a constant B of rank > 2: tfn's dense needs a 2-D kernel")
     bias = f.weights[1] if len(f.weights) > 1 else None
     f.require(bias is None or bias.shape == (f.weight(0).shape[1],), "an added constant that is not one bias per unit")
     return _dense(f, f.weight(0), bias)
@@ -96,7 +114,7 @@ class Dense(Op):
     """
 
     name = "dense"
-    imports = (im.keras("Dense", keras_dense), im.tf("MatMul", tf_matmul, "+ BiasAdd", fuses=["BiasAdd"]), im.onnx("Gemm", onnx_gemm), im.onnx("MatMul", onnx_matmul, "+ Add", fuses=["Add"]))
+    imports = (im.keras("Dense", keras_dense), im.tf("MatMul", tf_matmul, "+ BiasAdd", fuses=["BiasAdd"]), im.onnx("Gemm", onnx_gemm), im.onnx("MatMul", onnx_matmul, "+ Add; of two computed tensors: matmul", fuses=["Add"]))
     example_inputs = ((2, 6),)
     family = "core"
     tf_notes = (

@@ -22,7 +22,7 @@ No torch here; NumPy is imported by the converters when they run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from tfn.layers.base import TensorType, UserError, all_ops
@@ -58,6 +58,9 @@ class Foreign:
     feature_orders: tuple = ()  # per input: None, or the source index of each tfn feature (see the module doc)
     #: inputs whose feature order the rule read: an order nobody read means the rule cannot honour it
     read_orders: set = field(default_factory=set, compare=False, repr=False)
+    #: TF / ONNX: each input of the source op in order, "data" (computed: in `inputs`), "constant" (in `weights`)
+    #: or "" (an optional input left out); empty when the reader does not say (Keras)
+    sources: tuple[str, ...] = ()
 
     def attr(self, key: str, default: Any = _MISSING) -> Any:
         if key in self.attrs:
@@ -70,6 +73,12 @@ class Foreign:
         if index >= len(self.weights):
             raise NoMapping(f"expected at least {index + 1} weight(s), found {len(self.weights)}")
         return self.weights[index]
+
+    def constant(self, position: int) -> np.ndarray | None:
+        """The value of the source op's input `position` when it is a constant; None when computed or left out."""
+        if position >= len(self.sources) or self.sources[position] != "constant":
+            return None
+        return self.weights[self.sources[:position].count("constant")]
 
     def order(self, index: int = 0) -> tuple[int, ...] | None:
         """Input `index`'s feature order (None: the same as the source's); reading it says the rule honours it."""
@@ -121,6 +130,17 @@ class Emitted:
     #: further nodes after this one, each with its `op` (no variables): a reshape to a features-last
     #: shape is a reshape, then a transpose to channels-first
     then: tuple = ()
+    #: the order in which the first node takes the foreign layer's inputs (None: as given); a features-last
+    #: batched matmul is the product of its inputs' transposes, b^T a^T
+    inputs: tuple[int, ...] | None = None
+
+
+def chain(steps: Sequence[Emitted]) -> Emitted:
+    """One Emitted of several nodes in a row: the first step with the others as its `then` (none: an identity)."""
+    if not steps:
+        return Emitted(op="identity")
+    head, *rest = steps
+    return replace(head, then=tuple(rest))
 
 
 def keep_attributes(foreign: Foreign) -> Emitted:
@@ -198,12 +218,62 @@ def rules(framework: str) -> dict[str, tuple[str, Rule]]:
     return dict(sorted(found.items()))
 
 
+def carries_variables(op: str) -> bool:
+    """Whether tfn op `op` may have variables (its class defines them): a reader names such a node after its
+    weights and shares them between the nodes that read the same ones."""
+    from tfn.layers.base import Op, get
+
+    return type(get(op)).variables is not Op.variables
+
+
 # --- conversions shared by the ops' rules -------------------------------------
 
 
 def to_channels_first(rank: int) -> list[int]:
     """The transpose perm that puts a features-last tensor's last axis at 1 ([0, 3, 1, 2] for NHWC)."""
     return [0, rank - 1, *range(1, rank - 1)]
+
+
+def source_order(f: Foreign, rank: int | None = None) -> list[int]:
+    """For each axis of the source's tensor, in the source's order, the tfn axis that holds it."""
+    rank = f.rank if rank is None else rank
+    return [f.axis(a, rank) for a in range(rank)]
+
+
+def tfn_order(f: Foreign, source: Sequence) -> list:
+    """The axes of a source tensor (listed in the source's order) in tfn's order: a features-last tensor of
+    rank >= 3 has its last axis at 1."""
+    source = list(source)
+    if f.channels_last and len(source) >= 3:
+        return [source[0], source[-1], *source[1:-1]]
+    return source
+
+
+def regroup(f: Foreign, source_out: Sequence, insert: Callable[[int], Emitted] | None = None) -> list[Emitted]:
+    """The nodes that give, from input 0 in tfn's layout, the tfn layout of a source result of the same elements
+    whose axes are `source_out` (in the source's order): tfn axes of the input (see :func:`source_order`; an absent
+    one was squeezed away) and markers (any other value) for new size-1 axes.
+
+    Squeeze first, then a new axis per marker (`insert(position)`, expand_dims by default), then a transpose
+    where the source's layout change leaves the axes in another order: squeezing the channels of an NHWC
+    [N, H, W, 1] leaves a features-last [N, H, W], which tfn holds as [N, W, H].
+    """
+    target = tfn_order(f, source_out)
+    f.require(bool(target) and target[0] == 0, "an op that moves the batch axis")
+    labels: list = list(range(f.rank))
+    steps = []
+    dropped = [a for a in labels if a not in target]
+    if dropped:
+        steps.append(Emitted({"axis": dropped}, op="squeeze"))
+        labels = [a for a in labels if a not in dropped]
+    in_place = [a for a in target if isinstance(a, int)] == labels
+    for marker in [a for a in target if not isinstance(a, int)]:
+        position = target.index(marker) if in_place else len(labels)
+        steps.append(insert(position) if insert else Emitted({"axis": position}, op="expand_dims"))
+        labels.insert(position, marker)
+    if labels != target:
+        steps.append(Emitted({"perm": [labels.index(a) for a in target]}, op="transpose"))
+    return steps
 
 
 def channels_first_input(rank: int) -> tuple[str, Rule]:

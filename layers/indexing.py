@@ -10,7 +10,7 @@ first, as TF's arguments do, and fix its entry.
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Sequence
 
 from pydantic import Field, PositiveInt, field_validator
 
@@ -35,6 +35,258 @@ def permutation(f: im.Foreign) -> im.Emitted:
     f.require(sorted(source) == list(range(f.rank)) and source[0] == 0, f"perm {source} moves the batch axis or is not a permutation")
     f.require(f.order(0) is None, "a transpose of features flattened from an NHWC tensor")
     return im.Emitted({"perm": im.tfn_perm(source, f.rank) if f.channels_last else source})
+
+
+def source_dims(f: im.Foreign, index: int = 0) -> list[int | None]:
+    """Input `index`'s shape in the source's layout (features last for TF and Keras), the batch as None."""
+    t = f.inputs[index]
+    return [t.shape[a] for a in im.source_order(f, t.rank)]
+
+
+def _batch_untouched(entry) -> bool:
+    """A NumPy index entry that keeps the whole batch axis (TF's masks or an end past any batch)."""
+    return isinstance(entry, slice) and entry.start in (None, 0) and entry.step in (None, 1) and (entry.stop is None or entry.stop >= 2**31 - 1)
+
+
+def indexed(f: im.Foreign, index: tuple) -> im.Emitted:
+    """Input 0 indexed by `index` as NumPy takes it on the source's layout (slices of step 1, ints that drop an
+    axis, None for a new axis, one Ellipsis): tfn's slice, then squeeze / expand_dims / a transpose (im.regroup)."""
+    dims, axes = source_dims(f), im.source_order(f)
+    rank = len(dims)
+    specified = sum(1 for e in index if e is not None and e is not Ellipsis)
+    f.require(specified <= rank, f"an index of {specified} axes for a rank-{rank} input")
+    entries: list = []
+    for e in index:
+        entries += [slice(None)] * (rank - specified) if e is Ellipsis else [e]
+        specified = rank if e is Ellipsis else specified
+    entries += [slice(None)] * (rank - specified)
+    begin, size, sliced = [0] * rank, [-1] * rank, False
+    source_out, axis = [], 0
+    for e in entries:
+        if e is None:
+            source_out.append(f"new{len(source_out)}")
+            continue
+        n, tfn_axis = dims[axis], axes[axis]
+        if axis == 0:
+            f.require(_batch_untouched(e), "an index of the batch axis")
+            source_out.append(tfn_axis)
+        elif isinstance(e, slice):
+            start, stop, step = e.indices(n)
+            f.require(step == 1, f"step {step} on axis {axis}: tfn's slice takes every element")
+            f.require(stop > start, f"an empty slice of axis {axis}")
+            begin[tfn_axis], size[tfn_axis] = start, stop - start
+            sliced |= stop - start != n
+            source_out.append(tfn_axis)
+        else:
+            f.require(-n <= int(e) < n, f"index {int(e)} is out of range for axis {axis} of size {n}")
+            begin[tfn_axis], size[tfn_axis], sliced = int(e) % n, 1, sliced or n != 1
+        axis += 1
+    steps = [im.Emitted({"begin": begin, "size": size}, op="slice")] if sliced else []
+    return im.chain(steps + im.regroup(f, source_out))
+
+
+def strided_index(begin, end, strides, masks: dict) -> tuple:
+    """TF's StridedSlice arguments (constants) and its bit masks as the NumPy index that takes the same elements."""
+
+    def bit(mask: str, i: int) -> bool:
+        return bool(int(masks.get(mask, 0) or 0) >> i & 1)
+
+    index: list = []
+    for i in range(len(begin)):
+        if bit("ellipsis_mask", i):
+            index.append(Ellipsis)
+        elif bit("new_axis_mask", i):
+            index.append(None)
+        elif bit("shrink_axis_mask", i):
+            index.append(int(begin[i]))
+        else:
+            index.append(slice(None if bit("begin_mask", i) else int(begin[i]), None if bit("end_mask", i) else int(end[i]), int(strides[i])))
+    return tuple(index)
+
+
+def tf_slice(f: im.Foreign) -> im.Emitted:
+    """TF Slice (constant begin and size, -1: to the end) and StridedSlice (constant begin, end and strides; masks)."""
+    f.require(len(f.inputs) == 1, "computed begin / end / size")
+    if f.kind == "Slice":
+        begin, size = (f.weight(i).reshape(-1) for i in (0, 1))
+        return indexed(f, tuple(slice(int(b), None if s == -1 else int(b + s)) for b, s in zip(begin, size)))
+    begin, end, strides = (f.weight(i).reshape(-1) for i in (0, 1, 2))
+    return indexed(f, strided_index(begin, end, strides, f.attrs))
+
+
+def onnx_slice(f: im.Foreign) -> im.Emitted:
+    """ONNX Slice: starts, ends, axes and steps as constant inputs (opset 10 on) or attributes (opset 1)."""
+    f.require(len(f.inputs) == 1, "computed starts / ends")
+    given = [f.constant(i) for i in range(1, 5)] if len(f.sources) > 1 else [f.attrs.get(k) for k in ("starts", "ends", "axes", "steps")]
+    starts, ends, axes, steps = ([int(v) for v in (value.reshape(-1) if hasattr(value, "reshape") else value)] if value is not None else None for value in given)
+    f.require(starts is not None and ends is not None, "no starts or ends")
+    axes = axes if axes is not None else list(range(len(starts)))
+    steps = steps if steps is not None else [1] * len(starts)
+    index = [slice(None)] * f.rank
+    for axis, start, end, step in zip(axes, starts, ends, steps):
+        index[axis % f.rank] = slice(start, end, step)
+    return indexed(f, tuple(index))
+
+
+def keras_cropping_nd(f: im.Foreign) -> im.Emitted:
+    """Keras Cropping1D / Cropping3D: (start, end) cells off each spatial axis, as a slice."""
+    im.channels_last_only(f)
+    spatial, given = f.rank - 2, f.attr("cropping")
+    if isinstance(given, int):
+        pairs = [[given, given]] * spatial
+    elif spatial == 1:
+        pairs = [list(given)]
+    else:
+        pairs = [[p, p] if isinstance(p, int) else list(p) for p in given]
+    f.require(len(pairs) == spatial and all(len(p) == 2 for p in pairs), f"cropping {given!r} for {spatial} spatial axes")
+    dims = source_dims(f)
+    return indexed(f, (slice(None), *(slice(a, dims[1 + i] - b) for i, (a, b) in enumerate(pairs))))
+
+
+def gather_indices(f: im.Foreign) -> im.Emitted:
+    """TF GatherV2 / ONNX Gather. Constant indices (one index, or a run of consecutive ones) are a slice, each index
+    of the axis repeated alike (nearest-neighbour upsampling) reshape + tile + reshape; TF's
+    batch_dims=1 of two computed tensors is tfn's gather; reading a constant table (an embedding) has no mapping."""
+    import numpy as np
+
+    f.require(f.constant(0) is None, "a lookup in a constant table (an embedding): tfn's gather takes its params from the graph")
+    axis = int(f.constant(2) if f.framework == "tf" else f.attr("axis", 0))
+    ids = f.constant(1)
+    if ids is None:
+        batch_dims = int(f.attr("batch_dims", 0)) if f.framework == "tf" else 0
+        f.require(batch_dims == 1, "computed indices that pick across the batch (tfn's gather picks within each sample: TF's batch_dims=1)")
+        f.require(f.inputs[1].rank == 2, f"indices of rank {f.inputs[1].rank}: tfn's gather takes them [N, k] here")
+        axis = f.axis(axis)
+        f.require(axis != 0, "gathering along the batch axis")
+        return im.Emitted({"axis": axis})
+    dims = source_dims(f)
+    f.require(-len(dims) <= axis < len(dims), f"axis {axis} is out of range for a rank-{len(dims)} input")
+    axis %= len(dims)
+    f.require(axis != 0, "gathering along the batch axis")
+    ids = np.asarray(ids, dtype=np.int64)
+    index: list = [slice(None)] * len(dims)
+    if ids.ndim == 0:
+        index[axis] = int(ids)
+    else:
+        flat = [int(i) % dims[axis] for i in ids.reshape(-1)]
+        times = len(flat) // dims[axis]
+        if ids.ndim == 1 and times > 1 and flat == [i for i in range(dims[axis]) for _ in range(times)] and (f.rank > 2 or f.order(0) is None):
+            return repeat_cells(f.inputs[0].sample_shape, [times if k + 1 == f.axis(axis) else 1 for k in range(f.rank - 1)])
+        f.require(
+            ids.ndim == 1 and flat == list(range(flat[0], flat[0] + len(flat))),
+            f"indices {ids.tolist()}: tfn's slice takes one run of consecutive indices (or each index of the axis repeated alike: an upsampling)",
+        )
+        index[axis] = slice(flat[0], flat[-1] + 1)
+    return indexed(f, tuple(index))
+
+
+def split_sizes(f: im.Foreign) -> im.Emitted:
+    """TF Split (axis, value; num_split) / SplitV (value, sizes, axis) and ONNX Split (split input or attribute, or
+    num_outputs pieces: ONNX's last piece may be smaller)."""
+    if f.kind == "Split" and f.framework == "tf":
+        axis, pieces = int(f.constant(0)), int(f.attr("num_split"))
+    elif f.framework == "tf":
+        axis, pieces = int(f.constant(2)), [int(s) for s in f.constant(1).reshape(-1)]
+    else:
+        axis = int(f.attr("axis", 0))
+        split = f.constant(1) if f.constant(1) is not None else f.attrs.get("split")
+        pieces = [int(s) for s in split] if split is not None else int(f.attr("num_outputs"))
+    tfn_axis = f.axis(axis)
+    f.require(tfn_axis != 0, "a split of the batch axis")
+    n = f.inputs[0].shape[tfn_axis]
+    if isinstance(pieces, int) and n % pieces and f.framework == "onnx":
+        step = -(-n // pieces)
+        pieces = [step] * (pieces - 1) + [n - step * (pieces - 1)]
+    return im.Emitted({"num_or_size_splits": pieces, "axis": tfn_axis})
+
+
+def squeeze_axes(f: im.Foreign) -> im.Emitted:
+    """TF Squeeze (squeeze_dims), ONNX Squeeze (axes input or attribute); none given: every size-1 axis after the batch."""
+    given = f.attr("squeeze_dims", None) if f.framework == "tf" else f.constant(1) if f.constant(1) is not None else f.attrs.get("axes")
+    dims = source_dims(f)
+    axes = {int(a) % len(dims) for a in (list(given.reshape(-1)) if hasattr(given, "reshape") else given or [])}
+    axes = axes or {a for a in range(1, len(dims)) if dims[a] == 1}
+    f.require(0 not in axes, "a squeeze of the batch axis")
+    f.require(all(dims[a] == 1 for a in axes), f"axes {sorted(axes)} of a {dims[1:]} sample are not all of size 1")
+    return im.chain(im.regroup(f, [a for k, a in enumerate(im.source_order(f)) if k not in axes]))
+
+
+def new_axes(f: im.Foreign) -> im.Emitted:
+    """TF ExpandDims (a constant axis), ONNX Unsqueeze (axes input or attribute; several: one expand_dims each)."""
+    given = f.constant(1) if f.constant(1) is not None else f.attrs.get("axes")
+    f.require(given is not None, "no axes")
+    given = [int(a) for a in (given.reshape(-1) if hasattr(given, "reshape") else given)]
+    rank = f.rank + len(given)
+    axes = sorted(a % rank for a in given)
+    f.require(0 not in axes, "a new axis before the batch axis")
+    source_out: list = im.source_order(f)
+    for k, a in enumerate(axes):
+        source_out.insert(a, f"new{k}")
+    return im.chain(im.regroup(f, source_out))
+
+
+def tile_multiples(f: im.Foreign) -> im.Emitted:
+    """TF Tile / ONNX Tile: a constant multiple per axis (the source's order), the batch's 1."""
+    multiples = [int(m) for m in f.weight(0).reshape(-1)]
+    f.require(len(multiples) == f.rank, f"multiples {multiples} for a rank-{f.rank} input")
+    f.require(multiples[0] == 1, f"multiples {multiples} tile the batch axis")
+    tfn = [1] * f.rank
+    for source, axis in enumerate(im.source_order(f)):
+        tfn[axis] = multiples[source]
+    return im.Emitted({"multiples": tfn})
+
+
+def keras_repeat_vector(f: im.Foreign) -> im.Emitted:
+    """Keras RepeatVector(n): [N, F] -> [N, n, F] features-last, tfn's [N, F, n]: a new last axis, tiled n times."""
+    f.require(f.rank == 2, f"a rank-{f.rank} input: RepeatVector takes [N, F]")
+    f.require(f.order(0) is None, "a RepeatVector of features flattened from an NHWC tensor")
+    steps = im.regroup(f, [0, "new", 1])
+    return im.chain([*steps, im.Emitted({"multiples": [1, 1, int(f.attr("n"))]}, op="tile")])
+
+
+def keras_upsampling_nd(f: im.Foreign) -> im.Emitted:
+    """Keras UpSampling1D / UpSampling3D (each cell repeated `size` times along each spatial axis): a size-1 axis
+    after each spatial axis, tiled, then merged back (reshape, tile, reshape)."""
+    im.channels_last_only(f)
+    sizes = f.spatial_sizes(f.attr("size", 2), f.rank - 2, "size")
+    return repeat_cells(f.inputs[0].sample_shape, [1, *sizes])
+
+
+def repeat_cells(sample: Sequence[int], sizes: Sequence[int]) -> im.Emitted:
+    """Each cell repeated sizes[i] times along sample axis i (nearest-neighbour upsampling): a size-1 axis after
+    each repeated axis, tiled, then merged back (reshape, tile, reshape)."""
+    spread = [d for n, s in zip(sample, sizes) for d in ((n, 1) if s > 1 else (n,))]
+    multiples = [1, *(m for s in sizes for m in ((1, s) if s > 1 else (1,)))]
+    merged = [n * s for n, s in zip(sample, sizes)]
+    return im.chain([im.Emitted({"shape": spread}, op="reshape"), im.Emitted({"multiples": multiples}, op="tile"), im.Emitted({"shape": merged}, op="reshape")])
+
+
+#: TF's DataType and ONNX's TensorProto codes of the dtypes tfn casts to
+_TF_DTYPES = {1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 9: "int64"}
+_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 11: "float64"}
+
+
+def dtype_name(framework: str, code) -> str | None:
+    """tfn's name of a TF DataType or ONNX TensorProto dtype code; None for one tfn has no dtype for."""
+    return (_TF_DTYPES if framework == "tf" else _ONNX_DTYPES).get(int(code))
+
+
+def cast_dtype(f: im.Foreign) -> im.Emitted:
+    code = int(f.attr("DstT") if f.framework == "tf" else f.attr("to"))
+    dtype = dtype_name(f.framework, code)
+    f.require(dtype is not None, f"to type code {code}: tfn casts to {', '.join(sorted(set(_ONNX_DTYPES.values())))}")
+    return im.Emitted({"dtype": dtype}, feature_order=im.same_order(f))
+
+
+def tf_pack(f: im.Foreign) -> im.Emitted:
+    """TF Pack (tf.stack) of computed tensors of one shape, along a new axis of the source's layout."""
+    f.require(not f.weights, "a constant operand")
+    rank = f.rank + 1
+    axis = int(f.attr("axis", 0))
+    f.require(-rank <= axis < rank and axis % rank != 0, f"axis {axis}: a new axis before the batch axis")
+    source_out: list = im.source_order(f)
+    source_out.insert(axis % rank, "new")
+    return im.chain(im.regroup(f, source_out, insert=lambda position: im.Emitted({"axis": position}, op="stack")))
 
 
 def _per_axis(values: list[int], x: TensorType, field: str) -> None:
@@ -115,7 +367,13 @@ class Slice(Op):
     """
 
     name = "slice"
-    tf_op = "Slice"
+    imports = (
+        im.tf("Slice", tf_slice),
+        im.tf("StridedSlice", tf_slice, "constant begin / end, strides 1; shrink and new axes by squeeze / expand_dims"),
+        im.onnx("Slice", onnx_slice, "steps 1"),
+        im.keras("Cropping1D", keras_cropping_nd),
+        im.keras("Cropping3D", keras_cropping_nd),
+    )
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.slice(input_, begin, size) in channels-first order; the batch entries must be begin 0, size -1."
@@ -176,6 +434,7 @@ class Split(Op):
     """
 
     name = "split"
+    imports = (im.tf("Split", split_sizes), im.tf("SplitV", split_sizes), im.onnx("Split", split_sizes))
     tf_op = "SplitV"
     family = "structure"
     pure_data_movement = True
@@ -251,7 +510,10 @@ class Gather(Op):
     """
 
     name = "gather"
-    tf_op = "GatherV2"
+    imports = (
+        im.tf("GatherV2", gather_indices, "batch_dims 1; constant indices: slice, or tile for each index repeated"),
+        im.onnx("Gather", gather_indices, "constant indices: slice, or tile for each index repeated"),
+    )
     family = "structure"
     arity = (2, 2)
     pure_data_movement = True
@@ -336,7 +598,7 @@ class Squeeze(Op):
     """
 
     name = "squeeze"
-    tf_op = "Squeeze"
+    imports = (im.tf("Squeeze", squeeze_axes), im.onnx("Squeeze", squeeze_axes))
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.squeeze(input, axis); TF's axis=None would also squeeze a batch of one, tfn's never touches the batch axis."
@@ -382,7 +644,7 @@ class ExpandDims(Op):
     """
 
     name = "expand_dims"
-    tf_op = "ExpandDims"
+    imports = (im.tf("ExpandDims", new_axes), im.onnx("Unsqueeze", new_axes))
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.expand_dims(input, axis); axis 0 (before the batch) is refused."
@@ -419,7 +681,13 @@ class Tile(Op):
     """
 
     name = "tile"
-    tf_op = "Tile"
+    imports = (
+        im.tf("Tile", tile_multiples),
+        im.onnx("Tile", tile_multiples),
+        im.keras("RepeatVector", keras_repeat_vector, "expand_dims + tile"),
+        im.keras("UpSampling1D", keras_upsampling_nd, "reshape + tile + reshape"),
+        im.keras("UpSampling3D", keras_upsampling_nd, "reshape + tile + reshape"),
+    )
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.tile(input, multiples) in channels-first order; multiples[0] (the batch) must be 1."
@@ -458,7 +726,7 @@ class Stack(Op):
     """
 
     name = "stack"
-    tf_op = "Pack"
+    imports = (im.tf("Pack", tf_pack),)
     family = "structure"
     arity = (1, None)
     pure_data_movement = True
@@ -499,7 +767,7 @@ class Cast(Op):
     """
 
     name = "cast"
-    tf_op = "Cast"
+    imports = (im.tf("Cast", cast_dtype), im.onnx("Cast", cast_dtype))
     family = "structure"
     pure_data_movement = True
     tf_notes = "tf.cast(x, dtype) for float32, float64, int32, int64."

@@ -32,6 +32,25 @@ def reduce_axes(f: im.Foreign) -> im.Emitted:
     return im.Emitted({"axis": axes, "keepdims": keep})
 
 
+def batch_matmul(f: im.Foreign) -> im.Emitted:
+    """TF BatchMatMul(V2, V3) and ONNX MatMul of two computed tensors of one rank >= 3 (adj_x / adj_y).
+
+    A features-last rank-3 pair [N, M, K] @ [N, K, P] is held by tfn as
+    a^T [N, K, M] and b^T [N, P, K]; their product in tfn's layout, (a b)^T,
+    is b^T a^T: the inputs swap. A rank-2 product of two computed tensors
+    multiplies across the batch axis, which tfn's per-sample matmul cannot.
+    """
+    f.require(len(f.inputs) == 2 and not f.weights, "a constant operand")
+    a, b = f.inputs
+    f.require(a.rank == b.rank, f"inputs of ranks {a.rank} and {b.rank} (broadcasting)")
+    f.require(a.rank > 2, "a product of two computed rank-2 tensors multiplies across the batch axis (tfn's matmul multiplies each sample's matrices)")
+    adj_a, adj_b = (bool(f.attr(k, False)) for k in (("adj_x", "adj_y") if f.framework == "tf" else ("transA", "transB")))
+    if not f.channels_last:
+        return im.Emitted({"transpose_a": adj_a, "transpose_b": adj_b}, op="matmul")
+    f.require(a.rank == 3, f"a rank-{a.rank} features-last product: tfn holds the features at axis 1, so the matrices are not the last two axes")
+    return im.Emitted({"transpose_a": adj_b, "transpose_b": adj_a}, op="matmul", inputs=(1, 0))
+
+
 @register
 class Matmul(Op):
     """Batched matrix product of two tensors, as tf.matmul: a @ b on the last two axes.
@@ -50,7 +69,7 @@ class Matmul(Op):
     """
 
     name = "matmul"
-    tf_op = "BatchMatMulV2"
+    imports = tuple(im.tf(kind, batch_matmul, "rank 3 features-last: the inputs swap") for kind in ("BatchMatMulV2", "BatchMatMul", "BatchMatMulV3"))
     family = "math"
     arity = (2, 2)
     tf_notes = (

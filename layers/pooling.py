@@ -37,6 +37,12 @@ def tf_pool(f: im.Foreign) -> im.Emitted:
     return im.Emitted({"pool_size": list(size[1:-1]), "strides": list(strides[1:-1]), "padding": im.padding_mode(f)})
 
 
+def tf_pool_with_argmax(f: im.Foreign) -> im.Emitted:
+    """MaxPoolWithArgmax: tfn's indices are TF's (the NHWC formula), in tfn's layout as the values are."""
+    f.require(f.attr("Targmax", 9) == 9, "int32 indices: tfn's are int64")
+    return im.Emitted(tf_pool(f).attrs | {"include_batch_in_index": bool(f.attr("include_batch_in_index", False))})
+
+
 def onnx_pool(f: im.Foreign) -> im.Emitted:
     from tfn.layers.convolution import onnx_padding
 
@@ -312,7 +318,7 @@ class MaxPoolWithArgmax(WindowPool):
     """
 
     name = "max_pool_with_argmax"
-    tf_op = "MaxPoolWithArgmax"
+    imports = (im.tf("MaxPoolWithArgmax", tf_pool_with_argmax, "both outputs"),)
     spatial, mode = 2, "MAX"
     tf_notes = "indices follow TF's NHWC formula, not PyTorch's per-plane y*W+x; include_batch_in_index defaults to False as in TF."
     example_inputs = ((2, 3, 4, 6),)

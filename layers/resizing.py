@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from tfn.layers import imports as im
+from tfn.layers.imports import NoMapping
 from tfn.layers.attrs import Choice, Size2
 from tfn.layers.base import Op, OpError, Params, TensorType, register
 
@@ -59,6 +60,139 @@ def keras_resizing(f: im.Foreign) -> im.Emitted:
     f.require(method is not None, f"interpolation {f.attrs.get('interpolation')}: tfn resizes nearest, bilinear, bicubic and area")
     size = [int(f.attr("height")), int(f.attr("width"))]
     return im.Emitted({"size": size, "method": method, "half_pixel_centers": method != "AREA"})
+
+def _onnx_source(transform: str, i: int, n_in: int, n_out: int, scale) -> float | None:
+    """ONNX Resize's coordinate_transformation_mode: where output i samples the input (float32, as onnxruntime)."""
+    import numpy as np
+
+    x, s, half = np.float32(i), np.float32(scale), np.float32(0.5)
+    if transform == "asymmetric":
+        return x / s
+    if transform == "align_corners":
+        return np.float32(0) if n_out == 1 else x * np.float32(n_in - 1) / np.float32(n_out - 1)
+    if transform == "half_pixel" or transform == "pytorch_half_pixel" and n_out > 1:
+        return (x + half) / s - half
+    if transform == "pytorch_half_pixel":
+        return np.float32(0)
+    if transform == "tf_half_pixel_for_nn":
+        return (x + half) / s
+    if transform == "half_pixel_symmetric":
+        adjustment = np.float32(n_out) / (s * np.float32(n_in))
+        offset = np.float32(n_in) / np.float32(2) * (np.float32(1) - adjustment)
+        return offset + (x + half) / s - half
+    return None
+
+
+def onnx_resize_matrix(mode: str, transform: str, nearest_mode: str, cubic_a: float, exclude_outside: bool, n_in: int, n_out: int, scale) -> np.ndarray | None:
+    """ONNX Resize along one axis as a matrix [n_out, n_in] (onnxruntime's rules); None for a transform tfn never matches."""
+    import numpy as np
+
+    matrix = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        x = _onnx_source(transform, i, n_in, n_out, scale)
+        if x is None:
+            return None
+        if mode == "nearest":
+            frac = float(x) - math.floor(x)
+            if nearest_mode == "floor":
+                j = math.floor(x)
+            elif nearest_mode == "ceil":
+                j = math.ceil(x)
+            elif frac == 0.5:
+                j = math.floor(x) if nearest_mode == "round_prefer_floor" else math.ceil(x)
+            else:
+                j = math.floor(float(x) + 0.5)
+            matrix[i, _bound(j, n_in)] = 1.0
+        elif mode == "linear":
+            x = min(max(float(x), 0.0), float(n_in - 1))
+            low = int(x)
+            matrix[i, low] += 1.0 - (x - low)
+            matrix[i, min(low + 1, n_in - 1)] += x - low
+        else:
+            base = math.floor(x)
+            t = float(x) - base
+            a = cubic_a
+            weights = [((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a, ((a + 2) * t - (a + 3)) * t * t + 1]
+            weights += [((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1, ((a * (2 - t) - 5 * a) * (2 - t) + 8 * a) * (2 - t) - 4 * a]
+            taps = [base - 1, base, base + 1, base + 2]
+            if exclude_outside:
+                weights = [w if 0 <= t_ < n_in else 0.0 for w, t_ in zip(weights, taps)]
+                total = sum(weights)
+                weights = [w / total for w in weights]
+            for t_, w in zip(taps, weights):
+                matrix[i, _bound(t_, n_in)] += w
+    return matrix
+
+
+def tf_resize_matrix(method: str, n_in: int, n_out: int, align_corners: bool, half_pixel_centers: bool) -> np.ndarray:
+    """tfn's resize along one axis as a matrix [n_out, n_in] (an axis that keeps its size is left as it is)."""
+    import numpy as np
+
+    if n_in == n_out:
+        return np.eye(n_in)
+    indices, weights = resize_taps(method, n_in, n_out, align_corners, half_pixel_centers)
+    matrix = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        np.add.at(matrix[i], indices[i], weights[i])
+    return matrix
+
+
+_ONNX_METHODS = {"nearest": "NEAREST", "linear": "BILINEAR", "cubic": "BICUBIC"}
+
+
+def onnx_resize(f: im.Foreign) -> im.Emitted:
+    """ONNX Resize (opset 10 on) of the spatial axes of [N, C, H, W]: the TF 1.x resize (method, align_corners,
+    half_pixel_centers) whose taps are ONNX's for these sizes, found by comparing the two linear maps; refused
+    when none computes the same values (a cubic between the steps of TF's coefficient table, ONNX's
+    round_prefer_floor at a tie, antialias, tf_crop_and_resize)."""
+    import numpy as np
+
+    f.require(f.rank == 4, f"a rank-{f.rank} input: tfn resizes [N, C, H, W]")
+    f.require(len(f.inputs) == 1, "computed scales or sizes")
+    mode = str(f.attr("mode", "nearest"))
+    # opset 10's Resize (X, scales) has no transformation mode: it is asymmetric
+    transform = str(f.attr("coordinate_transformation_mode", "half_pixel" if len(f.sources) > 2 else "asymmetric"))
+    f.require(mode in _ONNX_METHODS, f"mode {mode}: tfn resizes nearest, linear and cubic")
+    f.require(not f.attr("antialias", 0), "antialias: TF 1.x's resize does not filter")
+    f.require(str(f.attr("keep_aspect_ratio_policy", "stretch")) == "stretch", f"keep_aspect_ratio_policy {f.attrs.get('keep_aspect_ratio_policy')}")
+    constants = [f.constant(i) for i in range(1, 4)] if f.sources else list(f.weights)
+    integers = [c for c in constants if c is not None and c.size and np.issubdtype(c.dtype, np.integer)]
+    floats = [c for c in constants if c is not None and c.size and np.issubdtype(c.dtype, np.floating)]
+    axes = [int(a) % 4 for a in f.attr("axes", [0, 1, 2, 3])]
+    dims = list(f.inputs[0].shape)
+    if integers:
+        sizes = dict(zip(axes, (int(d) for d in integers[-1].reshape(-1))))
+        scales = {a: np.float32(sizes[a]) / np.float32(dims[a]) for a in (2, 3) if a in sizes}
+    else:
+        given = [c for c in floats if c.size == len(axes)]
+        f.require(bool(given), "no scales or sizes")
+        scales = dict(zip(axes, (np.float32(v) for v in given[-1].reshape(-1))))
+        f.require(all(scales.get(a, 1) == 1 for a in (0, 1)), "a resize of the batch or channel axis")
+        sizes = {a: math.floor(dims[a] * float(scales[a])) for a in (2, 3) if a in scales}
+    f.require(sizes.get(1, dims[1]) == dims[1], "a resize of the channel axis")
+    out = [sizes.get(a, dims[a]) for a in (2, 3)]
+    f.require(min(out) >= 1, f"an output of {out} pixels")
+    method = _ONNX_METHODS[mode]
+    nearest_mode, cubic_a = str(f.attr("nearest_mode", "round_prefer_floor")), float(f.attr("cubic_coeff_a", -0.75))
+    onnx_maps = [
+        onnx_resize_matrix(mode, transform, nearest_mode, cubic_a, bool(f.attr("exclude_outside", 0)), n, m, scales.get(a, np.float32(1)))
+        for a, n, m in zip((2, 3), dims[2:], out)
+    ]
+    f.require(all(m is not None for m in onnx_maps), f"coordinate_transformation_mode {transform}")
+    worst = np.inf
+    for align, half in ((False, False), (True, False), (False, True)):
+        if method == "NEAREST" or not (align and half):
+            tf_maps = [tf_resize_matrix(method, n, m, align, half) for n, m in zip(dims[2:], out)]
+            difference = max(float(np.abs(t - o).max()) for t, o in zip(tf_maps, onnx_maps))
+            if difference < 1e-6:
+                return im.Emitted({"size": out, "method": method, "align_corners": align, "half_pixel_centers": half})
+            worst = min(worst, difference)
+    detail = "; TF 1.x's bicubic reads a 1024-step coefficient table" if method == "BICUBIC" else ""
+    raise NoMapping(
+        f"mode {mode}, coordinate_transformation_mode {transform}" + (f", nearest_mode {nearest_mode}" if mode == "nearest" else "")
+        + f": no TF 1.x resize computes these taps for {dims[2:]} -> {out} (the nearest differs by {worst:.2g}{detail})"
+    )
+
 
 if TYPE_CHECKING:
     import numpy as np
@@ -281,7 +415,11 @@ class Resize(Resampling):
     """
 
     name = "resize"
-    imports = (im.keras("Resizing", keras_resizing),) + tuple(im.tf(kind, tf_resize) for kind in _TF_RESIZE)
+    imports = (
+        (im.keras("Resizing", keras_resizing),)
+        + tuple(im.tf(kind, tf_resize) for kind in _TF_RESIZE)
+        + (im.onnx("Resize", onnx_resize, "the TF 1.x corner rule whose taps ONNX's are"),)
+    )
     tf_notes = (
         "tf.compat.v1.image.resize_images(images, size, method, align_corners) and the resize_* ops with half_pixel_centers; "
         "TF 2's tf.image.resize(antialias=False) is half_pixel_centers: true (BICUBIC there uses Keys' kernel without TF 1.x's table)."

@@ -17,7 +17,11 @@ from tfn.layers.base import Op, OpError, Params, TensorType, register
 
 def elementwise_inputs(f: im.Foreign) -> im.Emitted:
     """Add / Multiply of computed tensors of one shape (a constant operand or broadcasting has no mapping)."""
-    f.require(not f.weights, "a constant operand")
+    f.require(
+        not f.weights,
+        f"a constant operand of shape {list(f.weights[0].shape) if f.weights else []}: tfn's add and multiply take computed tensors "
+        "(a constant added right after a layer with weights is folded into it as its bias)",
+    )
     f.require(len({x.shape[1:] for x in f.inputs}) == 1, "inputs of different shapes (broadcasting)")
     return im.Emitted(feature_order=im.same_order(f))
 
@@ -58,6 +62,17 @@ def _target_shape(f: im.Foreign, shape: list[int]) -> im.Emitted:
 def keras_cropping(f: im.Foreign) -> im.Emitted:
     im.channels_last_only(f)
     return im.Emitted({"cropping": f.attr("cropping")})
+
+
+def keras_center_crop(f: im.Foreign) -> im.Emitted:
+    """Keras CenterCrop of a larger image: the centred window (the odd cell off the end), as cropping2d."""
+    im.channels_last_only(f)
+    f.require(f.rank == 4, f"a rank-{f.rank} input: CenterCrop takes images")
+    _, height, width = f.inputs[0].sample_shape
+    h, w = int(f.attr("height")), int(f.attr("width"))
+    f.require(height >= h and width >= w, f"{h}x{w} from a {height}x{width} image: Keras resizes an image smaller than the crop")
+    top, left = (height - h) // 2, (width - w) // 2
+    return im.Emitted({"cropping": [[top, height - h - top], [left, width - w - left]]})
 
 
 def keras_reshape(f: im.Foreign) -> im.Emitted:
@@ -147,7 +162,7 @@ class Add(Combine):
     """
 
     name = "add"
-    imports = (im.keras("Add", elementwise_inputs), im.tf("Add", elementwise_inputs), im.tf("AddV2", elementwise_inputs), im.tf("AddN", elementwise_inputs), im.onnx("Add", elementwise_inputs))
+    imports = (im.keras("Add", elementwise_inputs), im.tf("Add", elementwise_inputs), im.tf("AddV2", elementwise_inputs), im.tf("AddN", elementwise_inputs), im.onnx("Add", elementwise_inputs), im.onnx("Sum", elementwise_inputs))
     example_inputs = ((2, 3, 4, 4), (2, 3, 4, 4))
 
     def build(self, p, inputs):
@@ -248,7 +263,7 @@ class Identity(Op):
     """
 
     name = "identity"
-    imports = (im.keras("Identity"),)
+    imports = (im.keras("Identity"), im.keras_activation("linear"))
     tf_op = "Identity"
     family = "structure"
     pure_data_movement = True
@@ -444,7 +459,7 @@ class Cropping2D(Edges2D):
     """
 
     name = "cropping2d"
-    imports = (im.keras("Cropping2D", keras_cropping),)
+    imports = (im.keras("Cropping2D", keras_cropping), im.keras("CenterCrop", keras_center_crop))
     tf_op = "StridedSlice"
     direction, field = -1, "cropping"
     tf_notes = "tf.keras.layers.Cropping2D(cropping) with data_format channels_first."

@@ -658,6 +658,19 @@ class Preprocessing:
             batch = step.apply(batch)
         return batch
 
+    def feed_of_decoded(self, name: str, batch: np.ndarray) -> np.ndarray:
+        """What to feed field `name` (session.run's feeds) for a batch of raw values, as a Keras model with its
+        own preprocessing layers took them (pixels 0 to 255, unnormalised features). A field whose steps start
+        by decoding is fed its input tensor (as TF's feed_dict feeds a placeholder), so the steps after the
+        decoding apply here; an array fed to any other field is raw data that `run` puts through its steps
+        (`apply`), so it goes as it is. `tfn import --verify` feeds the original the batch and the import this."""
+        steps = self.fields.get(name, ())
+        if not steps or not steps[0].decodes:
+            return batch
+        for step in steps[1:]:
+            batch = step.apply(batch)
+        return batch
+
     def describe(self, name: str, expected: TensorType | None = None) -> str:
         """What happens to a file fed to field `name`, in words."""
         return "; ".join(step.describe() for step in self.steps_for_files(name, expected)) + f" (from {self.origin})"

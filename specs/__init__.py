@@ -27,8 +27,12 @@ def example_names() -> list[str]:
 
 
 def resolve_spec_path(target: str | Path) -> Path:
-    """A path to a spec file, or the name of a shipped example."""
+    """A path to a spec file, a model directory (a run or an imported model: its spec.yaml), or the name of a shipped example."""
     path = Path(target)
+    if path.is_dir():
+        if (path / "spec.yaml").is_file():
+            return path / "spec.yaml"
+        raise UserError(f"{target}: error: a directory without spec.yaml is not a model directory (a run, or a model from `tfn import`)")
     if path.exists():
         return path
     if path.suffix == "" and "/" not in str(target):

@@ -92,12 +92,41 @@ def test_inspect_and_export_take_the_directory(lenet, tfn_cli, tmp_path):
 
 
 def test_train_init_from_the_directory(lenet, tfn_cli, tmp_path):
+    """The directory stands for its spec.yaml (tfn train DIR, tfn check DIR), and so does the run it makes."""
     code, out, err = tfn_cli(
-        "train", str(lenet / "spec.yaml"), "--init-from", str(lenet), "--strict", "--steps", "1", "--out", str(tmp_path / "run"),
+        "train", str(lenet), "--init-from", str(lenet), "--strict", "--steps", "1", "--out", str(tmp_path / "run"),
         "--set", "data.samples={train: 32, validation: 8, test: 8}",
     )
     assert code == 0, err
-    assert "initialised 10 of 10 variables" in out + err
+    assert "initialised 10 of 10 variables" in out + err and "from initial weights" not in err
+    code, out, err = tfn_cli("check", str(tmp_path / "run"))
+    assert code == 0 and "parameters: 61,706 (61,706 trainable, 0 non-trainable)" in out, err
+
+
+def test_check_takes_the_directory_itself(lenet, tfn_cli, tmp_path):
+    code, out, err = tfn_cli("check", str(lenet), "--json")
+    assert code == 0, err
+    assert json.loads(out)["trainable_parameters"] == 61_706
+    code, out, _ = tfn_cli("check", str(lenet), "--set", "model.layers.7.units=100")
+    assert code == 0 and any(line.split()[:2] == ["fc1", "dense"] and "[?, 100]" in line for line in out.splitlines())
+    code, _, err = tfn_cli("check", str(tmp_path))
+    assert code == 2 and f"{tmp_path}: error: a directory without spec.yaml is not a model directory" in err
+
+
+def test_train_says_a_directory_starts_from_initial_weights(lenet, tfn_cli, tmp_path, monkeypatch):
+    """Without --init-from, tfn train DIR trains the spec from scratch, and says how to start from the directory's weights."""
+    from tfn.runners import train as training
+
+    seen = {}
+
+    def record(loaded, **options):
+        seen["spec"], seen["init_from"] = loaded.path, options["init_from"]
+        raise SystemExit(0)
+
+    monkeypatch.setattr(training, "train", record)
+    code, _, err = tfn_cli("train", str(lenet))
+    assert code == 0 and seen == {"spec": lenet / "spec.yaml", "init_from": None}
+    assert f"note: training the spec of {lenet} from initial weights; --init-from {lenet} starts from its weights" in err
 
 
 # --- --list ----------------------------------------------------------------------
@@ -198,6 +227,51 @@ def test_an_onnx_op_without_a_counterpart(tfn_cli, tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     code, _, err = tfn_cli("import", str(path), "-o", str(tmp_path / "out"))
     assert code == 2 and "  Hardmax 'pick' (node 1 of the graph): tfn has no op it maps to" in err
+
+
+def test_preprocessing_layers_tfn_cannot_record(tfn_cli, tmp_path):
+    """A Rescaling inside the model, an input that feeds its preprocessing and another layer, an inverted Normalization."""
+
+    def inside(config):
+        _layer(config, "drop").update(class_name="Rescaling")
+        _layer(config, "drop")["config"].update(scale=0.5, offset=0.0)
+
+    code, _, err = tfn_cli("import", _keras_with(tmp_path, "mlp", inside), "-o", str(tmp_path / "out"))
+    assert code == 2 and "  Rescaling 'drop' (top level): a Rescaling after other layers: tfn takes Keras's preprocessing layers at a model input" in err
+
+    def raw_image_too(config):
+        _layer(config, "conv")["inbound_nodes"][0]["args"][0]["config"]["keras_history"][0] = "image"
+        _layer(config, "feature_norm")["config"]["invert"] = True
+
+    code, _, err = tfn_cli("import", _keras_with(tmp_path, "keras_layers", raw_image_too), "-o", str(tmp_path / "out"))
+    assert code == 2 and "error: 2 layer(s) or op(s) cannot be imported" in err
+    assert "  Normalization 'feature_norm' (top level): invert: tfn's preprocessing normalises, it does not undo a normalisation" in err
+    assert "  Rescaling 'rescale': input 'image' also feeds conv: preprocessing.json applies to the whole input" in err
+
+
+def test_list_shows_where_preprocessing_goes(tfn_cli):
+    code, out, _ = tfn_cli("import", str(FIXTURES / "keras_layers.keras"), "--list")
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("rescale "))
+    assert "Rescaling" in row and "preprocessing (image)" in row
+    assert out.rstrip().endswith("entries, 0 without a mapping")
+
+
+def test_a_region_that_computes_no_known_function_stays_op_by_op(tfn_cli, tmp_path):
+    """x * erf(x) is no gelu: the Erf is reported, not replaced."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Erf", ["x"], ["e"], name="erf"), helper.make_node("Mul", ["x", "e"], ["y"], name="times")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+    )
+    path = tmp_path / "erf.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    code, _, err = tfn_cli("import", str(path), "-o", str(tmp_path / "out"))
+    assert code == 2 and "  Erf 'erf' (node 0 of the graph): tfn has no op it maps to" in err
 
 
 def test_files_that_are_not_models(tfn_cli, tmp_path):

@@ -41,13 +41,20 @@ def _parity_cases():
 
 def test_every_fixture_names_the_versions_that_wrote_it():
     names = fixture_names()
-    assert len(names) == 18
+    assert len(names) == 21
     for name in names:
         m = meta(name)
         assert m["made_by"] == "tests/tf_reference/make_import_fixtures.py" and MAKER.is_file()
+        path = FIXTURES / m["file"]
+        if m["format"] == "onnx":
+            import onnx
+
+            model = onnx.load(str(path))
+            assert m["versions"]["onnx"][0].isdigit() and m["versions"]["onnxruntime"][0].isdigit(), name
+            assert [o.version for o in model.opset_import] == [m["versions"]["opset"]] and model.producer_name == "make_import_fixtures"
+            continue
         assert m["versions"]["tensorflow"][0].isdigit(), name
         assert (m["versions"].get("keras") or m["versions"].get("tf_keras"))[0].isdigit(), name
-        path = FIXTURES / m["file"]
         if m["format"] == "keras3":
             stored = json.loads(zipfile.ZipFile(path).read("metadata.json"))["keras_version"]
             assert stored == m["versions"]["keras"], name
@@ -68,20 +75,24 @@ def test_the_fixtures_stay_small():
 
 @pytest.mark.parametrize("name", list(_parity_cases()))
 def test_import_equals_the_original(name, tmp_path):
+    """The original's inputs, through the import's preprocessing.json (Keras's own preprocessing layers), give its outputs."""
+    from tfn.runners.preprocessing import for_model
     from tfn.runners.session import load_model, run
 
     m = meta(name)
     imported, record = import_fixture(name, tmp_path / "model")
     model = load_model(tmp_path / "model")
+    preprocessing = for_model(tmp_path / "model")
     inputs, expected = reference(name)
+    layout_in, layout_out = (channels_first, channels_last) if m["format"] != "onnx" else (np.asarray, np.asarray)
     names = dict(zip(imported.builder.source_inputs.values(), imported.builder.source_inputs))
-    feeds = {names[k]: channels_first(v) for k, v in inputs.items()}
+    feeds = {names[k]: preprocessing.feed_of_decoded(names[k], layout_in(v)) for k, v in inputs.items()}
     fetches = [record["outputs"][o] for o in m["outputs"]]
     got = run(model, feeds, fetches).values
     for output, fetch in zip(m["outputs"], fetches):
-        np.testing.assert_allclose(channels_last(got[fetch]), expected[output], rtol=0, atol=1e-5, err_msg=f"{name}: {output}")
+        np.testing.assert_allclose(layout_out(got[fetch]), expected[output], rtol=0, atol=1e-5, err_msg=f"{name}: {output}")
     trainable, frozen = model.graph.parameter_counts()
-    assert (trainable, frozen) == (m["params"]["trainable"], m["params"]["non_trainable"])
+    assert (trainable, frozen + m.get("params_in_preprocessing", 0)) == (m["params"]["trainable"], m["params"]["non_trainable"])
     assert record["parameters"] == {"trainable": trainable, "non_trainable": frozen}
     assert "tensorflow" not in sys.modules and "keras" not in sys.modules
 
@@ -175,3 +186,48 @@ def test_the_tensor_bundle_reader_agrees_with_the_frozen_graph():
         np.testing.assert_array_equal(saved[name], value, err_msg=name)
     everything = bundle.read(FIXTURES / "tf1_cnn.ckpt")
     assert "conv1/kernel/Momentum" in everything and everything["conv1/kernel/Momentum"].shape == (3, 3, 3, 6)
+
+
+def test_keras_preprocessing_layers_become_the_preprocessing_record(tmp_path):
+    """Rescaling and adapted Normalization at the inputs are preprocessing.json's steps (Keras's numbers), not nodes."""
+    import zipfile as zf
+
+    import h5py
+
+    from tfn.runners.preprocessing import Preprocessing
+
+    imported, record = import_fixture("keras_layers", tmp_path / "m")
+    stored = Preprocessing.read(tmp_path / "m" / "preprocessing.json")
+    assert [s.kind for s in stored.fields["image"]] == ["image", "normalize", "normalize"]
+    assert stored.fields["image"][0].size == (8, 8) and stored.fields["image"][0].color == "rgb"
+    assert stored.fields["image"][1].mean == [127.5] * 3 and stored.fields["image"][1].std == [127.5] * 3  # x / 127.5 - 1
+    with zf.ZipFile(FIXTURES / "keras_layers.keras") as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as h5:
+        group = next(g for g in h5["layers"].values() if g["vars"].attrs["name"] == "feature_norm")["vars"]
+        mean, variance = np.asarray(group["0"]), np.asarray(group["1"])
+    (normalize,) = stored.fields["features"]
+    np.testing.assert_allclose(normalize.mean, mean.reshape(-1), rtol=1e-7)
+    np.testing.assert_allclose(normalize.std, np.sqrt(variance.reshape(-1)), rtol=1e-7)
+    assert "volume" not in stored.fields and record["preprocessing"] == stored.to_json()["fields"]
+    rescale = next(r for r in record["mapped"] if r["source"] == "rescale")
+    assert rescale == {"source": "rescale", "kind": "Rescaling", "preprocessing": "image", "steps": [stored.fields["image"][1].to_json()]}
+    assert not {n.name for n in imported.builder.nodes} & {"rescale", "normalize", "feature_norm"}
+
+
+def test_an_image_file_through_the_record_gives_the_keras_output(tmp_path):
+    """The image field decodes a PNG to pixels 0 to 255 and rescales them as the Keras model did itself."""
+    from PIL import Image
+
+    from tfn.runners.preprocessing import for_model
+    from tfn.runners.session import load_model, run
+
+    import_fixture("keras_layers", tmp_path / "m")
+    record = for_model(tmp_path / "m")
+    inputs, expected = reference("keras_layers")
+    model = load_model(tmp_path / "m")
+    images = []
+    for k, pixels in enumerate(inputs["image"]):
+        Image.fromarray(pixels.astype(np.uint8), "RGB").save(tmp_path / f"{k}.png")
+        images.append(record.read_file("image", tmp_path / f"{k}.png", model.graph.type_of("image")))
+    feeds = {"image": np.stack(images)} | {name: record.feed_of_decoded(name, channels_first(inputs[name])) for name in ("features", "volume")}
+    got = run(model, feeds, ["probs"]).values["probs"]
+    np.testing.assert_allclose(got, expected["probs"], rtol=0, atol=1e-5)

@@ -279,14 +279,15 @@ def test_the_graphs_tab_shows_tensorflows_op_names():
     the op is imported from), or tfn's name where TF builds it from several ops."""
     shown = {name: op.tf_op_name(example_params(op)) for name, op in OPS.items()}
     assert all(tf_op == name or re.fullmatch(r"[A-Z][A-Za-z0-9]*", tf_op) for name, tf_op in shown.items()), shown
-    assert {k: shown[k] for k in ("conv2d", "dense", "batch_normalization", "max_pool", "depthwise_conv2d", "crelu", "gather")} == {
+    assert {k: shown[k] for k in ("conv2d", "dense", "batch_normalization", "max_pool", "depthwise_conv2d", "crelu", "gather", "identity")} == {
         "conv2d": "Conv2D",
         "dense": "MatMul",
         "batch_normalization": "FusedBatchNorm",
         "max_pool": "MaxPool",
         "depthwise_conv2d": "DepthwiseConv2dNative",
         "crelu": "crelu",  # tf.nn.crelu is several ops: no single name
-        "gather": "GatherV2",  # no TF import rule: its own tf_op
+        "gather": "GatherV2",
+        "identity": "Identity",  # no TF import rule (the importers pass Identity through): its own tf_op
     }
     pad, resize, upsampling, split = OPS["pad"], OPS["resize"], OPS["upsampling2d"], OPS["split"]
     modes = [pad.Params(paddings=[[0, 0], [1, 1]], mode=mode, constant_values=value) for mode, value in (("CONSTANT", 0.0), ("CONSTANT", 1.0), ("REFLECT", 0.0))]

@@ -39,6 +39,7 @@ class Layer:
     share: str | None = None  # a tfn node (full name) whose variables this one reuses
     where: str = ""  # where it sits in the source, for messages
     folded: list[str] = field(default_factory=list)  # source nodes folded into it (a fused BiasAdd)
+    sources: tuple[str, ...] = ()  # TF / ONNX: each source input "data", "constant" or "" (see layers/imports.py)
 
 
 @dataclass(frozen=True)
@@ -177,10 +178,14 @@ class Builder:
             self.tensors[tensor] = self.tensors[source]
 
     def add(self, layer: Layer, rule: tuple[str, im.Rule] | None = None) -> Node | None:
-        """Convert one layer (by its kind's rule, or `rule`); None (after recording the problem) when it cannot be mapped."""
+        """Convert one layer (by its kind's rule, or `rule`): the node that carries its variables (its first
+        node when it has none); None (after recording the problem) when it cannot be mapped."""
         table = im.rules(layer.framework) if rule is None else {layer.kind: rule}
         if layer.kind not in table:
             self.fail(layer, NO_OP.get(layer.kind, "tfn has no op it maps to"))
+            return None
+        if not layer.inputs:
+            self.fail(layer, "every input is a constant: arithmetic on constants that the importer does not evaluate")
             return None
         if any(t not in self.tensors for t in layer.inputs):  # an input failed: reported there
             self.rows.append({"source": layer.name, "kind": layer.kind, "where": layer.where, "op": None, "node": None, "reason": "not converted: an input could not be"})
@@ -196,6 +201,7 @@ class Builder:
             tuple(layer.weights),
             self.channels_last,
             tuple(t.order for t in ins),
+            sources=tuple(layer.sources),
         )
         try:
             emitted = rule.convert(foreign)
@@ -206,32 +212,40 @@ class Builder:
         if unread:
             self.fail(layer, "its input was flattened from a features-last tensor, and tfn's op would see the features in another order")
             return None
+        if emitted.inputs is not None:
+            ins = [ins[i] for i in emitted.inputs]
         steps = [(layers.get(emitted.op or op_name), emitted)] + [(layers.get(e.op), e) for e in emitted.then]
+        # the step that carries the variables takes the layer's name (a dense between two transposes is `q`)
+        main = next((k for k, (_, step) in enumerate(steps) if step.variables), 0)
         planned = []
         in_types = [t.type for t in ins]
         for k, (op, step) in enumerate(steps):
-            checked = self.check(layer, op, step, in_types, with_variables=k == 0)
+            checked = self.check(layer, op, step, in_types, with_variables=k == main)
             if checked is None:
                 return None
             planned.append(checked)
             in_types = [checked[2][0]]
-        refs, first = [t.ref for t in ins], None
+        if len(layer.outputs) > len(planned[-1][2]):
+            self.fail(layer, f"its output {len(planned[-1][2])} is read, and tfn's {steps[-1][0].name} makes {len(planned[-1][2])} output(s)")
+            return None
+        refs, made = [t.ref for t in ins], None
+        name = self.unique(layer.scope, layer.node or layer.name)
         for k, ((op, step), (params, attrs, outputs)) in enumerate(zip(steps, planned)):
-            full = self.unique(layer.scope, layer.node or layer.name) if k == 0 else self.unique(layer.scope, f"{first.name.rsplit('/', 1)[-1]}_{op.name}")
-            node = Node(full, layer.scope, op.name, attrs, refs, layer.share if k == 0 else None)
+            full = name if k == main else self.unique(layer.scope, f"{name.rsplit('/', 1)[-1]}_{op.name}")
+            node = Node(full, layer.scope, op.name, attrs, refs, layer.share if k == main else None)
             self.nodes.append(node)
-            first = first or node
-            if k == 0 and layer.share is None and step.variables:
+            made = node if k == main else made
+            if k == main and layer.share is None and step.variables:
                 self.weights[full] = {role: np.array(v, dtype=np.float32) for role, v in step.variables.items()}  # a writable copy
             record = {"source": layer.name, "kind": layer.kind, "node": full, "op": op.name}
-            record |= ({"folded": layer.folded} if layer.folded and k == 0 else {}) | ({"shares": layer.share} if layer.share and k == 0 else {})
+            record |= ({"folded": layer.folded} if layer.folded and k == main else {}) | ({"shares": layer.share} if layer.share and k == main else {})
             self.records.append(record)
             self.rows.append({"source": layer.name, "kind": layer.kind, "where": layer.where, "op": op.name, "node": full, "reason": ""})
             refs = [full]
         last = steps[-1][1]
         for i, tensor in enumerate(layer.outputs):
             self.tensors[tensor] = Tensor(refs[0] if i == 0 else f"{refs[0]}:{i}", planned[-1][2][i], last.feature_order)
-        return first
+        return made
 
     def check(self, layer: Layer, op, emitted: im.Emitted, in_types: list[TensorType], with_variables: bool):
         """(params, attrs as written, output types) when the op takes these attributes, inputs and weights; else None."""

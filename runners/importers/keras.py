@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tfn.layers import TensorType
+from tfn.layers.imports import NoMapping
 from tfn.runners.importers.build import Builder, ImportFailed, Layer, Unmapped, unmappable_error
 from tfn.runners.importers.directory import Imported, Loss, Optimizer, default_losses, loss_from_keras
 
@@ -137,6 +138,12 @@ class Reader:
     aliases: dict = field(default_factory=dict)
     #: activations that changed between Keras 2 and 3 (hard_sigmoid's slope) read it
     keras_major: int = 2
+    #: a model input's tensor, or what preprocessing layers made of it -> the tfn input
+    at_input: dict = field(default_factory=dict)
+    #: each tfn input's preprocessing, from its Rescaling / Normalization layers: [(layer name, class, steps)]
+    preprocessing: dict = field(default_factory=dict)
+    #: a tensor -> the layers that read it (a preprocessed input must feed its preprocessing only)
+    readers: dict = field(default_factory=dict)
 
     def model(self, config: dict, scope: list[str], inputs: list[str] | None) -> list[str]:
         """Add a model's layers; returns its output tensors. `inputs` are the tensors a nested model is called on."""
@@ -167,7 +174,7 @@ class Reader:
         shape = config.get("batch_shape") or config.get("batch_input_shape")
         dtype = str(config.get("dtype") or "float32")
         tensor = tensor_id(scope, config["name"], 0, 0)
-        self.builder.add_input(tensor, config["name"], TensorType((None, *channels_first(shape[1:])), _dtype(dtype)))
+        self.at_input[tensor] = self.builder.add_input(tensor, config["name"], TensorType((None, *channels_first(shape[1:])), _dtype(dtype)))
         return tensor
 
     def functional(self, body: dict, scope: list[str], inputs: list[str] | None) -> list[str]:
@@ -222,6 +229,11 @@ class Reader:
         if entry.get("registered_name") and not str(entry.get("module") or "").startswith("keras"):
             self.builder.unmapped(Unmapped(name, entry["registered_name"], where, "a custom layer (its code is not in the file)"))
             return [output]
+        for tensor in inputs:
+            self.readers.setdefault(tensor, []).append(name)
+        if kind in PREPROCESSING:
+            self.preprocess(kind, name, config, scope, inputs, output, where)
+            return [output]
         key = ("/".join(scope), name)
         shared = self.built.get(key) if index > 0 else None
         layer = Layer(
@@ -252,6 +264,106 @@ class Reader:
                 act.node = node.name.rsplit("/", 1)[-1] + f"_{activation}"
             self.builder.add(act)
         return [output]
+
+
+    def preprocess(self, kind: str, name: str, config: dict, scope: list[str], inputs: list[str], output: str, where: str) -> None:
+        """A Rescaling or Normalization layer on a model input: steps of the input's preprocessing record."""
+        row = {"source": name, "kind": kind, "where": where}
+        tensor = inputs[0] if len(inputs) == 1 else None
+        field_name = self.at_input.get(tensor)
+        try:
+            if field_name is None:
+                raise NoMapping(f"a {kind} after other layers: tfn takes Keras's preprocessing layers at a model input, into preprocessing.json")
+            declared = self.builder.inputs[field_name]
+            if self.builder.keep_input_layout and declared.rank > 2:
+                raise NoMapping("--input-layout nhwc: preprocessing.json's steps act on channels-first arrays")
+            steps = PREPROCESSING[kind](config, self.weights.layer(scope + [name]), declared)
+        except NoMapping as exc:
+            self.builder.unmapped(Unmapped(name, kind, where, str(exc)))
+            return
+        self.preprocessing.setdefault(field_name, []).append((name, kind, steps, tensor))
+        self.at_input[output] = field_name
+        self.builder.alias(output, tensor)
+        described = "; ".join(step.describe() for step in steps)
+        self.builder.rows.append(row | {"op": "preprocessing", "node": field_name, "reason": described})
+        self.builder.records.append({"source": name, "kind": kind, "preprocessing": field_name, "steps": [step.to_json() for step in steps]})
+
+    def preprocessing_record(self) -> dict | None:
+        """contract 1's fields: each preprocessed input's steps, after decoding for an image input whose first
+        layer is a Rescaling (Keras's image models take pixels 0 to 255 and rescale them themselves)."""
+        from tfn.runners.preprocessing import DecodeImage
+
+        fields = {}
+        for field_name, layers in self.preprocessing.items():
+            for layer_name, kind, _, tensor in layers:
+                others = [r for r in self.readers.get(tensor, []) if r != layer_name]
+                if others:
+                    reason = f"input {field_name!r} also feeds {', '.join(others)}: preprocessing.json applies to the whole input"
+                    self.builder.unmapped(Unmapped(layer_name, kind, "", reason))
+            steps = [step for _, _, layer_steps, _ in layers for step in layer_steps]
+            sample = self.builder.inputs[field_name].sample_shape
+            if layers[0][1] == "Rescaling" and len(sample) == 3 and sample[0] in (1, 3, 4):
+                steps.insert(0, DecodeImage(size=sample[1:], color={1: "grayscale", 3: "rgb", 4: "rgba"}[sample[0]]))
+            fields[field_name] = [step.to_json() for step in steps]
+        return fields or None
+
+
+def _keras_values(value) -> np.ndarray:
+    """A number or array of a Keras config (Keras 3 serialises arrays as {"class_name": "__numpy__", ...})."""
+    if isinstance(value, dict):
+        value = (value.get("config") or {}).get("value", value.get("value"))
+    return np.asarray(value, dtype=np.float64).reshape(-1)
+
+
+def _per_channel(values: np.ndarray, channels: int, what: str) -> list[float]:
+    if values.size == 1:
+        return [float(values[0])] * channels
+    if values.size != channels:
+        raise NoMapping(f"{what} of {values.size} values for {channels} features: tfn's preprocessing is per feature (axis 1)")
+    return [float(v) for v in values]
+
+
+def rescaling_steps(config: dict, weights: list, declared: TensorType) -> list:
+    """Rescaling(scale, offset): x * scale + offset, as `scale` (divide by 1 / scale) or, with an offset or a
+    scale per channel, `normalize` ((x - mean) / std, mean = -offset / scale, std = 1 / scale)."""
+    from tfn.runners.preprocessing import Normalize, Scale
+
+    scale, offset = _keras_values(config.get("scale", 1.0)), _keras_values(config.get("offset", 0.0))
+    if np.any(scale <= 0):
+        raise NoMapping(f"scale {scale.tolist()}: tfn's preprocessing divides by positive numbers")
+    if scale.size == 1 and not np.any(offset):
+        return [Scale(divide_by=float(1.0 / scale[0]))]
+    channels = declared.shape[1]
+    scales, offsets = _per_channel(scale, channels, "a scale"), _per_channel(offset, channels, "an offset")
+    return [Normalize(mean=[-o / s for o, s in zip(offsets, scales)], std=[1.0 / s for s in scales])]
+
+
+def normalization_steps(config: dict, weights: list, declared: TensorType) -> list:
+    """Normalization (adapted, or given mean and variance) over the feature axis: (x - mean) / max(sqrt(variance), 1e-7)."""
+    # the `normalize` kind, not `standard` (the same arithmetic): a standard step records how many training samples
+    # its statistics come from, and Keras 3 does not keep that (its `count` weight stays 0)
+    from tfn.runners.preprocessing import Normalize
+
+    if config.get("invert"):
+        raise NoMapping("invert: tfn's preprocessing normalises, it does not undo a normalisation")
+    axis = config.get("axis", -1)
+    axes = [] if axis is None else [axis] if isinstance(axis, int) else list(axis)
+    rank = declared.rank
+    if any(a % rank != rank - 1 for a in axes):
+        raise NoMapping(f"axis {axis}: tfn's preprocessing normalises per feature (Keras's last axis) or with one mean")
+    if config.get("mean") is not None:
+        mean, variance = _keras_values(config["mean"]), _keras_values(config["variance"])
+    elif len(weights) >= 2:
+        mean, variance = np.asarray(weights[0], np.float64).reshape(-1), np.asarray(weights[1], np.float64).reshape(-1)
+    else:
+        raise NoMapping("no mean and variance: the layer was never adapted")
+    channels = declared.shape[1]
+    std = np.maximum(np.sqrt(variance), 1e-7)  # Keras's backend epsilon
+    return [Normalize(mean=_per_channel(mean, channels, "a mean"), std=_per_channel(std, channels, "a variance"))]
+
+
+#: Keras's preprocessing layers that tfn takes into the model directory's preprocessing.json (contract 1)
+PREPROCESSING = {"Rescaling": rescaling_steps, "Normalization": normalization_steps}
 
 
 def tensor_id(scope: list[str], layer: str, node: int, tensor: int) -> str:
@@ -378,6 +490,7 @@ def read(path: Path, input_layout: str = "nchw") -> Imported:
         outputs = reader.model(config, [], None)
     except KeyError as exc:
         raise ImportFailed(f"{path}: error: the model config lacks {exc}: not a model saved by Keras") from None
+    preprocessing = reader.preprocessing_record()
     if builder.problems:
         raise unmappable_error(str(path), builder)
     refs = [builder.tensors[t].ref for t in outputs]
@@ -386,7 +499,8 @@ def read(path: Path, input_layout: str = "nchw") -> Imported:
     notes = []
     if not losses:
         losses = default_losses(builder, refs)
-    return Imported(config["config"].get("name", path.stem), path, fmt, versions, builder, refs, output_names, losses, optimizer((training or {}).get("optimizer") or (training or {}).get("optimizer_config")), notes=notes)
+    saved_optimizer = optimizer((training or {}).get("optimizer") or (training or {}).get("optimizer_config"))
+    return Imported(config["config"].get("name", path.stem), path, fmt, versions, builder, refs, output_names, losses, saved_optimizer, preprocessing, notes=notes)
 
 
 def _losses(builder: Builder, training: dict, outputs: list[str]) -> list[Loss]:

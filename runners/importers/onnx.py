@@ -17,6 +17,7 @@ import numpy as np
 
 from tfn.layers import TensorType
 from tfn.layers import imports as im
+from tfn.runners.importers import patterns
 from tfn.runners.importers.build import Builder, ImportFailed, Layer, Unmapped, unmappable_error, valid_name
 from tfn.runners.importers.directory import Imported, default_losses
 
@@ -58,12 +59,29 @@ def _fold(op: str, attrs: dict, values: list[np.ndarray | None], shapes: list) -
     if op == "Gather":
         return np.take(values[0], values[1].astype(np.int64), attrs.get("axis", 0))
     if op == "Cast":
-        return values[0].astype({1: np.float32, 6: np.int32, 7: np.int64, 11: np.float64, 9: np.bool_}.get(attrs.get("to"), values[0].dtype))
+        from tfn.layers.indexing import dtype_name
+
+        return values[0].astype(np.bool_ if attrs.get("to") == 9 else dtype_name("onnx", attrs.get("to", 1)) or values[0].dtype)
     if op == "CastLike":
         return values[0].astype(values[1].dtype)
+    if op == "Slice":
+        starts, ends = ([int(v) for v in values[i].reshape(-1)] for i in (1, 2))
+        axes = [int(v) for v in values[3].reshape(-1)] if len(values) > 3 and values[3] is not None else list(range(len(starts)))
+        steps = [int(v) for v in values[4].reshape(-1)] if len(values) > 4 and values[4] is not None else [1] * len(starts)
+        index = [slice(None)] * values[0].ndim
+        for axis, start, end, step in zip(axes, starts, ends, steps):
+            index[axis] = slice(start, end, step)
+        return values[0][tuple(index)]
+    if op == "Transpose":
+        return np.transpose(values[0], attrs.get("perm"))
+    if op in _ARITHMETIC:
+        return _ARITHMETIC[op](*values)
     if op == "Expand":
         return np.broadcast_to(values[0], np.broadcast_shapes(values[0].shape, tuple(int(d) for d in values[1]))).copy()
     return None
+
+
+_ARITHMETIC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
 
 
 def read(path: Path, outputs: list[str] | None) -> Imported:
@@ -104,12 +122,28 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
     folded_pads: dict[str, list[int]] = {}  # a conv/pool's output -> pads taken from a Pad before it
     skip: set[str] = set()
     used_weights: dict[tuple, str] = {}  # the initializers a node reads -> its tfn node (sharing)
+    fused_after: dict[str, str] = {}  # a bias Add folded into the layer before -> the tensor it adds to
+    for node in graph.node:
+        if node.op_type == "Constant":
+            attribute = node.attribute[0]
+            constants[node.output[0]] = numpy_helper.to_array(attribute.t) if attribute.type == onnx.AttributeProto.TENSOR else np.asarray(_attrs(node)[attribute.name])
+    for node in graph.node:  # arithmetic on constants ahead of the nodes that read it (a bias reshaped after its conv)
+        if node.op_type not in ("Constant", "CastLike") and node.input and all(i in constants for i in node.input if i):
+            folded = _fold(node.op_type, _attrs(node), [constants.get(i) if i else None for i in node.input], [None] * len(node.input))
+            if folded is not None:
+                constants[node.output[0]] = folded
+    functions, inside = _functions(graph, constants, wanted)
     for index, node in enumerate(graph.node):
         attrs = _attrs(node)
-        if node.op_type == "Constant":
-            from onnx import numpy_helper as nh
-
-            constants[node.output[0]] = nh.to_array(node.attribute[0].t) if node.attribute[0].type == onnx.AttributeProto.TENSOR else np.asarray(attrs[node.attribute[0].name])
+        name = node.name or node.output[0]
+        where = f"node {index} of the graph"
+        if node.op_type == "Constant" or name in inside and node.output[0] not in functions:
+            continue
+        if node.output[0] in functions:
+            m = functions[node.output[0]]
+            scope, node_name = _place(name, False, builder)
+            builder.add(Layer(name, m.kind, "onnx", m.attrs, [m.input], [m.output], scope=scope, node=node_name, where=f"{where} ({len(m.covered)} ops)"))
+            shapes[m.output] = shapes.get(m.input)
             continue
         values = [constants.get(i) if i else None for i in node.input]
         in_shapes = [shapes.get(i) for i in node.input]
@@ -125,15 +159,21 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
             builder.alias(node.output[0], node.input[0])
             shapes[node.output[0]] = shapes.get(node.input[0])
             continue
+        if node.output[0] in fused_after:  # a bias folded into the layer before: its output is what it adds to
+            builder.alias(node.output[0], fused_after[node.output[0]])
+            shapes[node.output[0]] = shapes.get(fused_after[node.output[0]])
+            continue
         if node.output[0] in skip:
             continue
-        name = node.name or node.output[0]
-        where = f"node {index} of the graph"
         data = [i for i in node.input if i and i not in constants]
         weight_names = [i for i in node.input if i and i in constants]
         weights = [constants[i] for i in weight_names]
+        sources = ["" if not i else "constant" if i in constants else "data" for i in node.input]
         if node.op_type in ("Conv", "ConvTranspose", "Gemm") and len(weight_names) > 1 and weight_names[-1] not in initializers and not np.any(weights[-1]):
             weights, weight_names = weights[:-1], weight_names[:-1]  # a zero bias the exporter made up: no variable
+            sources[len(sources) - 1 - sources[::-1].index("constant")] = ""
+        if node.op_type == "Split":
+            attrs.setdefault("num_outputs", len(node.output))
         if node.op_type == "Pad" and _fold_pad(node, readers, constants, weights, attrs, folded_pads, skip):
             builder.alias(node.output[0], node.input[0])
             shapes[node.output[0]] = shapes.get(node.input[0])
@@ -142,26 +182,29 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
             attrs["pads"] = folded_pads[node.output[0]]
         rule = table.get(node.op_type, (None, None))[1]
         fused = []
-        if rule is not None and rule.fuses and len(readers.get(node.output[0], [])) == 1:
-            follower = readers[node.output[0]][0]
-            others = [i for i in follower.input if i != node.output[0]]
-            if follower.op_type in rule.fuses and len(others) == 1 and others[0] in constants:
-                weights.append(constants[others[0]])
-                weight_names.append(others[0])
-                skip.add(follower.output[0])
-                fused.append(follower.output[0])
-        key = tuple(n for n in weight_names if n in initializers)
+        follower = _fused_follower(node, rule, readers, constants, len(shapes.get(data[0]) or ())) if len(weights) == 1 and data else None
+        if follower is not None:
+            add, through, bias = follower
+            weights.append(bias)
+            weight_names.append(next(i for i in add.input if i != through))
+            skip.add(add.output[0])
+            fused.append(add.output[0])
+            fused_after[add.output[0]] = through
+        # an op with variables is named after its initializers, and a second reader of them shares them;
+        # constants such as axes or scales are just arguments, which nodes may read in common
+        owner = table.get(node.op_type, (None, None))[0]
+        key = tuple(n for n in weight_names if n in initializers) if owner and im.carries_variables(owner) else ()
         share = used_weights.get(key) if key else None
         scope, node_name = _place(key[0] if key and share is None else name, bool(key) and share is None, builder)
-        layer = Layer(name, node.op_type, "onnx", attrs, data, list(node.output[:1]), weights, scope=scope, node=node_name, where=where, share=share, folded=fused)
+        read = [k for k, out in enumerate(node.output) if out and (out in readers or out in wanted)]
+        made_outputs = list(node.output[: max(read, default=0) + 1])
+        layer = Layer(name, node.op_type, "onnx", attrs, data, made_outputs, weights, scope=scope, node=node_name, where=where, share=share, folded=fused, sources=tuple(sources))
         made = builder.add(layer)
         if made is not None:
             if key and share is None:
                 used_weights[key] = made.name
-            shapes[node.output[0]] = [-1, *builder.tensors[node.output[0]].type.shape[1:]]
-            for tensor in fused:
-                builder.alias(tensor, node.output[0])
-                shapes[tensor] = shapes[node.output[0]]
+            for out in made_outputs:
+                shapes[out] = [-1, *builder.tensors[out].type.shape[1:]]
     if builder.problems:
         raise unmappable_error(str(path), builder)
     refs = [builder.tensors[o].ref for o in wanted]
@@ -169,6 +212,61 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
     versions = {"opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0), "producer": f"{model.producer_name} {model.producer_version}".strip()}
     name = meta.get("tfn.graph_name") or valid_name(path.stem)
     return Imported(name, path, "onnx", versions, builder, refs, wanted, default_losses(builder, refs), None)
+
+
+def _fused_follower(node, rule, readers: dict, constants: dict, rank: int):
+    """The Add after `node` that `rule` folds into it as its bias: (the Add, the tensor it adds to, the bias);
+    None when there is none. It follows directly, or, with one value per channel (axis 1), after Slices that
+    crop other axes only (a bias commutes with them: tfn's export of conv2d_transpose crops to SAME, then adds)."""
+    if rule is None or not rule.fuses:
+        return None
+    tensor, follower = node.output[0], _only_reader(readers, node.output[0])
+    through_slices = False
+    while follower is not None and follower.op_type == "Slice" and _crops_other_axes_than_channels(follower, constants, rank):
+        tensor, follower, through_slices = follower.output[0], _only_reader(readers, follower.output[0]), True
+    if follower is None or follower.op_type not in rule.fuses:
+        return None
+    others = [i for i in follower.input if i != tensor]
+    if len(others) != 1 or others[0] not in constants:
+        return None
+    channels = _per_channel(constants[others[0]], rank)
+    if channels is None and through_slices:
+        return None
+    return follower, tensor, constants[others[0]] if channels is None else channels
+
+
+def _only_reader(readers: dict, tensor: str):
+    found = readers.get(tensor, [])
+    return found[0] if len(found) == 1 else None
+
+
+def _crops_other_axes_than_channels(node, constants: dict, rank: int) -> bool:
+    """A Slice with constant arguments that leaves axes 0 and 1 whole."""
+    values = [constants.get(i) if i else None for i in node.input[1:5]]
+    if len(node.input) < 4 or any(v is None for v in values[:3]) or not rank:
+        return False
+    starts, ends, axes = (np.asarray(v, dtype=np.int64).reshape(-1) for v in values[:3])
+    steps = np.asarray(values[3], dtype=np.int64).reshape(-1) if len(values) > 3 and values[3] is not None else np.ones_like(starts)
+    for axis, start, end, step in zip(axes % rank, starts, ends, steps):
+        if axis in (0, 1) and not (start == 0 and end >= np.iinfo(np.int32).max and step == 1):
+            return False
+    return True
+
+
+def _per_channel(value: np.ndarray, rank: int) -> np.ndarray | None:
+    """A constant that broadcasts one value per channel over a rank-`rank` tensor ([C, 1, 1], [1, C, 1, 1]) as [C]."""
+    shape = (1,) * (rank - value.ndim) + value.shape
+    if rank > 2 and value.ndim <= rank and all(d == 1 for k, d in enumerate(shape) if k != 1):
+        return value.reshape(-1)
+    return None
+
+
+def _functions(graph, constants: dict, wanted: list[str]) -> tuple[dict, set]:
+    """Regions of element-wise nodes that compute one tfn op (gelu's Div, Erf, Add, Mul, Mul before opset 20):
+    ({the region's output: Match}, the names of the nodes they cover)."""
+    steps = [patterns.Step(n.name or n.output[0], n.op_type, tuple(i for i in n.input if i), n.output[0]) for n in graph.node if n.op_type != "Constant" and n.output]
+    matches = patterns.find(steps, constants.get, set(wanted))
+    return {m.output: m for m in matches}, {n for m in matches for n in m.covered}
 
 
 def _fold_pad(node, readers, constants, weights, attrs, folded_pads, skip) -> bool:

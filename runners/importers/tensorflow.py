@@ -19,10 +19,46 @@ import numpy as np
 
 from tfn.layers import TensorType
 from tfn.layers import imports as im
+from tfn.runners.importers import patterns
 from tfn.runners.importers.build import Builder, ImportFailed, Layer, Unmapped, unmappable_error, valid_name
 from tfn.runners.importers.directory import Imported, default_losses
 
 PASS_THROUGH = ("Identity", "ReadVariableOp", "StopGradient", "Snapshot", "PreventGradient")
+
+
+def _elementwise(function):
+    return lambda attrs, *values: function(*values)
+
+
+def _cast(attrs: dict, x: np.ndarray) -> np.ndarray:
+    from tfn.layers.indexing import dtype_name
+
+    return x.astype(dtype_name("tf", attrs["DstT"]) or x.dtype)
+
+
+def _strided_slice(attrs: dict, x, begin, end, strides) -> np.ndarray:
+    from tfn.layers.indexing import strided_index
+
+    return np.asarray(x[strided_index(begin.reshape(-1), end.reshape(-1), strides.reshape(-1), attrs)])
+
+
+#: the ops on constants a graph computes its shapes and reshaped weights with: evaluated here
+FOLDS = {
+    "StridedSlice": _strided_slice,
+    "Slice": lambda attrs, x, begin, size: x[tuple(slice(int(b), None if s == -1 else int(b + s)) for b, s in zip(begin, size))],
+    "Pack": lambda attrs, *xs: np.stack(xs, int(attrs.get("axis", 0))),
+    "ConcatV2": lambda attrs, *xs: np.concatenate([np.atleast_1d(x) for x in xs[:-1]], int(xs[-1])),
+    "Reshape": lambda attrs, x, shape: x.reshape([int(d) for d in shape.reshape(-1)]),
+    "Squeeze": lambda attrs, x: np.squeeze(x, tuple(attrs.get("squeeze_dims") or ()) or None),
+    "ExpandDims": lambda attrs, x, axis: np.expand_dims(x, int(axis)),
+    "Transpose": lambda attrs, x, perm: np.transpose(x, [int(p) for p in perm]),
+    "Prod": lambda attrs, x, axes: np.prod(x, axis=tuple(int(a) for a in axes.reshape(-1)), keepdims=bool(attrs.get("keep_dims"))),
+    "Fill": lambda attrs, dims, value: np.full([int(d) for d in dims], value),
+    "GatherV2": lambda attrs, x, ids, axis: np.take(x, ids, int(axis)),
+    "Cast": _cast,
+    **{op: _elementwise(f) for op, f in patterns.ELEMENTWISE.items() if op not in ("Cast", "CastLike", "Identity")},
+    **{op: _elementwise(f) for op, f in (("Maximum", np.maximum), ("Minimum", np.minimum), ("FloorDiv", np.floor_divide))},
+}
 VARIABLES = ("VariableV2", "Variable", "VarHandleOp")
 #: ops that make no tensor a model reads: never graph ends
 _NOT_ENDS = ("NoOp", "Assign", "AssignVariableOp", "SaveV2", "RestoreV2", "MergeV2Checkpoints", "VarIsInitializedOp")
@@ -43,10 +79,28 @@ def _attr(value):
     if kind == "shape":
         return None if value.shape.unknown_rank else [d.size for d in value.shape.dim]
     if kind == "tensor":
-        from tensorboard.util import tensor_util
-
-        return tensor_util.make_ndarray(value.tensor)
+        return _tensor_value(value.tensor)
     return getattr(value, kind) if kind else None
+
+
+def _tensor_value(tensor) -> np.ndarray:
+    """A TensorProto's value. TF writes a constant's repeated tail once (all zeros: no value at all), which
+    TensorBoard's make_ndarray reads only when one value stands for all: the rest repeats the last value."""
+    from tensorboard.compat.tensorflow_stub import dtypes
+    from tensorboard.util import tensor_util
+
+    shape = [d.size for d in tensor.tensor_shape.dim]
+    size = int(np.prod(shape, dtype=np.int64))
+    if tensor.tensor_content or tensor.dtype == dtypes.string.as_datatype_enum:
+        return tensor_util.make_ndarray(tensor)
+    dtype = dtypes.as_dtype(tensor.dtype).as_numpy_dtype
+    for values in (tensor.float_val, tensor.double_val, tensor.int_val, tensor.int64_val, tensor.bool_val, tensor.half_val):
+        if len(values):
+            if len(values) in (1, size):
+                return tensor_util.make_ndarray(tensor)
+            padded = list(values) + [values[-1]] * (size - len(values))
+            return np.asarray(padded, dtype=dtype).reshape(shape)
+    return np.zeros(shape, dtype=dtype)
 
 
 def _split(ref: str) -> tuple[str, int, bool]:
@@ -70,6 +124,9 @@ class GraphReader:
                 name, _, control = _split(ref)
                 if not control:
                     self.consumers.setdefault(name, []).append(n.name)
+        self.folded: dict[str, np.ndarray | None] = {}
+        self.waiting: set[str] = set()  # folds that read the Shape of a tensor not built yet: asked again later
+        self.builder: Builder | None = None  # while building: the types of computed tensors (Shape reads them)
 
     # --- constants -----------------------------------------------------------------
 
@@ -82,11 +139,15 @@ class GraphReader:
         return name
 
     def constant(self, ref: str) -> tuple[np.ndarray, str] | None:
-        """(value, name) when `ref` is a constant or a variable (through pass-through ops), else None."""
+        """(value, name) when `ref` is a constant, a variable or arithmetic on them (a Keras bias reshaped, a
+        flatten's shape: Shape, StridedSlice and Pack, the batch as -1), through pass-through ops; else None."""
         name = self.source(_split(ref)[0])
         node = self.nodes[name]
         if node.op == "Const":
             return np.asarray(_attr(node.attr["value"])), name
+        if node.op in FOLDS or node.op == "Shape":
+            value = self._fold(name)
+            return None if value is None else (value, name)
         if node.op in VARIABLES:
             if self.variables is None:
                 raise ImportFailed(f"{self.path}: error: the graph reads variable {name!r}: freeze it (convert_variables_to_constants) or import the checkpoint")
@@ -95,6 +156,36 @@ class GraphReader:
                 raise ImportFailed(f"{self.path}: error: the checkpoint holds no variable {key!r}")
             return self.variables[key], key
         return None
+
+    def _fold(self, name: str) -> np.ndarray | None:
+        """The value of a foldable node (memoised, None too), or None."""
+        if name in self.folded:
+            return self.folded[name]
+        node = self.nodes[name]
+        refs = [r for r in node.input if not _split(r)[2]]
+        if node.op == "Shape":
+            tensor = self.builder.tensors.get(self._tensor(refs[0])) if self.builder is not None else None
+            if tensor is None:
+                self.waiting.add(name)
+                return None
+            shape = list(tensor.type.shape)
+            if self.builder.channels_last and len(shape) >= 3:
+                shape = [shape[0], *shape[2:], shape[1]]
+            out_type = node.attr["out_type"].type if "out_type" in node.attr else 3
+            value = np.asarray([-1 if d is None else d for d in shape], dtype=np.int64 if out_type == 9 else np.int32)
+        else:
+            constants = [self.constant(r) for r in refs]
+            if any(c is None for c in constants):
+                if any(self.source(_split(r)[0]) in self.waiting for r in refs):
+                    self.waiting.add(name)
+                else:
+                    self.folded[name] = None
+                return None
+            attrs = {k: _attr(v) for k, v in node.attr.items() if k not in ("T", "_output_shapes")}
+            value = FOLDS[node.op](attrs, *(c[0] for c in constants))
+        self.waiting.discard(name)
+        self.folded[name] = np.asarray(value)
+        return self.folded[name]
 
     # --- outputs -------------------------------------------------------------------
 
@@ -105,7 +196,7 @@ class GraphReader:
         ends = [n for n in self.order if n not in self.consumers and self.nodes[n].op not in (*_NOT_ENDS, "Const", "Placeholder", *VARIABLES)]
         if len(ends) <= 1:
             return ends
-        plumbing = (*PASS_THROUGH, "Const", "Placeholder", *VARIABLES)
+        plumbing = (*PASS_THROUGH, "Const", "Placeholder", "Shape", *FOLDS, *VARIABLES)
         return [e for e in ends if all(self.nodes[n].op in table or self.nodes[n].op in plumbing for n in self.needed([e]))]
 
     def needed(self, outputs: list[str], control: bool = False) -> list[str]:
@@ -126,10 +217,24 @@ class GraphReader:
 
     def build(self, outputs: list[str]) -> tuple[Builder, list[str], list[str]]:
         builder = Builder("tf", channels_last=True, input_layout=self.input_layout)
+        self.builder = builder
         table = im.rules("tf")
         folded: dict[str, str] = {}  # a fused consumer -> the node it was folded into
-        for name in self.needed(outputs):
+        needed = self.needed(outputs)
+        outputs_read: dict[str, int] = {}  # a node -> how many of its outputs the model reads (the highest index + 1)
+        for ref in (r for n in needed for r in self.nodes[n].input if not _split(r)[2]):
+            name, index, _ = _split(ref)
+            outputs_read[name] = max(outputs_read.get(name, 0), index + 1)
+        functions = {m.end: m for m in self._functions(needed, outputs)}
+        inside = {n for m in functions.values() for n in m.covered}
+        for name in needed:
             node = self.nodes[name]
+            if name in functions:
+                m, (scope, node_name) = functions[name], builder.place(name)
+                builder.add(Layer(name, m.kind, "tf", m.attrs, [m.input], [m.output], scope=scope, node=node_name, where=f"node {name!r} ({len(m.covered)} ops)"))
+                continue
+            if name in inside:
+                continue
             if node.op == "Placeholder":
                 shape = _attr(node.attr["shape"]) if "shape" in node.attr else None
                 if not shape or any(d < 0 for d in shape[1:]):
@@ -140,26 +245,31 @@ class GraphReader:
                 dtype = {1: "float32", 2: "float64", 3: "int32", 9: "int64"}.get(node.attr["dtype"].type, "float32")
                 builder.add_input(f"{name}:0", name, TensorType((None, *channels_first(shape[1:])), dtype))
                 continue
-            if node.op in ("Const", *VARIABLES) or name in folded:
+            if node.op in ("Const", *VARIABLES) or name in folded or self.constant(name) is not None:
                 continue
             if node.op in PASS_THROUGH:
                 builder.alias(f"{name}:0", self._tensor(node.input[0]))
                 continue
-            inputs, weights, weight_names = [], [], []
+            if node.op == "Shape":  # of a tensor an earlier op could not make (reported there)
+                builder.rows.append({"source": name, "kind": "Shape", "where": f"node {name!r}", "op": None, "node": None, "reason": "not converted: an input could not be"})
+                continue
+            inputs, weights, weight_names, sources = [], [], [], []
             for ref in node.input:
                 if _split(ref)[2]:
                     continue
                 constant = self.constant(ref)
                 if constant is None:
                     inputs.append(self._tensor(ref))
+                    sources.append("data")
                 else:
                     weights.append(constant[0])
                     weight_names.append(constant[1])
+                    sources.append("constant")
             rule = table.get(node.op, (None, None))[1]
             output = f"{name}:0"
             fused = []
             consumers = self.consumers.get(name, [])
-            if rule is not None and rule.fuses and len(consumers) == 1 and self.nodes[consumers[0]].op in rule.fuses:
+            if rule is not None and rule.fuses and weights and len(consumers) == 1 and self.nodes[consumers[0]].op in rule.fuses:
                 follower = self.nodes[consumers[0]]
                 others = [r for r in follower.input if _split(r)[0] != name and not _split(r)[2]]
                 constant = self.constant(others[0]) if len(others) == 1 else None
@@ -170,15 +280,41 @@ class GraphReader:
                     fused.append(follower.name)
                     builder.alias(output, f"{follower.name}:0")
                     output = f"{follower.name}:0"
-            scope, node_name = builder.place(weight_names[0].rsplit("/", 1)[0] if weight_names and "/" in weight_names[0] else name)
+            scope, node_name = builder.place(_layer_path(weight_names[0]) if weight_names and "/" in weight_names[0] else name)
             where = f"node {name!r}" + (f" folding {', '.join(fused)}" if fused else "")
             attrs = {k: _attr(v) for k, v in node.attr.items() if k not in ("T", "_output_shapes")}
-            builder.add(Layer(name, node.op, "tf", attrs, inputs, [output], weights, scope=scope, node=node_name, where=where, folded=fused))
+            more = [f"{name}:{k}" for k in range(1, outputs_read.get(name, 1))]
+            layer = Layer(name, node.op, "tf", attrs, inputs, [output, *more], weights, scope=scope, node=node_name, where=where, folded=fused, sources=tuple(sources))
+            builder.add(layer)
+        self.builder = None
         return builder, [f"{self.source(o)}:0" for o in outputs], outputs
+
+    def _functions(self, needed: list[str], outputs: list[str]) -> list[patterns.Match]:
+        """Regions of element-wise ops that compute a function tfn has as one op (tf.nn.gelu's erf / tanh subgraph)."""
+        steps = []
+        for name in needed:
+            node = self.nodes[name]
+            if node.op in ("Const", "Placeholder", *VARIABLES, *PASS_THROUGH):
+                continue
+            steps.append(patterns.Step(name, node.op, tuple(self._tensor(r) for r in node.input if not _split(r)[2]), f"{name}:0"))
+
+        def value(tensor: str):
+            constant = self.constant(tensor)
+            return None if constant is None else constant[0]
+
+        return patterns.find(steps, value, {f"{self.source(o)}:0" for o in outputs})
 
     def _tensor(self, ref: str) -> str:
         name, index, _ = _split(ref)
         return f"{self.source(name)}:{index}"
+
+
+def _layer_path(weight: str) -> str:
+    """The layer a weight belongs to: `conv1/kernel` -> conv1; a TF 2 frozen resource
+    `model/conv/convolution/ReadVariableOp/resource` (no variable name left) -> model/conv/convolution."""
+    if weight.endswith("/resource"):
+        return weight.removesuffix("/resource").removesuffix("/ReadVariableOp")
+    return weight.rsplit("/", 1)[0]
 
 
 def _is_training(name: str, op: str) -> bool:

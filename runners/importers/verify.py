@@ -96,12 +96,14 @@ def _load_keras(path: Path, fmt: str):
 
 def verify(imported: Imported, model_dir: Path, *, samples: int = 2, seed: int = 0) -> list[Difference]:
     """The largest absolute and relative difference of each output between the original and the import."""
+    from tfn.runners.preprocessing import for_model
     from tfn.runners.session import load_model, run
 
     feeds = random_inputs(imported, samples, seed)
     expected = run_original(imported, feeds)
     model = load_model(model_dir)
-    got = run(model, feeds, imported.outputs).values
+    record = for_model(Path(model_dir))  # the original's own preprocessing layers became these steps
+    got = run(model, {name: record.feed_of_decoded(name, value) for name, value in feeds.items()}, imported.outputs).values
     out = []
     for name, node, want in zip(imported.output_names, imported.outputs, expected):
         mine = _source_layout(got[node], imported.builder.channels_last)

@@ -2,15 +2,21 @@
 
 Run with TensorFlow 2.x, Keras 3 and tf-keras installed (never a dependency of tfn):
 
-    TF_CPP_MIN_LOG_LEVEL=2 python tests/tf_reference/make_import_fixtures.py
+    TF_CPP_MIN_LOG_LEVEL=2 python tests/tf_reference/make_import_fixtures.py [GROUP ...]
+
+and the ONNX fixture (no TensorFlow: onnx and onnxruntime, tfn's test extra) with
+
+    python tests/tf_reference/make_import_fixtures.py onnx_ops
 
 It writes tests/fixtures/imports/: for each fixture NAME the model file
-(NAME.keras, NAME.h5, NAME.pb, or NAME.ckpt.* with NAME.ckpt.meta) and
-NAME.json (the versions that wrote it, the format, the parameter counts as
-Keras counts them, the input and output names) plus NAME.npz (fixed inputs
+(NAME.keras, NAME.h5, NAME.pb, NAME.onnx, or NAME.ckpt.* with NAME.ckpt.meta)
+and NAME.json (the versions that wrote it, the format, the parameter counts
+as Keras counts them, the input and output names) plus NAME.npz (fixed inputs
 and the original's outputs on them, float32). Keras 3 files are made in this
 process; tf.keras (legacy .h5) and TF 1.x graph files in a child process with
 TF_USE_LEGACY_KERAS=1, since tf.keras is chosen when TensorFlow is imported.
+GROUP names the functions below to run (default: every TensorFlow one), so
+that adding a fixture leaves the committed others as they are.
 Widths are small: the whole folder stays well under 2 MB.
 """
 
@@ -233,6 +239,63 @@ def keras3_recurrent() -> None:
     record("bidirectional", "keras3", path.name, versions, (trainable, 0), {"tokens": feed}, {"logits": np.asarray(model(feed, training=False))})
 
 
+def keras3_layers() -> None:
+    """Keras 3 layers mapped later: preprocessing (Rescaling, adapted Normalization) into preprocessing.json,
+    CenterCrop, RepeatVector, UpSampling1D/3D, Cropping1D/3D, Conv3D, an Activation('linear'), a 3-way Add."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    versions = {"tensorflow": tf.__version__, "keras": keras.__version__}
+    keras.utils.set_random_seed(3)
+    r = rng(70)
+    image = keras.Input((8, 8, 3), name="image")
+    h = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(image)
+    normalize = layers.Normalization(axis=-1, name="normalize")
+    normalize.adapt(r.uniform(-1, 0.6, (16, 8, 8, 3)).astype("float32") * np.array([1.0, 0.5, 2.0], "float32"))
+    h = normalize(h)
+    h = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(h)
+    h = layers.CenterCrop(5, 6, name="center")(h)
+    h = layers.GlobalAveragePooling2D(name="gap")(h)
+    a = layers.Dense(5, name="image_head")(h)
+
+    features = keras.Input((6,), name="features")
+    feature_norm = layers.Normalization(name="feature_norm")
+    feature_norm.adapt(r.normal(2.0, 3.0, (32, 6)).astype("float32"))
+    g = feature_norm(features)
+    g = layers.RepeatVector(4, name="repeat")(g)
+    g = layers.Conv1D(3, 2, padding="same", activation="elu", name="conv1d")(g)
+    g = layers.UpSampling1D(2, name="up1d")(g)
+    g = layers.Cropping1D((1, 2), name="crop1d")(g)
+    g = layers.Flatten(name="flat")(g)
+    b = layers.Dense(5, name="sequence_head")(g)
+
+    volume = keras.Input((4, 4, 4, 2), name="volume")
+    v = layers.Cropping3D(((1, 0), (0, 1), (1, 1)), name="crop3d")(volume)
+    v = layers.UpSampling3D((1, 2, 1), name="up3d")(v)
+    v = layers.Conv3D(3, 2, name="conv3d")(v)
+    v = layers.GlobalMaxPooling3D(name="gmp3d")(v)
+    c = layers.Dense(5, name="volume_head")(v)
+
+    y = layers.Add(name="sum")([a, b, c])
+    y = layers.Activation("linear", name="linear")(y)
+    y = layers.Softmax(name="probs")(y)
+    model = keras.Model([image, features, volume], y, name="keras_layers")
+    path = OUT / "keras_layers.keras"
+    model.save(path)
+    feeds = {
+        "image": rng(71).integers(0, 256, (2, 8, 8, 3)).astype("float32"),  # pixel values: the model rescales them
+        "features": rng(72).normal(2.0, 3.0, (2, 6)).astype("float32"),
+        "volume": rng(73).normal(size=(2, 4, 4, 4, 2)).astype("float32"),
+    }
+    out = np.asarray(model([feeds["image"], feeds["features"], feeds["volume"]], training=False))
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    frozen = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    # the Normalization layers' statistics (mean, variance, count) become preprocessing.json, not variables
+    in_preprocessing = sum(int(np.prod(w.shape)) for layer in (normalize, feature_norm) for w in layer.weights)
+    record("keras_layers", "keras3", path.name, versions, (trainable, frozen), feeds, {"probs": out}, {"params_in_preprocessing": in_preprocessing})
+
+
 def randomize_recurrent_bias(model, seed: int) -> None:
     """Recurrent biases away from zero (Keras initialises them to 0, the forget gate to 1)."""
     r = rng(seed)
@@ -327,7 +390,6 @@ def legacy() -> None:
     save("legacy_activations", model, {"hard_input": rng(27).normal(0, 3, size=(3, 5)).astype("float32")})
 
     tf1_graph(versions)
-    tf1_ops(versions)
 
 
 def tf1_graph(versions: dict) -> None:
@@ -405,15 +467,174 @@ def tf1_ops(versions: dict) -> None:
             record("tf1_ops_pb", "tf_graphdef", "tf1_ops.pb", versions, (trainable, 0), {"image": feed}, {"scores": scores})
 
 
+def tf1_more(versions: dict) -> None:
+    """A frozen TF 1.x graph of plumbing and resampling ops: Split/SplitV, StridedSlice (with shrink and new axes),
+    Slice, GatherV2 (constant indices, and batch_dims=1 with computed ones), Squeeze, ExpandDims, Tile, Pack, Cast,
+    BatchMatMulV2, MaxPoolWithArgmax, the Resize* corner rules, reductions, tf.nn.gelu (exact and tanh), a bias reshaped by
+    constant arithmetic and a flatten whose shape comes from tf.shape (Shape, StridedSlice, Pack)."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(2)
+        r = rng(80)
+        image = v1.placeholder(tf.float32, [None, 6, 6, 4], name="image")
+        sequence = v1.placeholder(tf.float32, [None, 5, 3], name="sequence")
+        ids = v1.placeholder(tf.int32, [None, 2], name="ids")
+        kernel = tf.constant(r.normal(0, 0.3, (3, 3, 4, 4)).astype("float32"))
+        bias = tf.squeeze(tf.reshape(tf.constant(r.normal(0, 0.3, 4).astype("float32")), [1, 4]))  # as Keras's frozen graphs hold it
+        h = tf.nn.bias_add(tf.nn.conv2d(image, kernel, 1, "SAME"), bias)
+        left, right = tf.split(h, 2, axis=-1)
+        top, middle, bottom = tf.split(h, [1, 3, 2], axis=1)
+        mixed = tf.nn.relu(left) * right  # [N, 6, 6, 2]
+        branches = [
+            v1.image.resize_nearest_neighbor(mixed, [9, 8], align_corners=True),
+            v1.image.resize_bicubic(mixed, [4, 5], half_pixel_centers=True),
+            v1.image.resize_area(h, [4, 3]),
+            v1.image.resize_bilinear(middle, [5, 4]),
+            h[:, 1:5, ::1, :3],  # StridedSlice of three axes
+            h[:, 2, :, tf.newaxis, 1:],  # shrink an axis, add one: [N, 6, 1, 3]
+            tf.slice(bottom, [0, 0, 1, 0], [-1, -1, 4, -1]),
+            tf.gather(h, [1, 2, 3], axis=2),
+            tf.gather(h, 4, axis=1),
+            tf.squeeze(tf.reduce_max(top, axis=[1], keepdims=True), [1]),
+            tf.tile(tf.expand_dims(tf.reduce_min(h, axis=[1, 2]), -1), [1, 1, 2]),
+            tf.stack([tf.reduce_sum(left, axis=[1, 2]), tf.reduce_mean(right, axis=[1, 2])], axis=1),
+            tf.nn.gelu(tf.transpose(mixed, [0, 2, 1, 3]), approximate=False),
+            tf.nn.gelu(sequence, approximate=True),
+            tf.matmul(sequence, sequence, transpose_b=True),  # BatchMatMulV2, [N, 5, 5]
+            tf.gather(tf.reduce_mean(h, axis=[1, 2]), ids, axis=1, batch_dims=1),
+            tf.cast(ids, tf.float32),
+            *(tf.cast(out, tf.float32) for out in tf.nn.max_pool_with_argmax(mixed, 2, 2, "VALID", include_batch_in_index=True)),
+        ]
+        flat = [tf.reshape(b, [tf.shape(b)[0], -1]) for b in branches]
+        features = tf.concat(flat, axis=1)
+        width = sum(int(np.prod(b.shape[1:])) for b in branches)
+        weights = tf.constant(r.normal(0, 0.1, (width, 6)).astype("float32"))
+        tf.identity(tf.matmul(features, weights), name="scores")
+        with v1.Session(graph=graph) as sess:
+            feeds = {
+                "image": rng(81).normal(size=(2, 6, 6, 4)).astype("float32"),
+                "sequence": rng(82).normal(size=(2, 5, 3)).astype("float32"),
+                "ids": rng(83).integers(0, 4, (2, 2)).astype("int32"),
+            }
+            scores = sess.run("scores:0", {f"{k}:0": v for k, v in feeds.items()})
+            frozen_def = v1.graph_util.convert_variables_to_constants(sess, graph.as_graph_def(), ["scores"])
+            (OUT / "tf1_more.pb").write_bytes(frozen_def.SerializeToString())
+            params = 3 * 3 * 4 * 4 + 4 + width * 6
+            record("tf1_more_pb", "tf_graphdef", "tf1_more.pb", versions, (params, 0), feeds, {"scores": scores})
+
+
+def onnx_ops() -> None:
+    """An ONNX graph (onnx.helper; outputs by onnxruntime) of the ops mapped later: Resize in four corner rules, Slice,
+    Gather, Squeeze, Unsqueeze, Split, Transpose, MatMul of two computed tensors, Tile, Cast, the reductions, PRelu,
+    LeakyRelu, Gelu and its Div-Erf-Add-Mul-Mul form, LRN, LayerNormalization and a Sum of three."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    r = rng(90)
+    inits: dict[str, np.ndarray] = {
+        "conv.weight": r.normal(0, 0.3, (4, 3, 3, 3)),
+        "conv.bias": r.normal(0, 0.3, 4),
+        "act.slope": r.uniform(0.05, 0.3, (4, 1, 1)),
+        "norm.scale": r.uniform(0.5, 1.5, 8),
+        "norm.bias": r.normal(0, 0.3, 8),
+    }
+    inits = {k: v.astype("float32") for k, v in inits.items()}
+    big = np.iinfo(np.int64).max
+
+    def const(name, value, dtype="int64"):
+        inits[name] = np.asarray(value, dtype=dtype)
+        return name
+
+    nodes = [
+        helper.make_node("Conv", ["x", "conv.weight", "conv.bias"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("PRelu", ["c", "act.slope"], ["p"]),
+        helper.make_node("LRN", ["p"], ["l"], size=3, alpha=0.3, beta=0.75, bias=1.5),
+        # Resize: TF 1.x's default, align_corners, half-pixel (linear) and half-pixel nearest, and an exact cubic
+        helper.make_node("Resize", ["l", "", const("s_up", [1, 1, 2, 1.5], "float32")], ["r1"], mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        helper.make_node("Resize", ["l", "", "", const("size_9", [9, 7])], ["r2"], mode="linear", coordinate_transformation_mode="half_pixel", axes=[2, 3]),
+        helper.make_node("Resize", ["l", "", const("s_down", [1, 1, 0.5, 0.5], "float32")], ["r3"], mode="linear", coordinate_transformation_mode="align_corners"),
+        helper.make_node("Resize", ["l", "", "", const("size_4", [4, 3])], ["r4"], mode="nearest", coordinate_transformation_mode="half_pixel", nearest_mode="round_prefer_ceil", axes=[2, 3]),
+        helper.make_node("Resize", ["l", "", const("s_cubic", [1, 1, 2, 2], "float32")], ["r5"], mode="cubic", coordinate_transformation_mode="asymmetric", cubic_coeff_a=-0.75),
+        helper.make_node("Slice", ["l", const("starts", [1, 0]), const("ends", [5, big]), const("slice_axes", [2, 3])], ["s"]),
+        helper.make_node("Gather", ["s", const("one", 2)], ["g1"], axis=2),  # [N, 4, 6]
+        helper.make_node("Gather", ["s", const("run", [1, 2, 3])], ["g2"], axis=3),  # [N, 4, 4, 3]
+        helper.make_node("ReduceMax", ["g2", const("last", [3])], ["g2max"], keepdims=1),
+        helper.make_node("Squeeze", ["g2max", const("squeeze_axes", [3])], ["sq"]),  # [N, 4, 4]
+        helper.make_node("Unsqueeze", ["g1", const("new_axes", [1, 4])], ["u"]),  # [N, 1, 4, 6, 1]
+        helper.make_node("Split", ["l", const("pieces", [1, 2, 1])], ["sp0", "sp1", "sp2"], axis=1),
+        helper.make_node("ReduceSum", ["sp1", const("spatial", [2, 3])], ["sp1sum"], keepdims=0),
+        helper.make_node("ReduceMin", ["sp2", const("spatial2", [2, 3])], ["sp2min"], keepdims=0),
+        helper.make_node("ReduceMean", ["sp0", const("spatial3", [2, 3])], ["sp0mean"], keepdims=0),
+        helper.make_node("Sum", ["sp0mean", "sp2min", "sp2min"], ["three"]),
+        helper.make_node("Transpose", ["g1"], ["t"], perm=[0, 2, 1]),  # [N, 6, 4]
+        helper.make_node("MatMul", ["g1", "t"], ["m"]),  # [N, 4, 4]
+        helper.make_node("LeakyRelu", ["m"], ["lr"], alpha=0.1),
+        helper.make_node("Gelu", ["lr"], ["ge"]),
+        helper.make_node("Tile", ["ge", const("repeats", [1, 1, 2])], ["tl"]),  # [N, 4, 8]
+        helper.make_node("LayerNormalization", ["tl", "norm.scale", "norm.bias"], ["ln"], axis=-1, epsilon=1e-5),
+        helper.make_node("Div", ["ln", const("sqrt2", 1.4142135, "float32")], ["erf_in"]),
+        helper.make_node("Erf", ["erf_in"], ["erf"]),
+        helper.make_node("Add", ["erf", const("one_f", 1.0, "float32")], ["erf1"]),
+        helper.make_node("Mul", ["ln", "erf1"], ["gx"]),
+        helper.make_node("Mul", ["gx", const("half", 0.5, "float32")], ["gelu2"]),
+        helper.make_node("Cast", ["ids"], ["idsf"], to=TensorProto.FLOAT),
+    ]
+    flat = []
+    for k, name in enumerate(["r1", "r2", "r3", "r4", "r5", "sq", "u", "sp1sum", "three", "gelu2", "idsf"]):
+        nodes.append(helper.make_node("Flatten", [name], [f"flat{k}"], axis=1))
+        flat.append(f"flat{k}")
+    nodes.append(helper.make_node("Concat", flat, ["features"], axis=1))
+    sizes = {"r1": 4 * 12 * 9, "r2": 4 * 9 * 7, "r3": 4 * 3 * 3, "r4": 4 * 4 * 3, "r5": 4 * 12 * 12, "sq": 16, "u": 24, "sp1sum": 2, "three": 1, "gelu2": 32, "idsf": 3}
+    inits["head.weight"] = r.normal(0, 0.05, (5, sum(sizes.values()))).astype("float32")
+    inits["head.bias"] = r.normal(0, 0.1, 5).astype("float32")
+    nodes.append(helper.make_node("Gemm", ["features", "head.weight", "head.bias"], ["scores"], transB=1))
+    graph = helper.make_graph(
+        nodes,
+        "onnx_ops",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6]), helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 3])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 5])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], producer_name="make_import_fixtures")
+    onnx.checker.check_model(model, full_check=True)
+    path = OUT / "onnx_ops.onnx"
+    onnx.save(model, str(path))
+    feeds = {"x": rng(91).normal(size=(2, 3, 6, 6)).astype("float32"), "ids": rng(92).integers(-3, 9, (2, 3)).astype("int64")}
+    (scores,) = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["scores"], feeds)
+    params = sum(int(v.size) for k, v in inits.items() if "." in k)
+    versions = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "opset": 20}
+    record("onnx_ops", "onnx", path.name, versions, (params, 0), feeds, {"scores": scores})
+
+
+#: the groups each process makes: Keras 3 here, tf.keras and TF 1.x graphs with TF_USE_LEGACY_KERAS=1
+KERAS3 = ("keras3", "keras3_more", "keras3_recurrent", "keras3_layers")
+LEGACY = ("legacy", "tf1_ops", "tf1_more")
+
+
 if __name__ == "__main__":
     OUT.mkdir(parents=True, exist_ok=True)
+    chosen = [a for a in sys.argv[1:] if not a.startswith("--")] or [*KERAS3, *LEGACY]
+    unknown = set(chosen) - {*KERAS3, *LEGACY, "onnx_ops"}
+    if unknown:
+        sys.exit(f"unknown group(s) {sorted(unknown)}; the groups are {', '.join([*KERAS3, *LEGACY, 'onnx_ops'])}")
     if "--legacy" in sys.argv:
-        legacy()
+        import tensorflow as tf
+        import tf_keras
+
+        tf_versions = {"tensorflow": tf.__version__, "tf_keras": tf_keras.__version__}
+        for group in chosen:
+            legacy() if group == "legacy" else globals()[group](tf_versions)
     else:
-        keras3()
-        keras3_more()
-        keras3_recurrent()
-        env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
-        subprocess.run([sys.executable, __file__, "--legacy"], check=True, env=env)
+        for group in chosen:
+            if group in KERAS3 or group == "onnx_ops":
+                globals()[group]()
+        legacy_groups = [g for g in chosen if g in LEGACY]
+        if legacy_groups:
+            env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
+            subprocess.run([sys.executable, __file__, "--legacy", *legacy_groups], check=True, env=env)
     (OUT / "checkpoint").unlink(missing_ok=True)  # the Saver's state file: tfn takes the prefix
     print(f"wrote {OUT}")
