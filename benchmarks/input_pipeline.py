@@ -81,7 +81,10 @@ def training_rate(directory: Path, source: str) -> float:
     from tfn import specs
     from tfn.runners.train import train
 
-    data = overrides(directory, None) if source == "folder" else ["data.samples={train: 20000, validation: 0, test: 0}"]
+    if source == "memory":
+        data = ["data.samples={train: 20000, validation: 0, test: 0}"]
+    else:  # folder, or folder:WORKERS
+        data = overrides(directory, int(source.split(":")[1]) if ":" in source else None)
     loaded = specs.load("vgg_small", [*data, f"train.log_every={LOG_EVERY}", "train.epochs=1"])
     with tempfile.TemporaryDirectory() as tmp:
         train(loaded, out=Path(tmp) / "run", steps=STEPS, quiet=True)
@@ -107,7 +110,8 @@ def main() -> None:
     generate(images, args.images)
     print(f"{args.images} images in {images} ({time.perf_counter() - start:.0f} s to generate or find)", file=sys.stderr)
     runs = [("pipeline, workers 0 (default)", "pipeline", "0"), ("pipeline, workers 1", "pipeline", "1"), ("pipeline, workers 2", "pipeline", "2")]
-    runs += [("train from the folder (default)", "train", "folder"), ("train from memory", "train", "memory")]
+    runs += [("train from the folder (default)", "train", "folder"), ("train from the folder, workers 1", "train", "folder:1")]
+    runs += [("train from the folder, workers 2", "train", "folder:2"), ("train from memory", "train", "memory")]
     results: dict[str, list[float]] = {label: [] for label, _, _ in runs}
     loads = []
     for round_ in range(args.rounds):
