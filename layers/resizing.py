@@ -146,7 +146,7 @@ _ONNX_METHODS = {"nearest": "NEAREST", "linear": "BILINEAR", "cubic": "BICUBIC"}
 _ONNX_RESIZE = {
     ("NEAREST", False, False): {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
     ("NEAREST", True, False): {"mode": "nearest", "coordinate_transformation_mode": "align_corners", "nearest_mode": "round_prefer_ceil"},
-    ("NEAREST", False, True): {"mode": "nearest", "coordinate_transformation_mode": "tf_half_pixel_for_nn", "nearest_mode": "floor"},
+    ("NEAREST", False, True): {"mode": "nearest", "coordinate_transformation_mode": "half_pixel", "nearest_mode": "round_prefer_ceil"},
     ("BILINEAR", False, False): {"mode": "linear", "coordinate_transformation_mode": "asymmetric"},
     ("BILINEAR", True, False): {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
     ("BILINEAR", False, True): {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
