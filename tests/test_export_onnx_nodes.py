@@ -7,7 +7,7 @@ import pytest
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
-# every corner rule ONNX's Resize computes, chained through up- and down-sampling; two LRNs (one of TF's defaults)
+# every corner rule ONNX's Resize computes, chained through up- and down-sampling; three LRNs (TF's defaults, AlexNet's)
 NODES_SPEC = """
 version: 1
 name: onnx_nodes
@@ -17,6 +17,7 @@ model:
   layers:
     - {name: lrn, op: local_response_normalization, depth_radius: 2, bias: 2.0, alpha: 0.3, beta: 0.75}
     - {name: lrn_defaults, op: local_response_normalization}
+    - {name: lrn_alexnet, op: local_response_normalization, depth_radius: 2, bias: 2.0, alpha: 1.0e-4, beta: 0.75}
     - {name: nearest, op: resize, size: [7, 9], method: NEAREST}
     - {name: nearest_corners, op: resize, size: [5, 6], method: NEAREST, align_corners: true}
     - {name: nearest_centres, op: resize, size: [10, 12], method: NEAREST, half_pixel_centers: true}   # x2: also TF's default rule
@@ -78,7 +79,7 @@ def exported(tmp_path_factory):
 def test_lrn_and_resize_are_onnx_nodes(exported):
     model, path, proto = exported
     ops = [n.op_type for n in proto.graph.node]
-    assert ops.count("LRN") == 2 and ops.count("Resize") == 6
+    assert ops.count("LRN") == 3 and ops.count("Resize") == 6
     assert not {"Pow", "AveragePool", "Div", "Gather", "ReduceSum"} & set(ops), ops
     lrn = {a.name: a for a in next(n for n in proto.graph.node if n.op_type == "LRN").attribute}
     # ONNX divides alpha by the window, as PyTorch does: TF's alpha 0.3 over a window of 5
@@ -107,17 +108,18 @@ def test_onnx_lrn_is_tfs_lrn(write_spec, tmp_path):
     from tests.test_ops_tensor import lrn_reference
 
     layers, _ = NODES_SPEC.split("    - {name: nearest,")
-    spec = layers + "loss: {op: mean_squared_error, predictions: lrn_defaults, labels: target}\ndata: {source: synthetic, fields: {image: {shape: [6, 4, 5]}, target: {shape: [6, 4, 5]}}}\n"
+    spec = layers + "loss: {op: mean_squared_error, predictions: lrn_alexnet, labels: target}\ndata: {source: synthetic, fields: {image: {shape: [6, 4, 5]}, target: {shape: [6, 4, 5]}}}\n"
     model, path, proto = _export(write_spec(spec), tmp_path)
-    assert [n.op_type for n in proto.graph.node] == ["LRN", "LRN"]
+    assert [n.op_type for n in proto.graph.node] == ["LRN", "LRN", "LRN"]
     x, got, want = _onnxruntime_and_tfn(model, path)
     # TF's definition in float64: alpha on the plain sum of squares (TF's defaults: radius 5, bias 1, alpha 1, beta 0.5)
-    reference = lrn_reference(lrn_reference(x.astype(np.float64), 2, 2.0, 0.3, 0.75), 5, 1.0, 1.0, 0.5)
+    reference = lrn_reference(lrn_reference(lrn_reference(x.astype(np.float64), 2, 2.0, 0.3, 0.75), 5, 1.0, 1.0, 0.5), 2, 2.0, 1e-4, 0.75)
     np.testing.assert_allclose(got, reference, rtol=1e-5)
     np.testing.assert_allclose(want, reference, rtol=1e-5)
 
 
 def test_the_importer_maps_each_resize_and_lrn_back_to_its_parameters(exported, tmp_path):
+    """The same parameters, alpha 1e-4 included (ONNX stores float32: read back as its shortest decimal)."""
     from tfn.runners.importers import read, write
     from tfn.runners.session import load_model
 
