@@ -211,6 +211,13 @@ class Op:
     def build(self, p: Params, inputs: Sequence[TensorType]) -> Kernel:
         raise NotImplementedError(f"op {self.name} has no PyTorch builder")
 
+    def build_onnx(self, p: Params, inputs: Sequence[TensorType]) -> Kernel | None:
+        """The kernel ONNX export traces instead of `build`'s, for a node ONNX has exactly: it computes
+        what `build`'s kernel computes through a custom op of layers/onnx_nodes.py, which the exporter
+        writes as that ONNX node (LRN, Resize). None (the default): export traces `build`'s kernel,
+        and ONNX gets the torch ops it runs."""
+        return None
+
     def takes_window_maximum(self, p: Params) -> bool:
         """Whether each output is the maximum of a window of the (single) input and nothing else
         (max pooling): an op that `commutes_with_max` may then run after it."""

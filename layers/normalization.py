@@ -281,6 +281,13 @@ class LocalResponseNormalization(Op):
 
         return local_response_normalization
 
+    def build_onnx(self, p, inputs):
+        from tfn.layers import onnx_nodes
+
+        window = 2 * p.depth_radius + 1
+        # ONNX's LRN divides alpha by the window, as PyTorch's does; its window is TF's when odd
+        return onnx_nodes.as_kernel(self.name, onnx_nodes.lrn, window, p.alpha * window, p.beta, p.bias)
+
 
 @register
 class LayerNormalization(Op):

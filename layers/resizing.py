@@ -140,6 +140,41 @@ def tf_resize_matrix(method: str, n_in: int, n_out: int, align_corners: bool, ha
 _ONNX_METHODS = {"nearest": "NEAREST", "linear": "BILINEAR", "cubic": "BICUBIC"}
 
 
+#: ONNX Resize's attributes for the TF 1.x resizes (method, align_corners, half_pixel_centers) it can compute:
+#: tfn exports a node as this Resize where the two maps are equal for its sizes (:func:`onnx_resize_computes`).
+#: TF's bicubic reads a coefficient table, and AREA is no ONNX mode: they export as their arithmetic.
+_ONNX_RESIZE = {
+    ("NEAREST", False, False): {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+    ("NEAREST", True, False): {"mode": "nearest", "coordinate_transformation_mode": "align_corners", "nearest_mode": "round_prefer_ceil"},
+    ("NEAREST", False, True): {"mode": "nearest", "coordinate_transformation_mode": "half_pixel", "nearest_mode": "round_prefer_ceil"},
+    ("BILINEAR", False, False): {"mode": "linear", "coordinate_transformation_mode": "asymmetric"},
+    ("BILINEAR", True, False): {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+    ("BILINEAR", False, True): {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
+}
+
+
+def onnx_resize_attributes(method: str, align_corners: bool, half_pixel_centers: bool) -> dict | None:
+    """The attributes of the ONNX Resize that computes this TF 1.x resize; None where ONNX has none."""
+    return _ONNX_RESIZE.get((method, align_corners, half_pixel_centers))
+
+
+def onnx_resize_computes(method: str, align_corners: bool, half_pixel_centers: bool, in_size, out_size) -> bool:
+    """Whether ONNX's Resize (:func:`onnx_resize_attributes`, given the output sizes) samples exactly
+    the taps of this resize from `in_size` to `out_size`, axis by axis (float32 coordinates, as onnxruntime)."""
+    import numpy as np
+
+    attributes = onnx_resize_attributes(method, align_corners, half_pixel_centers)
+    if attributes is None:
+        return False
+    mode, transform = attributes["mode"], attributes["coordinate_transformation_mode"]
+    for n_in, n_out in zip(in_size, out_size):
+        scale = np.float32(n_out) / np.float32(n_in)
+        onnx_map = onnx_resize_matrix(mode, transform, attributes.get("nearest_mode", "round_prefer_floor"), -0.75, False, n_in, n_out, scale)
+        if np.abs(onnx_map - tf_resize_matrix(method, n_in, n_out, align_corners, half_pixel_centers)).max() >= 1e-6:
+            return False
+    return True
+
+
 def onnx_resize(f: im.Foreign) -> im.Emitted:
     """ONNX Resize (opset 10 on) of the spatial axes of [N, C, H, W]: the TF 1.x resize (method, align_corners,
     half_pixel_centers) whose taps are ONNX's for these sizes, found by comparing the two linear maps; refused
@@ -180,7 +215,9 @@ def onnx_resize(f: im.Foreign) -> im.Emitted:
     ]
     f.require(all(m is not None for m in onnx_maps), f"coordinate_transformation_mode {transform}")
     worst = np.inf
-    for align, half in ((False, False), (True, False), (False, True)):
+    # the corner rule this transform states comes first: where several give the same taps it is the one exported
+    rules = sorted(((False, False), (True, False), (False, True)), key=lambda rule: (_ONNX_RESIZE.get((method, *rule)) or {}).get("coordinate_transformation_mode") != transform)
+    for align, half in rules:
         if method == "NEAREST" or not (align and half):
             tf_maps = [tf_resize_matrix(method, n, m, align, half) for n, m in zip(dims[2:], out)]
             difference = max(float(np.abs(t - o).max()) for t, o in zip(tf_maps, onnx_maps))
@@ -388,6 +425,15 @@ class Resampling(Op):
 
         resize.__name__ = self.name
         return resize
+
+    def build_onnx(self, p, inputs):
+        x = inputs[0]
+        size, method, align, half = self.geometry(p, x)
+        if not x.dtype.startswith("float") or not onnx_resize_computes(method, align, half, x.shape[2:], size):
+            return None
+        from tfn.layers import onnx_nodes
+
+        return onnx_nodes.as_kernel(self.name, onnx_nodes.resize, list(size), method, align, half)
 
 
 #: TF 1.x's resize op for each method (what TensorBoard's Graphs tab shows)

@@ -92,6 +92,8 @@ def _torch_export(module, inputs: list[str], outputs: list[str], types: dict[str
     except ImportError:
         raise ExportError("--format onnx: error: ONNX export needs the onnx extra: pip install 'tfn[onnx]'") from None
 
+    from tfn.layers.onnx_nodes import translation_table
+
     graph = module.graph
     types = types or {name: graph.type_of(name) for name in inputs}
     batch = torch.export.Dim("batch", min=1)
@@ -129,6 +131,8 @@ def _torch_export(module, inputs: list[str], outputs: list[str], types: dict[str
             # the optimizer folds constants into others (a zero bias vanishes, BN merges into its conv):
             # every variable stays an initializer under its graph name, so `tfn import` gets the model back
             optimize=False,
+            # the ops ONNX has as one node (LRN, Resize) are written as that node: layers/onnx_nodes.py
+            custom_translation_table=translation_table(ONNX_OPSET),
         )
 
 

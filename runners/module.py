@@ -105,6 +105,7 @@ class GraphModule(nn.Module):
         for pair in rewrites.find_pairs(graph, rewrites.enabled()):
             self._add_pair(pair)
         self._plans: dict[tuple, list[_Step]] = {}
+        self._export_kernels: dict[str, Callable] | None = None  # built on the first as_written run
         self._channels_last = False
         #: how files become the inputs (a model directory's record; tfn.runners.session.load_model sets it)
         self.preprocessing = Preprocessing()
@@ -184,8 +185,10 @@ class GraphModule(nn.Module):
 
     def forward(self, feeds: Mapping[str, torch.Tensor], fetches: Sequence[str], as_written: bool = False) -> dict[str, torch.Tensor]:
         """The fetched tensors. `as_written` runs every node by its own kernel with no memory-format
-        copies: the arithmetic the graph states, for export to trace."""
+        copies: the arithmetic the graph states, for export to trace; a node of an op with an
+        export-time kernel (Op.build_onnx: one ONNX node computes it) runs that one."""
         channels_last = self._channels_last and not as_written
+        kernels = self.export_kernels() if as_written else {}
         if channels_last:
             feeds = {k: to_channels_last(t) for k, t in feeds.items()}
         values: dict[Ref, torch.Tensor] = {split_ref(ref): tensor for ref, tensor in feeds.items()}
@@ -199,13 +202,21 @@ class GraphModule(nn.Module):
             if step.device is not None:
                 xs = [x if x.device == step.device else x.to(step.device) for x in xs]
                 v = {role: t if t.device == step.device else t.to(step.device) for role, t in v.items()}
-            out = step.kernel(xs, v, training)
+            out = kernels.get(step.name, step.kernel)(xs, v, training)
             for index, tensor in enumerate(out if isinstance(out, tuple) else (out,)):
                 if channels_last:
                     # some kernels (reshape, pad, concat, a one-channel output) answer channels-first
                     tensor = to_channels_last(tensor)
                 values.setdefault((step.name, index), tensor)  # a fed output stays as fed
         return {f: values[split_ref(f)] for f in fetches}
+
+    def export_kernels(self) -> dict[str, Callable]:
+        """The export-time kernel of each node whose op has one (Op.build_onnx), by node name."""
+        if self._export_kernels is None:
+            graph = self.graph
+            built = {node.name: layers.get(node.op).build_onnx(node.params, [graph.type_of(r) for r in node.inputs]) for node in graph.nodes}
+            self._export_kernels = {name: kernel for name, kernel in built.items() if kernel is not None}
+        return self._export_kernels
 
     def replace_kernel(self, node: str, kernel: Callable) -> None:
         """Run `node` through another kernel of the same contract (e.g. a synchronised batch norm).

@@ -25,8 +25,6 @@ def _trained_like(name: str):
 # What tfn's ONNX export writes for these ops the importer does not map back: the import refuses the file,
 # naming each node and why (a fix of one makes its test fail: move the example to the round trip below)
 NOT_IMPORTED = {
-    # resize exports as Gathers of tap pairs and arithmetic, local_response_normalization as Pow / Div
-    "alexnet_small": ["Gather 'node_index_select' (node ", "tfn's slice takes one run of consecutive indices", "Pow '", "Div '", "tfn has no op it maps to"],
     # embedding exports as a Gather of a constant table, lstm as ONNX LSTM with its sequence_length mask (Range, Less, ...)
     "text_lstm": ["Gather 'node_embedding' (node 3 of the graph): a lookup in a constant table (an embedding)", "LSTM '", "Range '"],
 }

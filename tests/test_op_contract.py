@@ -166,6 +166,22 @@ def test_inputs_are_not_modified_in_place(name):
         assert torch.equal(x, b)
 
 
+def _exports_as_an_onnx_node(name: str) -> bool:
+    op = OPS[name]
+    p = example_params(op)
+    return op.build_onnx(p, example_types(op, p)) is not None
+
+
+@pytest.mark.parametrize("name", [n for n in OPS if _exports_as_an_onnx_node(n)])
+def test_the_export_kernel_computes_what_the_kernel_computes(name):
+    """Op.build_onnx is a promise: ONNX export traces its kernel (one ONNX node) in place of build's."""
+    op = OPS[name]
+    p = example_params(op)
+    types, xs, variables = example_tensors(op, p)
+    export = op.build_onnx(p, types)(xs, variables, False)
+    torch.testing.assert_close(export, run(op, p, types, xs, variables, training=False)[0], rtol=1e-12, atol=1e-12)
+
+
 @names
 def test_evaluation_batch_equals_single_examples(name):
     op = OPS[name]

@@ -30,6 +30,9 @@ def _attrs(node) -> dict:
     out = {}
     for a in node.attribute:
         value = helper.get_attribute_value(a)
+        if a.type == a.FLOAT:
+            # ONNX stores float32: the shortest decimal of that float32 (an LRN's alpha 1e-4, not 0.000100000005)
+            value = float(str(np.float32(value)))
         out[a.name] = value.decode() if isinstance(value, bytes) else list(value) if isinstance(value, (list, tuple)) else value
     return out
 
