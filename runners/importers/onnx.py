@@ -196,7 +196,9 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
         # an op with variables is named after its initializers, and a second reader of them shares them;
         # constants such as axes or scales are just arguments, which nodes may read in common
         owner = table.get(node.op_type, (None, None))[0]
-        key = tuple(n for n in weight_names if n in initializers) if owner and im.carries_variables(owner) else ()
+        # (a Gather of an initializer table is an embedding: layers/indexing.py's table_lookup)
+        reads_table = node.op_type == "Gather" and node.input[0] in initializers
+        key = tuple(n for n in weight_names if n in initializers) if owner and (im.carries_variables(owner) or reads_table) else ()
         share = used_weights.get(key) if key else None
         scope, node_name = _place(key[0] if key and share is None else name, bool(key) and share is None, builder)
         read = [k for k, out in enumerate(node.output) if out and (out in readers or out in wanted)]
