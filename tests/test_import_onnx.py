@@ -22,28 +22,7 @@ def _trained_like(name: str):
     return model
 
 
-# What tfn's ONNX export writes for these ops the importer does not map back: the import refuses the file,
-# naming each node and why (a fix of one makes its test fail: move the example to the round trip below)
-NOT_IMPORTED = {
-    # lstm with a sequence_length exports as ONNX LSTM with its mask arithmetic (Range, Less, ...); its embedding imports
-    "text_lstm": ["LSTM '", "Range '"],
-}
-
-
-@pytest.mark.parametrize("name", sorted(NOT_IMPORTED))
-def test_an_export_the_importer_cannot_map_is_refused_node_by_node(name, tfn_cli, tmp_path):
-    from tfn.runners.api import export_onnx
-    from tfn.runners.session import load_model
-
-    export_onnx(load_model(name), tmp_path / "model.onnx")
-    code, out, err = tfn_cli("import", str(tmp_path / "model.onnx"), "-o", str(tmp_path / "imported"))
-    assert code == 2 and "Traceback" not in err and not (tmp_path / "imported").exists()
-    assert err.startswith(f"{tmp_path / 'model.onnx'}: error: ") and "layer(s) or op(s) cannot be imported" in err
-    for fragment in NOT_IMPORTED[name]:
-        assert fragment in err
-
-
-@pytest.mark.parametrize("name", [n for n in example_names() if n not in NOT_IMPORTED])
+@pytest.mark.parametrize("name", example_names())
 def test_export_then_import_gives_the_model_back(name, tmp_path):
     from tfn.runners.api import export_onnx
     from tfn.runners.importers import read, write
@@ -61,7 +40,12 @@ def test_export_then_import_gives_the_model_back(name, tmp_path):
     for variable_name, value in original.variables().items():
         np.testing.assert_array_equal(weights[variable_name], value.detach().numpy())
     rng = np.random.default_rng(0)
-    feeds = {i.name: rng.standard_normal((3, *i.type.sample_shape)).astype(np.float32) for i in original.graph.inputs if i.name in imported.builder.inputs}
+    ranges = original.graph.integer_input_ranges()  # ids and lengths (text_lstm): each in its range
+    feeds = {
+        i.name: rng.integers(*ranges[i.name], (3, *i.type.sample_shape)) if i.name in ranges else rng.standard_normal((3, *i.type.sample_shape)).astype(np.float32)
+        for i in original.graph.inputs
+        if i.name in imported.builder.inputs
+    }
     want = run(original, feeds, list(original.graph.outputs)).values
     got = run(model, feeds, imported.outputs).values
     for output, node in zip(original.graph.outputs, imported.outputs):
