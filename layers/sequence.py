@@ -10,7 +10,8 @@ torch's gate order, and through a step loop where they do not (GRU that
 resets before the recurrent matmul: Keras reset_after=False, TF 1.x GRUCell).
 `sequence_length` (dynamic_rnn's meaning) masks the outputs of a run over the
 padded batch; only an LSTM's final c needs the batch packed, and under ONNX
-export (packing is not exportable) a step loop gives it.
+export (packing is not exportable) a step loop gives it. A forward LSTM over
+lengths exports as one ONNX LSTM with sequence_lens (LSTM.build_onnx).
 """
 
 from __future__ import annotations
