@@ -403,6 +403,34 @@ def keras_bidirectional(f: Foreign) -> Emitted:
     return Emitted({**attrs, "bidirectional": mode}, forward | backward, op="lstm" if kind == "LSTM" else "gru")
 
 
+def onnx_lstm(f: Foreign) -> Emitted:
+    """ONNX LSTM (forward, default activations, zero initial states, no peepholes), its X a Transpose [2, 0, 1]
+    of a sequence [N, F, T] and its outputs read through Squeezes, as tfn's export writes an lstm (the importer
+    passes that layout through: `tfn_layout`): a keras-convention lstm, ONNX's gate blocks i, o, f, c reordered
+    to i, f, c, o, its two biases added; sequence_lens (computed) is the lstm's lengths input."""
+    import numpy as np
+
+    f.require(bool(f.attrs.get("tfn_layout")), "X is not a Transpose [2, 0, 1] of a sequence [N, F, T] with its outputs read through Squeezes (tfn's lstm takes [N, F, T])")
+    f.require(f.attr("direction", "forward") == "forward", f"direction {f.attr('direction', 'forward')}: the importer maps forward LSTMs")
+    activations = f.attr("activations", ["Sigmoid", "Tanh", "Tanh"])
+    f.require(list(activations) == ["Sigmoid", "Tanh", "Tanh"], f"activations {activations}: tfn's lstm uses sigmoid and tanh")
+    f.require("clip" not in f.attrs and not f.attr("input_forget", 0) and not f.attr("layout", 0), "clip, input_forget or layout 1: tfn's lstm has none")
+    sources = f.sources + ("",) * (8 - len(f.sources))
+    f.require(all(s == "constant" for s in sources[1:3]) and sources[3] in ("constant", ""), "W, R and B are not constants")
+    f.require(sources[4] in ("data", "") and not any(sources[5:]), "initial states, peepholes or constant sequence_lens: tfn's lstm starts from zeros")
+    w, r = f.constant(1)[0], f.constant(2)[0]
+    u = int(f.attr("hidden_size", r.shape[-1]))
+    b = f.constant(3)[0] if sources[3] else np.zeros(8 * u, w.dtype)
+    f.require(w.shape[0] == 4 * u and r.shape == (4 * u, u) and b.shape == (8 * u,), f"W {w.shape}, R {r.shape}, B {b.shape} do not fit hidden_size {u}")
+
+    def keras_order(t):
+        return np.concatenate([t[k * u : (k + 1) * u] for k in (0, 2, 3, 1)])  # i, o, f, c -> i, f, c, o
+
+    read = f.attr("tfn_outputs_read")
+    attrs = {"units": u, "return_sequences": bool(read[0]), "return_state": bool(read[2] or read[0] and read[1])}
+    return Emitted(attrs, {"kernel": keras_order(w), "recurrent_kernel": keras_order(r), "bias": keras_order(b[: 4 * u] + b[4 * u :])})
+
+
 # --- the mapping table (docs/import.md) ------------------------------------------
 
 _COLUMNS = (("keras", "Keras layer"), ("keras_activation", "Keras activation"), ("keras_loss", "Keras loss"), ("tf", "TensorFlow op"), ("onnx", "ONNX op"))

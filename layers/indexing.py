@@ -146,9 +146,12 @@ def keras_cropping_nd(f: im.Foreign) -> im.Emitted:
 def gather_indices(f: im.Foreign) -> im.Emitted:
     """TF GatherV2 / ONNX Gather. Constant indices (one index, or a run of consecutive ones) are a slice, each index
     of the axis repeated alike (nearest-neighbour upsampling) reshape + tile + reshape; TF's
-    batch_dims=1 of two computed tensors is tfn's gather; reading a constant table (an embedding) has no mapping."""
+    batch_dims=1 of two computed tensors is tfn's gather; ONNX's lookup of computed ids in a constant table is an
+    embedding (:func:`table_lookup`)."""
     import numpy as np
 
+    if f.constant(0) is not None and f.framework == "onnx":
+        return table_lookup(f)
     f.require(f.constant(0) is None, "a lookup in a constant table (an embedding): tfn's gather takes its params from the graph")
     axis = int(f.constant(2) if f.framework == "tf" else f.attr("axis", 0))
     ids = f.constant(1)
@@ -178,6 +181,22 @@ def gather_indices(f: im.Foreign) -> im.Emitted:
         )
         index[axis] = slice(flat[0], flat[-1] + 1)
     return indexed(f, tuple(index))
+
+
+def table_lookup(f: im.Foreign) -> im.Emitted:
+    """ONNX Gather of computed integer ids [N, ...] from a constant table [V, D] on axis 0 (how tfn's own export,
+    and PyTorch's nn.Embedding, write an embedding): tfn's embedding, whose [N, D, ...] is then transposed to
+    Gather's [N, ..., D]."""
+    table = f.constant(0)
+    f.require(f.constant(1) is None, "a constant table read at constant indices: arithmetic on constants")
+    f.require(int(f.attr("axis", 0)) == 0 and table.ndim == 2, f"a lookup along axis {f.attr('axis', 0)} of a rank-{table.ndim} constant: tfn's embedding reads rows of a [V, D] table")
+    ids = f.inputs[0]
+    f.require(ids.dtype.startswith(("int", "uint")), f"ids {ids}: an embedding reads integer ids")
+    embedding = im.Emitted({"input_dim": int(table.shape[0]), "output_dim": int(table.shape[1])}, {"embeddings": table}, op="embedding")
+    if ids.rank < 2:
+        return embedding
+    features_last = [0, *range(2, ids.rank + 1), 1]
+    return im.chain([embedding, im.Emitted({"perm": features_last}, op="transpose")])
 
 
 def split_sizes(f: im.Foreign) -> im.Emitted:
@@ -512,7 +531,7 @@ class Gather(Op):
     name = "gather"
     imports = (
         im.tf("GatherV2", gather_indices, "batch_dims 1; constant indices: slice, or tile for each index repeated"),
-        im.onnx("Gather", gather_indices, "constant indices: slice, or tile for each index repeated"),
+        im.onnx("Gather", gather_indices, "constant indices: slice, or tile for each index repeated; rows of a constant table: embedding"),
     )
     family = "structure"
     arity = (2, 2)

@@ -1,4 +1,4 @@
-"""Export-time kernels that ONNX writes as its own nodes (LRN, Resize) instead of a decomposition.
+"""Export-time kernels that ONNX writes as its own nodes (LRN, Resize, LSTM) instead of a decomposition.
 
 An op whose semantics one ONNX node has exactly returns, from
 :meth:`tfn.layers.base.Op.build_onnx`, a kernel that calls one of the torch
@@ -46,6 +46,33 @@ def _resize_shape(x, size, method, align_corners, half_pixel_centers):
     return x.new_empty((*x.shape[:2], *size))
 
 
+@torch.library.custom_op("tfn::lstm", mutates_args=())
+def lstm(
+    x: torch.Tensor, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor, sequence_lens: torch.Tensor, hidden_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ONNX's LSTM, forward, from zero states, with sequence_lens: X [T, N, F], W [1, 4u, F], R [1, 4u, u],
+    B [1, 8u] (gate blocks i, o, f, c) give Y [T, 1, N, u] (zero past a sequence's length), Y_h and Y_c [1, N, u]
+    (the states at its length): dynamic_rnn's meaning, which tfn's lstm has."""
+    steps, n = x.shape[0], x.shape[1]
+    h = c = x.new_zeros(n, hidden_size)
+    projected = x @ w[0].T + b[0, : 4 * hidden_size] + b[0, 4 * hidden_size :]
+    outputs = []
+    for t in range(steps):
+        i, o, f, candidate = (projected[t] + h @ r[0].T).chunk(4, 1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(candidate)
+        h_new = torch.sigmoid(o) * torch.tanh(c_new)
+        live = (t < sequence_lens)[:, None]
+        h, c = torch.where(live, h_new, h), torch.where(live, c_new, c)
+        outputs.append(torch.where(live, h_new, torch.zeros_like(h_new)))
+    y = torch.stack(outputs)[:, None] if outputs else x.new_zeros(0, 1, n, hidden_size)
+    return y, h[None].clone(), c[None].clone()
+
+
+@lstm.register_fake
+def _lstm_shape(x, w, r, b, sequence_lens, hidden_size):
+    return x.new_empty(x.shape[0], 1, x.shape[1], hidden_size), x.new_empty(1, x.shape[1], hidden_size), x.new_empty(1, x.shape[1], hidden_size)
+
+
 def translation_table(opset: int) -> dict:
     """torch.onnx.export's custom_translation_table: each custom op above as its ONNX node (onnxscript) of `opset`."""
     import onnxscript
@@ -62,7 +89,10 @@ def translation_table(opset: int) -> dict:
         # sizes of the spatial axes only: the batch stays dynamic
         return onnx_op.Resize(x, None, None, onnx_op.Constant(value_ints=list(size)), axes=[2, 3], **attributes)
 
-    return {torch.ops.tfn.lrn.default: lrn_node, torch.ops.tfn.resize.default: resize_node}
+    def lstm_node(x, w, r, b, sequence_lens, hidden_size):
+        return onnx_op.LSTM(x, w, r, b, sequence_lens, hidden_size=hidden_size)
+
+    return {torch.ops.tfn.lrn.default: lrn_node, torch.ops.tfn.resize.default: resize_node, torch.ops.tfn.lstm.default: lstm_node}
 
 
 def as_kernel(name: str, node, *args) -> Kernel:

@@ -10,7 +10,8 @@ torch's gate order, and through a step loop where they do not (GRU that
 resets before the recurrent matmul: Keras reset_after=False, TF 1.x GRUCell).
 `sequence_length` (dynamic_rnn's meaning) masks the outputs of a run over the
 padded batch; only an LSTM's final c needs the batch packed, and under ONNX
-export (packing is not exportable) a step loop gives it.
+export (packing is not exportable) a step loop gives it. A forward LSTM over
+lengths exports as one ONNX LSTM with sequence_lens (LSTM.build_onnx).
 """
 
 from __future__ import annotations
@@ -409,7 +410,11 @@ class LSTM(Recurrent):
 
     name = "lstm"
     gates, states = 4, 2
-    imports = (im.keras("LSTM", im.keras_recurrent), im.keras("Bidirectional", im.keras_bidirectional, "of an LSTM or GRU"))
+    imports = (
+        im.keras("LSTM", im.keras_recurrent),
+        im.keras("Bidirectional", im.keras_bidirectional, "of an LSTM or GRU"),
+        im.onnx("LSTM", im.onnx_lstm, "forward, X [T, N, F] transposed from [N, F, T]; sequence_lens: lengths"),
+    )
     tf_notes = (
         "Keras's [N, T, F] is tfn's [N, F, T]. Keras's masking (mask_zero) carries the last output across masked "
         "steps; tfn's lengths give zeros there, as dynamic_rnn; the final states agree. tf1's state tuple (c, h) "
@@ -446,6 +451,40 @@ class LSTM(Recurrent):
 
     def kind(self, p):
         return "lstm"
+
+    def build_onnx(self, p, inputs):
+        """One ONNX LSTM with sequence_lens, for a forward run over lengths (ONNX's gate order i, o, f, c; tf1's
+        forget_bias folded into the bias); other runs export as build's kernel."""
+        if len(inputs) != 2 or p.bidirectional or p.go_backwards or not inputs[0].dtype.startswith("float"):
+            return None
+        import torch
+
+        from tfn.layers import onnx_nodes
+
+        u, features, steps = p.units, inputs[0].shape[1], inputs[0].shape[2]
+
+        def blocks(tensor, order):
+            # slices, not chunk: the importer folds them back into the constants they come from
+            return torch.cat([tensor[k * u : (k + 1) * u] for k in order])
+
+        def lstm(xs, v, training):
+            x, lengths = xs
+            check_indices(lengths, steps + 1, self.name, "sequence length", f"a length runs from 0 to the {steps} steps")
+            if p.convention == "keras":  # i, f, c, o
+                order, kernel, recurrent, bias = [0, 3, 1, 2], v["kernel"], v["recurrent_kernel"], v["bias"]
+            else:  # i, j, f, o over [input, h] columns; forget_bias added to f at run time
+                order, kernel, bias = [0, 3, 2, 1], v["kernel"][:, :features], v["bias"]
+                recurrent = v["kernel"][:, features:]
+            w, r, b = (blocks(t.to(x.dtype), order) for t in (kernel, recurrent, bias))
+            if p.convention == "tf1":
+                b = torch.cat([b[: 2 * u], b[2 * u : 3 * u] + (1.0 if p.forget_bias is None else p.forget_bias), b[3 * u :]])
+            b = torch.cat([b, torch.zeros_like(b)])
+            y, h, c = onnx_nodes.lstm(x.permute(2, 0, 1), w[None], r[None], b[None], lengths.to(torch.int32), u)
+            out = y.squeeze(1).permute(1, 2, 0) if p.return_sequences else h.squeeze(0)
+            return (out, h.squeeze(0), c.squeeze(0)) if p.return_state else out
+
+        lstm.__name__ = self.name
+        return lstm
 
     def canonical(self, p, v, prefix, features):
         import torch

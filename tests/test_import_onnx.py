@@ -22,28 +22,7 @@ def _trained_like(name: str):
     return model
 
 
-# What tfn's ONNX export writes for these ops the importer does not map back: the import refuses the file,
-# naming each node and why (a fix of one makes its test fail: move the example to the round trip below)
-NOT_IMPORTED = {
-    # embedding exports as a Gather of a constant table, lstm as ONNX LSTM with its sequence_length mask (Range, Less, ...)
-    "text_lstm": ["Gather 'node_embedding' (node 3 of the graph): a lookup in a constant table (an embedding)", "LSTM '", "Range '"],
-}
-
-
-@pytest.mark.parametrize("name", sorted(NOT_IMPORTED))
-def test_an_export_the_importer_cannot_map_is_refused_node_by_node(name, tfn_cli, tmp_path):
-    from tfn.runners.api import export_onnx
-    from tfn.runners.session import load_model
-
-    export_onnx(load_model(name), tmp_path / "model.onnx")
-    code, out, err = tfn_cli("import", str(tmp_path / "model.onnx"), "-o", str(tmp_path / "imported"))
-    assert code == 2 and "Traceback" not in err and not (tmp_path / "imported").exists()
-    assert err.startswith(f"{tmp_path / 'model.onnx'}: error: ") and "layer(s) or op(s) cannot be imported" in err
-    for fragment in NOT_IMPORTED[name]:
-        assert fragment in err
-
-
-@pytest.mark.parametrize("name", [n for n in example_names() if n not in NOT_IMPORTED])
+@pytest.mark.parametrize("name", example_names())
 def test_export_then_import_gives_the_model_back(name, tmp_path):
     from tfn.runners.api import export_onnx
     from tfn.runners.importers import read, write
@@ -61,7 +40,12 @@ def test_export_then_import_gives_the_model_back(name, tmp_path):
     for variable_name, value in original.variables().items():
         np.testing.assert_array_equal(weights[variable_name], value.detach().numpy())
     rng = np.random.default_rng(0)
-    feeds = {i.name: rng.standard_normal((3, *i.type.sample_shape)).astype(np.float32) for i in original.graph.inputs if i.name in imported.builder.inputs}
+    ranges = original.graph.integer_input_ranges()  # ids and lengths (text_lstm): each in its range
+    feeds = {
+        i.name: rng.integers(*ranges[i.name], (3, *i.type.sample_shape)) if i.name in ranges else rng.standard_normal((3, *i.type.sample_shape)).astype(np.float32)
+        for i in original.graph.inputs
+        if i.name in imported.builder.inputs
+    }
     want = run(original, feeds, list(original.graph.outputs)).values
     got = run(model, feeds, imported.outputs).values
     for output, node in zip(original.graph.outputs, imported.outputs):
@@ -188,3 +172,32 @@ def test_a_bias_added_after_the_crop_of_a_conv_transpose_is_its_bias(crop_channe
     (want,) = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     (node,) = model.graph.outputs
     np.testing.assert_allclose(run(model, {"x": x}, [node]).values[node], want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("ids_shape", [(5,), (4, 3)])
+def test_a_gather_of_computed_ids_from_an_initializer_table_is_an_embedding(ids_shape, tmp_path):
+    """ONNX Gather(table [V, D] initializer, integer ids [N, ...]) on axis 0 (PyTorch's nn.Embedding, tfn's own
+    embedding) is tfn's embedding with that table, its [N, D, ...] transposed to Gather's [N, ..., D]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tfn.runners.importers import read, write
+    from tfn.runners.session import load_model, run
+
+    table = np.random.default_rng(0).standard_normal((7, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["embed.weight", "ids"], ["vectors"], axis=0)],
+        "lookup",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", *ids_shape[1:]])],
+        [helper.make_tensor_value_info("vectors", TensorProto.FLOAT, ["N", *ids_shape[1:], 3])],
+        [numpy_helper.from_array(table, "embed.weight")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "lookup.onnx"))
+    imported = read(tmp_path / "lookup.onnx")
+    write(imported, tmp_path / "m")
+    model = load_model(tmp_path / "m")
+    assert [(r["op"], r["node"]) for r in imported.builder.records] == [("embedding", "embed")] + [("transpose", "embed_transpose")] * (len(ids_shape) > 1)
+    assert {v.name: v.shape for v in model.graph.variables} == {"embed/embeddings": (7, 3)}
+    ids = np.array([0, 6, 3, 3, 1, 2, 5, 4, 0, 1, 2, 6][: int(np.prod(ids_shape))]).reshape(ids_shape)
+    (got,) = run(model, {"ids": ids}, imported.outputs).values.values()
+    np.testing.assert_array_equal(got, table[ids])

@@ -130,11 +130,15 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
         if node.op_type == "Constant":
             attribute = node.attribute[0]
             constants[node.output[0]] = numpy_helper.to_array(attribute.t) if attribute.type == onnx.AttributeProto.TENSOR else np.asarray(_attrs(node)[attribute.name])
+    #: the initializers each folded constant is computed from (ONNX LSTM's W, packed from an exported lstm's kernel)
+    origins: dict[str, tuple] = {name: (name,) for name in initializers}
     for node in graph.node:  # arithmetic on constants ahead of the nodes that read it (a bias reshaped after its conv)
         if node.op_type not in ("Constant", "CastLike") and node.input and all(i in constants for i in node.input if i):
             folded = _fold(node.op_type, _attrs(node), [constants.get(i) if i else None for i in node.input], [None] * len(node.input))
             if folded is not None:
                 constants[node.output[0]] = folded
+                origins[node.output[0]] = _origin(origins, node.input)
+    recurrent, passed_through = _recurrent_layouts(graph, readers, constants)
     functions, inside = _functions(graph, constants, wanted)
     for index, node in enumerate(graph.node):
         attrs = _attrs(node)
@@ -157,7 +161,12 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
             folded = _fold(node.op_type, attrs, values, in_shapes)  # arithmetic on constants is a constant
             if folded is not None:
                 constants[node.output[0]] = folded
+                origins[node.output[0]] = _origin(origins, node.input)
                 continue
+        if node.output[0] in passed_through:  # layout plumbing around an LSTM (_recurrent_layouts)
+            if passed_through[node.output[0]]:
+                builder.alias(node.output[0], passed_through[node.output[0]])
+            continue
         if node.op_type in ("Identity", "Dropout") and node.input[0] in builder.tensors:
             builder.alias(node.output[0], node.input[0])
             shapes[node.output[0]] = shapes.get(node.input[0])
@@ -196,11 +205,19 @@ def read(path: Path, outputs: list[str] | None) -> Imported:
         # an op with variables is named after its initializers, and a second reader of them shares them;
         # constants such as axes or scales are just arguments, which nodes may read in common
         owner = table.get(node.op_type, (None, None))[0]
-        key = tuple(n for n in weight_names if n in initializers) if owner and im.carries_variables(owner) else ()
+        # (a Gather of an initializer table is an embedding: layers/indexing.py's table_lookup)
+        reads_table = node.op_type == "Gather" and node.input[0] in initializers
+        key = tuple(n for n in weight_names if n in initializers) if owner and (im.carries_variables(owner) or reads_table) else ()
+        if owner and im.carries_variables(owner) and not key:  # weights computed from initializers: named after those
+            key = _origin(origins, weight_names)
+        if node.op_type == "LSTM" and name in recurrent:
+            attrs["tfn_layout"], made_layout = True, recurrent[name]
         share = used_weights.get(key) if key else None
         scope, node_name = _place(key[0] if key and share is None else name, bool(key) and share is None, builder)
         read = [k for k, out in enumerate(node.output) if out and (out in readers or out in wanted)]
         made_outputs = list(node.output[: max(read, default=0) + 1])
+        if attrs.get("tfn_layout"):
+            attrs["tfn_outputs_read"], made_outputs = made_layout
         layer = Layer(name, node.op_type, "onnx", attrs, data, made_outputs, weights, scope=scope, node=node_name, where=where, share=share, folded=fused, sources=tuple(sources))
         made = builder.add(layer)
         if made is not None:
@@ -236,6 +253,54 @@ def _fused_follower(node, rule, readers: dict, constants: dict, rank: int):
     if channels is None and through_slices:
         return None
     return follower, tensor, constants[others[0]] if channels is None else channels
+
+
+def _origin(origins: dict, names) -> tuple:
+    """The initializers, in order, that tensors `names` are computed from."""
+    return tuple(dict.fromkeys(o for n in names if n for o in origins.get(n, ())))
+
+
+def _recurrent_layouts(graph, readers: dict, constants: dict) -> tuple[dict, dict]:
+    """ONNX's LSTM reads X [T, N, F] and writes Y [T, 1, N, u], Y_h and Y_c [1, N, u]. Where X is a Transpose
+    [2, 0, 1] of a sequence [N, F, T] that only LSTMs read and Squeezes of the directions axis read the outputs (Y's then a Transpose
+    [1, 2, 0]), as tfn's export writes its lstm, these nodes are tfn's lstm's own layout: ({LSTM node name:
+    (which of Y, Y_h, Y_c are read, the tensors of tfn's lstm outputs in order)}, {a plumbing node's output:
+    the tensor it passes through, or "" for one the LSTM makes})."""
+    producers = {out: n for n in graph.node for out in n.output}
+    found: dict[str, tuple] = {}
+    passed: dict[str, str] = {}
+    for node in graph.node:
+        x = producers.get(node.input[0]) if node.op_type == "LSTM" and node.input else None
+        lstm_only = all(r.op_type == "LSTM" and list(r.input).count(x.output[0]) == 1 and r.input[0] == x.output[0] for r in readers.get(x.output[0], [])) if x else False
+        if x is None or x.op_type != "Transpose" or _attrs(x).get("perm") != [2, 0, 1] or not lstm_only:
+            continue
+        made, plumbing = [None, None, None], {x.output[0]: x.input[0]}
+        for k, axis in ((0, 1), (1, 0), (2, 0)):
+            out = node.output[k] if k < len(node.output) else ""
+            if not out or not readers.get(out):
+                continue
+            squeezes = readers[out]
+            if not all(r.op_type == "Squeeze" and len(r.input) > 1 and np.asarray(constants.get(r.input[1], [])).tolist() == [axis] for r in squeezes):
+                break
+            squeeze = squeezes[0]
+            made[k], plumbing[squeeze.output[0]] = squeeze.output[0], ""
+            plumbing |= {other.output[0]: squeeze.output[0] for other in squeezes[1:]}  # the same tensor
+            if k == 0 and len(squeezes) > 1:
+                break
+            if k == 0:
+                transpose = _only_reader(readers, squeeze.output[0])
+                if transpose is None or transpose.op_type != "Transpose" or _attrs(transpose).get("perm") != [1, 2, 0]:
+                    break
+                made[0], plumbing[transpose.output[0]] = transpose.output[0], ""
+        else:
+            read = [m is not None for m in made]
+            name = node.name or node.output[0]
+            # tfn's outputs: the sequence or the final h, then (return_state) h and c
+            first = made[0] if read[0] else made[1] or f"{name}:last"
+            states = [made[1] or f"{name}:h", made[2] or f"{name}:c"] if read[2] or (read[0] and read[1]) else []
+            found[name] = (read, [first, *states])
+            passed |= plumbing
+    return found, passed
 
 
 def _only_reader(readers: dict, tensor: str):
