@@ -13,6 +13,7 @@ shape, which the reduction and token_accuracy read.
 
 from __future__ import annotations
 
+import abc
 from typing import ClassVar
 
 from pydantic import Field, NonNegativeFloat, model_serializer
@@ -64,7 +65,7 @@ class ClassLossParams(LossParams):
     )
 
 
-class Loss(Op):
+class Loss(Op, abc.ABC):
     """Shared rules of the loss ops: weights, the weights output and the reduction."""
 
     family = "loss"
@@ -72,17 +73,19 @@ class Loss(Op):
     is_loss = True
     Params: ClassVar[type[Params]] = LossParams
 
+    @abc.abstractmethod
     def loss_type(self, p, logits: TensorType, labels: TensorType) -> TensorType:
         """The unreduced loss's type, or OpError when the labels do not fit the logits."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def elementwise(self, p, inputs):
         """A function (logits, labels) -> the unweighted, unreduced loss."""
-        raise NotImplementedError
 
     def class_weight_of(self, p, labels, weights):
-        """Each loss element's class weight, from the labels and the per-class `weights` tensor."""
-        raise NotImplementedError
+        """Each loss element's class weight, from the labels and the per-class `weights` tensor.
+
+        Only losses whose Params take `class_weights` (ClassLossParams) are asked; they define it."""
+        raise NotImplementedError(f"loss {self.name} takes no class_weights")
 
     def check_class_weights(self, p, logits: TensorType) -> None:
         pass

@@ -21,6 +21,7 @@ renormalised); area averages the input cells each output cell covers.
 
 from __future__ import annotations
 
+import abc
 import functools
 import math
 from typing import TYPE_CHECKING, Annotated
@@ -387,15 +388,15 @@ class ResizeParams(Params):
         return self
 
 
-class Resampling(Op):
+class Resampling(Op, abc.ABC):
     """Shared rules of the resizing ops: [N, C, H, W] -> [N, C, H', W'] through :func:`separable_resampler`."""
 
     family = "resizing"
     example_inputs = ((2, 3, 4, 5),)
 
+    @abc.abstractmethod
     def geometry(self, p, x: TensorType) -> tuple[tuple[int, int], str, bool, bool]:
         """((H', W'), method, align_corners, half_pixel_centers)."""
-        raise NotImplementedError
 
     def infer(self, p, inputs):
         (x,) = inputs

@@ -16,6 +16,7 @@ lengths exports as one ONNX LSTM with sequence_lens (LSTM.build_onnx).
 
 from __future__ import annotations
 
+import abc
 from typing import Literal
 
 from pydantic import Field, PositiveInt, model_validator
@@ -150,7 +151,7 @@ class RecurrentParams(Params):
         return self
 
 
-class Recurrent(Op):
+class Recurrent(Op, abc.ABC):
     """Shared rules of lstm and gru: shapes, sequence lengths, directions, the kernels."""
 
     family = "sequence"
@@ -190,13 +191,13 @@ class Recurrent(Op):
         per_step = 2 * self.gates * p.units * (features + p.units) + 6 * self.gates * p.units
         return per_step * steps * len(self.directions(p))
 
+    @abc.abstractmethod
     def kind(self, p) -> str:
         """'lstm' or 'gru' (torch's fused cells, torch's gate order) or 'gru_reset_before' (a step loop)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def canonical(self, p, v: dict, prefix: str, features: int) -> tuple:
         """This direction's weights in the form its kernel takes (torch's gate order for the fused cells)."""
-        raise NotImplementedError
 
     def build(self, p, inputs):
         import torch

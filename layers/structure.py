@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Annotated
 
@@ -420,7 +421,7 @@ def _mirror(i: int, n: int, symmetric: bool) -> int:
     return i
 
 
-class Edges2D(Op):
+class Edges2D(Op, abc.ABC):
     """Shared rules of Keras's 2-D cropping and zero padding: [[top, bottom], [left, right]] on [N, C, H, W]."""
 
     family = "structure"
@@ -431,8 +432,9 @@ class Edges2D(Op):
     #: the attribute that holds the edges
     field: str
 
+    @abc.abstractmethod
     def edges(self, p) -> list[list[int]]:
-        raise NotImplementedError
+        """[[top, bottom], [left, right]] from the op's attribute."""
 
     def infer(self, p, inputs):
         (x,) = inputs

@@ -30,6 +30,7 @@ in a record is code: reading one never runs anything.
 
 from __future__ import annotations
 
+import abc
 import json
 import re
 import string
@@ -87,11 +88,13 @@ class Step(BaseModel):
     #: a decoding step reads a file (read()); it comes first, and the other steps act on what it gives
     decodes: ClassVar[bool] = False
 
+    @abc.abstractmethod
     def apply(self, batch: np.ndarray) -> np.ndarray:
-        raise NotImplementedError(f"preprocessing step {self.kind} has no apply()")
+        """The step on a batch [N, ...] of the field."""
 
+    @abc.abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError(f"preprocessing step {self.kind} has no describe()")
+        """One readable line: what the step does, with its parameters."""
 
     def to_json(self) -> dict:
         return {"kind": self.kind, **self.model_dump(mode="json")}
@@ -103,8 +106,9 @@ class Decoder(Step):
     decodes = True
 
     @property
+    @abc.abstractmethod
     def sample_shape(self) -> tuple[int, ...]:
-        raise NotImplementedError(f"preprocessing step {self.kind} has no sample_shape")
+        """The shape of one sample this step makes."""
 
     def apply(self, batch: np.ndarray) -> np.ndarray:
         if tuple(batch.shape[1:]) != self.sample_shape:
@@ -366,12 +370,13 @@ class TableDecoder(Decoder):
     """A decoding step that makes a field from the cells of a table's rows (a CSV or TSV file, JSON lines)."""
 
     @property
+    @abc.abstractmethod
     def column_names(self) -> list[str]:
-        raise NotImplementedError(f"preprocessing step {self.kind} has no column_names")
+        """The table columns the step reads."""
 
+    @abc.abstractmethod
     def decode(self, table: CsvTable) -> np.ndarray:
         """The field of every row of `table`: [N, *sample_shape]; PreprocessingError naming the line of a bad cell."""
-        raise NotImplementedError(f"preprocessing step {self.kind} has no decode()")
 
 
 @step_kind
@@ -478,9 +483,9 @@ class Tokenizer(TableDecoder):
     def decode(self, table: CsvTable) -> np.ndarray:
         return self.encode(table.columns[self.column])
 
+    @abc.abstractmethod
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """The field for each of `texts`."""
-        raise NotImplementedError(f"preprocessing step {self.kind} has no encode()")
 
     def _how(self) -> str:
         split = {"whitespace": "split on whitespace", "character": "split into characters", "regex": f"split on /{self.separator}/"}[self.tokenize]

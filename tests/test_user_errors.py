@@ -33,12 +33,9 @@ HANDLED_BY_COMMAND = {"LaunchFailed"}
 # (file, class) -> why the user cannot cause it
 INTERNAL = {
     ("layers/base.py", "NotImplementedError"): "an op class missing a rule: a bug in that op",
+    ("layers/losses.py", "NotImplementedError"): "class weights asked of a loss whose Params take none: a bug in that loss",
     ("layers/base.py", "RuntimeError"): "an op registered twice at import: a bug",
     ("layers/resizing.py", "ValueError"): "a resize method outside the Literal the op's schema already checked",
-    ("layers/resizing.py", "NotImplementedError"): "a resizing op class missing its geometry rule: a bug in that op",
-    ("layers/structure.py", "NotImplementedError"): "a padding/cropping op class missing its edges rule: a bug in that op",
-    ("layers/losses.py", "NotImplementedError"): "a loss op class missing its loss rule or class weights: a bug in that op",
-    ("layers/sequence.py", "NotImplementedError"): "a recurrent op class missing its cell kind or weight mapping: a bug in that op",
     ("layers/initializers.py", "KeyError"): "initializer names are validated by the spec schema first",
     ("runners/__init__.py", "AttributeError"): "Python's module __getattr__ protocol",
     ("runners/data.py", "ValueError"): "a split or start step the callers have already checked",
@@ -49,7 +46,6 @@ INTERNAL = {
     ("runners/optimizers.py", "TypeError"): "a spec optimizer class without an implementation: a bug",
     ("runners/schedules.py", "TypeError"): "a spec schedule class without an implementation: a bug",
     ("runners/export.py", "ValueError"): "a picture format the CLI has already restricted",
-    ("runners/preprocessing.py", "NotImplementedError"): "a preprocessing kind missing a method: a bug in that kind",
     ("runners/preprocessing.py", "RuntimeError"): "a preprocessing kind registered twice at import: a bug",
     ("runners/preprocessing.py", "TypeError"): "a spec data class without a preprocessing rule: a bug",
     ("runners/session.py", "ValueError"): "a prediction kind no reader implements: caught by test_predict's contract test",
